@@ -1,0 +1,181 @@
+//! The application state and the router: which path goes to which handler, which layers wrap them.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Request, header};
+use axum::routing::{get, post};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::keys::KeyStore;
+use crate::store::Store;
+use crate::{oidc, web};
+
+pub struct App {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub keys: Arc<KeyStore>,
+    pub clock: Arc<dyn Clock>,
+    /// The discovery document never changes while the server runs: rendered once.
+    pub discovery: Bytes,
+    /// The JWKS, rendered again when the key set or the time window changes.
+    jwks_cache: RwLock<Option<(i64, Bytes)>>,
+    base_path: String,
+}
+
+pub type AppState = Arc<App>;
+
+/// How long a rendered JWKS is served before it is rendered again.
+const JWKS_CACHE_SECS: i64 = 5;
+
+impl App {
+    pub fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        keys: Arc<KeyStore>,
+        clock: Arc<dyn Clock>,
+    ) -> App {
+        let discovery = Bytes::from(oidc::discovery::document(&config).to_string());
+        let base_path = match config.cookie_path().as_str() {
+            "/" => String::new(),
+            p => p.to_owned(),
+        };
+        App {
+            base_path,
+            config,
+            store,
+            keys,
+            clock,
+            discovery,
+            jwks_cache: RwLock::new(None),
+        }
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// The issuer's path ("" at the root, "/oidc" under a prefix), for links in pages.
+    pub fn base_path(&self) -> &str {
+        &self.base_path
+    }
+
+    /// The issuer URL plus a path of ours.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.config.issuer, path)
+    }
+
+    pub fn jwks(&self) -> Bytes {
+        let now = self.now();
+        if let Ok(cache) = self.jwks_cache.read() {
+            if let Some((at, bytes)) = cache.as_ref() {
+                if now - at < JWKS_CACHE_SECS && now >= *at {
+                    return bytes.clone();
+                }
+            }
+        }
+        let bytes = Bytes::from(
+            self.keys
+                .jwks(now, self.config.key_retention_secs())
+                .to_string(),
+        );
+        if let Ok(mut cache) = self.jwks_cache.write() {
+            *cache = Some((now, bytes.clone()));
+        }
+        bytes
+    }
+
+    /// Forgets the rendered JWKS (after a key rotation or reload).
+    pub fn invalidate_jwks(&self) {
+        if let Ok(mut cache) = self.jwks_cache.write() {
+            *cache = None;
+        }
+    }
+}
+
+pub fn router(app: AppState) -> Router {
+    let config = &app.config;
+    let mut routes = Router::new()
+        .route(
+            "/.well-known/openid-configuration",
+            get(oidc::discovery::openid_configuration),
+        )
+        .route("/jwks.json", get(oidc::discovery::jwks))
+        .route(
+            "/authorize",
+            get(oidc::authorize::authorize_get).post(oidc::authorize::authorize_post),
+        )
+        .route("/authorize/continue", get(oidc::authorize::resume))
+        .route("/token", post(oidc::token::token))
+        .route(
+            "/userinfo",
+            get(oidc::userinfo::userinfo_get).post(oidc::userinfo::userinfo_post),
+        )
+        .route("/login", get(web::login::login_page))
+        .route(
+            "/login/telegram/{req}",
+            get(web::login::widget_callback_get).post(web::login::widget_callback_post),
+        )
+        .route(
+            "/consent",
+            get(web::consent::consent_page).post(web::consent::consent_decision),
+        )
+        .route("/static/app.css", get(web::stylesheet))
+        .route("/healthz", get(web::healthz))
+        .route("/readyz", get(web::readyz));
+    if config.dev_mode {
+        routes = routes.route(
+            "/dev/telegram",
+            get(web::emulator::emulator_page).post(web::emulator::emulator_submit),
+        );
+    }
+    let routes = routes
+        .fallback(web::not_found)
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                let route = request
+                    .extensions()
+                    .get::<axum::extract::MatchedPath>()
+                    .map(|p| p.as_str().to_owned())
+                    .unwrap_or_else(|| "unmatched".into());
+                let id = request
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                tracing::info_span!("request", method = %request.method(), route, request_id = id)
+            }),
+        )
+        .layer(DefaultBodyLimit::max(config.max_body_bytes));
+
+    let base_path = config.cookie_path();
+    let router = if base_path == "/" {
+        routes
+    } else {
+        Router::new().nest(&base_path, routes)
+    };
+
+    let request_id = HeaderName::from_static("x-request-id");
+    router
+        .with_state(app)
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}

@@ -1,0 +1,204 @@
+//! One error type for the protocol endpoints, with the codes of RFC 6749 §5.2, RFC 6750 §3.1,
+//! RFC 7009, RFC 8628 and OpenID Connect Core §3.1.2.6, and one way to turn it into a response.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidRequest,
+    InvalidClient,
+    InvalidGrant,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+    UnsupportedResponseType,
+    InvalidScope,
+    AccessDenied,
+    ServerError,
+    TemporarilyUnavailable,
+    InvalidToken,
+    InsufficientScope,
+    LoginRequired,
+    ConsentRequired,
+    InteractionRequired,
+    RequestNotSupported,
+    RequestUriNotSupported,
+    InvalidRequestObject,
+    UnsupportedTokenType,
+    AuthorizationPending,
+    SlowDown,
+    ExpiredToken,
+    InvalidRequestUri,
+    PayloadTooLarge,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        use ErrorCode::*;
+        match self {
+            InvalidRequest | PayloadTooLarge => "invalid_request",
+            InvalidClient => "invalid_client",
+            InvalidGrant => "invalid_grant",
+            UnauthorizedClient => "unauthorized_client",
+            UnsupportedGrantType => "unsupported_grant_type",
+            UnsupportedResponseType => "unsupported_response_type",
+            InvalidScope => "invalid_scope",
+            AccessDenied => "access_denied",
+            ServerError => "server_error",
+            TemporarilyUnavailable => "temporarily_unavailable",
+            InvalidToken => "invalid_token",
+            InsufficientScope => "insufficient_scope",
+            LoginRequired => "login_required",
+            ConsentRequired => "consent_required",
+            InteractionRequired => "interaction_required",
+            RequestNotSupported => "request_not_supported",
+            RequestUriNotSupported => "request_uri_not_supported",
+            InvalidRequestObject => "invalid_request_object",
+            UnsupportedTokenType => "unsupported_token_type",
+            AuthorizationPending => "authorization_pending",
+            SlowDown => "slow_down",
+            ExpiredToken => "expired_token",
+            InvalidRequestUri => "invalid_request_uri",
+        }
+    }
+
+    fn status(self) -> StatusCode {
+        use ErrorCode::*;
+        match self {
+            InvalidClient | InvalidToken => StatusCode::UNAUTHORIZED,
+            InsufficientScope => StatusCode::FORBIDDEN,
+            PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// How the error is reported: the token endpoint's JSON body, or a protected resource's
+/// `WWW-Authenticate: Bearer` challenge (RFC 6750 §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    Json,
+    Bearer,
+}
+
+#[derive(Debug, Clone)]
+pub struct OAuthError {
+    pub code: ErrorCode,
+    pub description: String,
+    pub style: Style,
+    /// The client tried HTTP Basic: a 401 must then challenge with Basic (RFC 6749 §5.2).
+    pub basic_challenge: bool,
+}
+
+pub type OAuthResult<T> = Result<T, OAuthError>;
+
+impl OAuthError {
+    pub fn new(code: ErrorCode, description: impl Into<String>) -> Self {
+        OAuthError {
+            code,
+            description: description.into(),
+            style: Style::Json,
+            basic_challenge: false,
+        }
+    }
+    pub fn invalid_request(d: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidRequest, d)
+    }
+    pub fn invalid_client(d: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidClient, d)
+    }
+    pub fn invalid_grant(d: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidGrant, d)
+    }
+    pub fn invalid_scope(d: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidScope, d)
+    }
+    pub fn invalid_token(d: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidToken, d).bearer()
+    }
+    /// An internal failure: the details go to the log, never to the response.
+    pub fn server_error(internal: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %internal, "internal error");
+        Self::new(ErrorCode::ServerError, "the server could not complete the request")
+    }
+    pub fn bearer(mut self) -> Self {
+        self.style = Style::Bearer;
+        self
+    }
+    pub fn with_basic_challenge(mut self, basic: bool) -> Self {
+        self.basic_challenge = basic;
+        self
+    }
+}
+
+impl std::fmt::Display for OAuthError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.description)
+    }
+}
+
+impl From<crate::store::StoreError> for OAuthError {
+    fn from(e: crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::Unavailable(msg) => {
+                tracing::warn!(error = %msg, "database unavailable");
+                OAuthError::new(
+                    ErrorCode::TemporarilyUnavailable,
+                    "the service is temporarily unavailable, try again shortly",
+                )
+            }
+            other => OAuthError::server_error(other),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    error_description: &'a str,
+}
+
+/// Quotes a value for an HTTP auth-param (RFC 9110 §11.2): only characters that are safe
+/// inside a quoted string are kept.
+fn quote_param(v: &str) -> String {
+    v.chars()
+        .filter(|c| *c != '"' && *c != '\\' && (c.is_ascii_graphic() || *c == ' '))
+        .collect()
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let status = self.code.status();
+        let body = ErrorBody {
+            error: self.code.as_str(),
+            error_description: &self.description,
+        };
+        let mut response = (status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if self.code == ErrorCode::TemporarilyUnavailable {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        let challenge = match (self.style, status) {
+            (Style::Bearer, _) => Some(format!(
+                "Bearer error=\"{}\", error_description=\"{}\"",
+                self.code.as_str(),
+                quote_param(&self.description)
+            )),
+            (Style::Json, StatusCode::UNAUTHORIZED) if self.basic_challenge => {
+                Some("Basic realm=\"telegram-oidc\"".to_string())
+            }
+            _ => None,
+        };
+        if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            headers.insert(header::WWW_AUTHENTICATE, value);
+        }
+        response
+    }
+}

@@ -1,0 +1,133 @@
+//! telegram-oidc: an OpenID Connect provider whose users prove who they are through Telegram.
+//!
+//! [`launch`] is the seam `main` and the tests share: it takes the settings, a bound listener
+//! and a shutdown signal, and serves until the signal fires.
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod admin;
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod keys;
+pub mod oidc;
+pub mod secrets;
+pub mod store;
+pub mod telegram;
+pub mod web;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::app::App;
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::keys::KeyStore;
+use crate::store::{SqliteStore, Store, StoreError};
+
+/// How often expired rows are swept away.
+const CLEANUP_INTERVAL: Duration = Duration::from_secs(300);
+/// How often keys/ is re-read, so a rotation by another process is served without a restart.
+const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Opens the store a database URL names and brings its schema up to date.
+pub async fn open_store(database_url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if database_url.starts_with("sqlite:") {
+        let store = SqliteStore::connect(database_url).await?;
+        store.migrate().await?;
+        Ok(Arc::new(store))
+    } else {
+        Err(StoreError::Internal(format!(
+            "unsupported database URL scheme in `{}`: use sqlite://",
+            database_url.split(':').next().unwrap_or("")
+        )))
+    }
+}
+
+/// Serves the provider on `listener` until `shutdown` completes, with the system clock.
+pub async fn launch(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    launch_with_clock(config, listener, shutdown, Arc::new(SystemClock)).await
+}
+
+/// As [`launch`], with the clock the protocol reads time from (tests move it forward).
+pub async fn launch_with_clock(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<()> {
+    config.validate()?;
+    let store = open_store(&config.database_url).await?;
+    let keys = Arc::new(KeyStore::open(&config.keys_dir, clock.now())?);
+    let app = Arc::new(App::new(config, store, keys, clock));
+    let router = app::router(app.clone());
+
+    let background = tokio::spawn(background_jobs(app.clone()));
+    tracing::info!(
+        address = %listener.local_addr()?,
+        issuer = %app.config.issuer,
+        "telegram-oidc is serving"
+    );
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    background.abort();
+    Ok(())
+}
+
+async fn background_jobs(app: Arc<App>) {
+    let mut cleanup = tokio::time::interval(CLEANUP_INTERVAL);
+    let mut reload = tokio::time::interval(KEY_RELOAD_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = cleanup.tick() => {
+                match app.store.delete_expired(app.now()).await {
+                    Ok(n) if n > 0 => tracing::info!(rows = n, "expired rows removed"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "cleanup failed"),
+                }
+            }
+            _ = reload.tick() => {
+                match app.keys.reload() {
+                    Ok(true) => {
+                        app.invalidate_jwks();
+                        tracing::info!("signing keys reloaded");
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e, "reading the keys directory failed"),
+                }
+            }
+        }
+    }
+}
+
+/// A future that completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,347 @@
+//! The `telegram-oidc` command line.
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use telegram_oidc::admin::{self, NewClient};
+use telegram_oidc::clock::system_now;
+use telegram_oidc::config::{Config, Secret};
+use telegram_oidc::keys::{KeyStore, SigningAlg};
+use telegram_oidc::store::{AccessTokenFormat, ClientKind, ClientRecord, RefreshPolicy};
+
+#[derive(Parser)]
+#[command(name = "telegram-oidc", version, about = "An OpenID Connect provider that proves identity through Telegram")]
+struct Cli {
+    /// TOML settings file (environment variables TGOIDC_* override it).
+    #[arg(long, short, global = true, env = "TGOIDC_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the provider with the settings file and environment.
+    Serve,
+    /// A complete local provider with a Telegram emulator, a SQLite file under ./data and a demo client.
+    Dev {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
+    },
+    /// Register and manage apps.
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Check the settings and exit.
+    CheckConfig,
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Register an app; a confidential client's secret is printed once.
+    Add(AddClient),
+    List,
+    Show { client_id: String },
+    Remove { client_id: String },
+    /// Replace a confidential client's secret; the old one stops working at once.
+    RotateSecret { client_id: String },
+}
+
+#[derive(Args)]
+struct AddClient {
+    #[arg(long)]
+    name: String,
+    /// An exact redirect URI; repeat for more.
+    #[arg(long = "redirect-uri", required = true)]
+    redirect_uris: Vec<String>,
+    /// A public client (native, single-page or CLI app): no secret, PKCE required.
+    #[arg(long)]
+    public: bool,
+    /// Allowed scopes, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "openid,profile,telegram,offline_access")]
+    scopes: Vec<String>,
+    #[arg(long, value_enum, default_value = "rs256")]
+    id_token_alg: AlgArg,
+    #[arg(long, value_enum, default_value = "jwt")]
+    access_token_format: FormatArg,
+    #[arg(long, value_enum, default_value = "offline-access")]
+    refresh: RefreshArg,
+    /// Do not ask the user for consent (first-party apps).
+    #[arg(long)]
+    skip_consent: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AlgArg {
+    Rs256,
+    Es256,
+    Eddsa,
+}
+
+impl From<AlgArg> for SigningAlg {
+    fn from(a: AlgArg) -> Self {
+        match a {
+            AlgArg::Rs256 => SigningAlg::RS256,
+            AlgArg::Es256 => SigningAlg::ES256,
+            AlgArg::Eddsa => SigningAlg::EdDSA,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Jwt,
+    Opaque,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RefreshArg {
+    OfflineAccess,
+    Always,
+    Never,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    List,
+    /// Make a new key sign; the old one stays published until its tokens have expired.
+    Rotate {
+        #[arg(long, value_enum, default_value = "rs256")]
+        alg: AlgArg,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let file = cli.config.as_deref();
+    match cli.command {
+        Command::Serve => {
+            let config = Config::load(file)?;
+            let listener = tokio::net::TcpListener::bind(config.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", config.listen))?;
+            telegram_oidc::launch(config, listener, telegram_oidc::shutdown_signal()).await
+        }
+        Command::Dev { listen, data } => dev(listen, data).await,
+        Command::Client(command) => {
+            let config = Config::load_unvalidated(file)?;
+            client_command(&config, command).await
+        }
+        Command::Keys(command) => {
+            let config = Config::load_unvalidated(file)?;
+            let keys = KeyStore::open(&config.keys_dir, system_now())?;
+            match command {
+                KeysCommand::List => {
+                    for k in keys.list() {
+                        println!(
+                            "{}\t{}\t{}\t{}",
+                            k.kid,
+                            k.alg,
+                            if k.active { "active" } else { "retired" },
+                            k.created_at
+                        );
+                    }
+                }
+                KeysCommand::Rotate { alg } => {
+                    let info = keys.rotate(alg.into(), system_now())?;
+                    println!("new {} key {} is now active", info.alg, info.kid);
+                }
+            }
+            Ok(())
+        }
+        Command::Migrate => {
+            let config = Config::load_unvalidated(file)?;
+            telegram_oidc::open_store(&config.database_url).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::CheckConfig => {
+            let config = Config::load(file)?;
+            println!("configuration is valid; issuer {}", config.issuer);
+            Ok(())
+        }
+    }
+}
+
+fn print_client(c: &ClientRecord) {
+    let s = &c.settings;
+    println!("client_id:      {}", c.client_id);
+    println!("name:           {}", s.name);
+    println!("type:           {:?}", s.kind);
+    println!("redirect_uris:  {}", s.redirect_uris.join(" "));
+    println!("scopes:         {}", s.allowed_scopes.join(" "));
+    println!("id_token_alg:   {}", s.id_token_alg);
+    println!("access_token:   {:?}", s.access_token_format);
+    println!("refresh:        {:?}", s.refresh_policy);
+    println!("skip_consent:   {}", s.skip_consent);
+}
+
+async fn client_command(config: &Config, command: ClientCommand) -> anyhow::Result<()> {
+    let store = telegram_oidc::open_store(&config.database_url).await?;
+    match command {
+        ClientCommand::Add(a) => {
+            let new = NewClient {
+                name: a.name,
+                kind: if a.public { ClientKind::Public } else { ClientKind::Confidential },
+                redirect_uris: a.redirect_uris,
+                scopes: a.scopes,
+                id_token_alg: a.id_token_alg.into(),
+                access_token_format: match a.access_token_format {
+                    FormatArg::Jwt => AccessTokenFormat::Jwt,
+                    FormatArg::Opaque => AccessTokenFormat::Opaque,
+                },
+                refresh_policy: match a.refresh {
+                    RefreshArg::OfflineAccess => RefreshPolicy::OfflineAccess,
+                    RefreshArg::Always => RefreshPolicy::Always,
+                    RefreshArg::Never => RefreshPolicy::Never,
+                },
+                skip_consent: a.skip_consent,
+            };
+            let (client, secret) = admin::add_client(store.as_ref(), new, system_now()).await?;
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "client_id": client.client_id,
+                        "client_secret": secret,
+                        "settings": client.settings,
+                    })
+                );
+            } else {
+                print_client(&client);
+                if let Some(secret) = secret {
+                    println!("client_secret:  {secret}");
+                    println!("\nThe secret is shown only now; it is stored as a hash.");
+                }
+            }
+        }
+        ClientCommand::List => {
+            for c in store.list_clients().await? {
+                println!("{}\t{}\t{:?}", c.client_id, c.settings.name, c.settings.kind);
+            }
+        }
+        ClientCommand::Show { client_id } => match store.get_client(&client_id).await? {
+            Some(c) => print_client(&c),
+            None => bail!("no client with id `{client_id}`"),
+        },
+        ClientCommand::Remove { client_id } => {
+            if !store.delete_client(&client_id).await? {
+                bail!("no client with id `{client_id}`");
+            }
+            println!("removed {client_id}; its tokens no longer work");
+        }
+        ClientCommand::RotateSecret { client_id } => {
+            let secret = admin::rotate_secret(store.as_ref(), &client_id).await?;
+            println!("client_secret:  {secret}");
+            println!("\nThe secret is shown only now; the old one no longer works.");
+        }
+    }
+    Ok(())
+}
+
+const DEV_CLIENT_NAME: &str = "Demo app (dev mode)";
+
+async fn dev(listen: SocketAddr, data: PathBuf) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let address = listener.local_addr()?;
+    let issuer = format!("http://{address}");
+    let mut config = Config {
+        issuer: issuer.clone(),
+        listen: address,
+        database_url: format!("sqlite://{}/telegram-oidc.db", data.display()),
+        keys_dir: data.join("keys"),
+        dev_mode: true,
+        ..Config::default()
+    };
+    config.telegram.bot_token = Secret::new("1000000001:DEV-emulator-token-not-a-real-bot");
+    config.telegram.bot_username = "telegram_oidc_dev_bot".into();
+    config.validate()?;
+
+    let store = telegram_oidc::open_store(&config.database_url).await?;
+    let redirect_uri = format!("{issuer}/dev/callback");
+    let existing = store
+        .list_clients()
+        .await?
+        .into_iter()
+        .find(|c| c.settings.name == DEV_CLIENT_NAME);
+    let (client_id, secret) = match existing {
+        Some(mut client) => {
+            // The port may differ from the last run: keep the redirect URI in step.
+            client.settings.redirect_uris = vec![redirect_uri.clone()];
+            store.update_client(&client).await?;
+            let secret = admin::rotate_secret(store.as_ref(), &client.client_id).await?;
+            (client.client_id, secret)
+        }
+        None => {
+            let (client, secret) = admin::add_client(
+                store.as_ref(),
+                NewClient {
+                    name: DEV_CLIENT_NAME.into(),
+                    kind: ClientKind::Confidential,
+                    redirect_uris: vec![redirect_uri.clone()],
+                    scopes: vec!["openid".into(), "profile".into(), "telegram".into(), "offline_access".into()],
+                    id_token_alg: SigningAlg::RS256,
+                    access_token_format: AccessTokenFormat::Jwt,
+                    refresh_policy: RefreshPolicy::OfflineAccess,
+                    skip_consent: false,
+                },
+                system_now(),
+            )
+            .await?;
+            (client.client_id, secret.unwrap_or_default())
+        }
+    };
+    drop(store);
+    println!("telegram-oidc dev mode: Telegram is replaced by a local emulator.");
+    println!();
+    println!("  issuer:         {issuer}");
+    println!("  discovery:      {issuer}/.well-known/openid-configuration");
+    println!("  client_id:      {client_id}");
+    println!("  client_secret:  {secret}");
+    println!("  redirect_uri:   {redirect_uri}");
+    println!();
+    println!("  try it: {issuer}/authorize?response_type=code&client_id={client_id}&redirect_uri={redirect_uri}&scope=openid%20profile&state=xyz");
+    println!();
+    telegram_oidc::launch(config, listener, telegram_oidc::shutdown_signal()).await
+}

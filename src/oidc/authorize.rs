@@ -1,0 +1,542 @@
+//! The authorization endpoint (RFC 6749 §4.1, OpenID Connect Core §3.1.2) and the path a
+//! started authorization takes through login and consent to a code.
+//!
+//! Until the client and its redirect URI are known to be good, errors are pages: a redirect to
+//! an unverified URI would make this server an open redirector (RFC 6749 §4.1.2.1). After that,
+//! errors go back to the app with `state` and `iss` (RFC 9207).
+
+use axum::body::Body;
+use axum::extract::{Query, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use crate::app::{App, AppState};
+use crate::error::{ErrorCode, OAuthError};
+use crate::oidc::{pkce, scopes};
+use crate::secrets::{TokenKind, new_id, new_token, token_hash};
+use crate::store::{ClientKind, ClientRecord, CodeRecord, GrantRecord, PendingAuthorization, SessionRecord};
+use crate::web::{self, pages};
+
+const MAX_STATE_LEN: usize = 2048;
+const MAX_NONCE_LEN: usize = 512;
+const MAX_HINT_LEN: usize = 256;
+
+/// A validated authorization request, kept in the database while the user logs in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuthorizationRequest {
+    pub client_id: String,
+    pub redirect_uri: String,
+    /// The scopes that will be granted: asked for, known here and allowed to the client.
+    pub scope: String,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub prompt_none: bool,
+    pub prompt_login: bool,
+    pub prompt_consent: bool,
+    pub max_age: Option<i64>,
+    pub login_hint: Option<String>,
+}
+
+/// Why an authorization request stops.
+#[derive(Debug)]
+pub enum AuthorizeError {
+    /// No trustworthy redirect URI: tell the person on a page.
+    Page {
+        status: StatusCode,
+        title: &'static str,
+        message: String,
+    },
+    /// Report to the app at its registered redirect URI.
+    Redirect {
+        redirect_uri: String,
+        state: Option<String>,
+        code: ErrorCode,
+        description: String,
+    },
+}
+
+impl AuthorizeError {
+    fn page(message: impl Into<String>) -> Self {
+        AuthorizeError::Page {
+            status: StatusCode::BAD_REQUEST,
+            title: "This sign-in request cannot be used",
+            message: message.into(),
+        }
+    }
+
+    pub fn into_response(self, app: &App) -> Response {
+        match self {
+            AuthorizeError::Page {
+                status,
+                title,
+                message,
+            } => pages::error_page_at(app.base_path(), status, title, &message),
+            AuthorizeError::Redirect {
+                redirect_uri,
+                state,
+                code,
+                description,
+            } => {
+                let mut params = vec![("error", code.as_str().to_owned())];
+                if !description.is_empty() {
+                    params.push(("error_description", description));
+                }
+                redirect_to_client(app, &redirect_uri, state.as_deref(), params)
+            }
+        }
+    }
+}
+
+impl From<OAuthError> for AuthorizeError {
+    fn from(e: OAuthError) -> Self {
+        AuthorizeError::Page {
+            status: if e.code == ErrorCode::TemporarilyUnavailable {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
+            },
+            title: "Something went wrong",
+            message: e.description,
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for AuthorizeError {
+    fn from(e: crate::store::StoreError) -> Self {
+        OAuthError::from(e).into()
+    }
+}
+
+/// A 302 to the app's redirect URI carrying `params`, `state` and `iss`.
+pub fn redirect_to_client(
+    app: &App,
+    redirect_uri: &str,
+    state: Option<&str>,
+    params: Vec<(&str, String)>,
+) -> Response {
+    let Ok(mut url) = url::Url::parse(redirect_uri) else {
+        return pages::error_page_at(
+            app.base_path(),
+            StatusCode::BAD_REQUEST,
+            "This sign-in request cannot be used",
+            "The app's redirect address is not a valid URL.",
+        );
+    };
+    {
+        let mut query = url.query_pairs_mut();
+        for (k, v) in &params {
+            query.append_pair(k, v);
+        }
+        if let Some(state) = state {
+            query.append_pair("state", state);
+        }
+        query.append_pair("iss", &app.config.issuer);
+    }
+    (
+        StatusCode::FOUND,
+        [
+            (header::LOCATION, url.as_str().to_owned()),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+    )
+        .into_response()
+}
+
+fn single<'a>(params: &'a [(String, String)], name: &str) -> Result<Option<&'a str>, ()> {
+    let mut found = params.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let first = found.next();
+    if found.next().is_some() {
+        return Err(());
+    }
+    Ok(first.filter(|v| !v.is_empty()))
+}
+
+/// The `client_id`, which must be known before anything else can be checked.
+pub fn client_id_param(params: &[(String, String)]) -> Result<&str, AuthorizeError> {
+    match single(params, "client_id") {
+        Ok(Some(id)) => Ok(id),
+        Ok(None) => Err(AuthorizeError::page("The request does not name an app (client_id is missing).")),
+        Err(()) => Err(AuthorizeError::page("The request names client_id more than once.")),
+    }
+}
+
+/// Checks an authorization request for `client` (RFC 6749 §4.1.1, RFC 7636, OIDC Core §3.1.2.1).
+pub fn validate(
+    params: &[(String, String)],
+    client: &ClientRecord,
+) -> Result<AuthorizationRequest, AuthorizeError> {
+    let redirect_uri = match single(params, "redirect_uri") {
+        Ok(Some(uri)) => uri,
+        Ok(None) => return Err(AuthorizeError::page("The request has no redirect_uri.")),
+        Err(()) => return Err(AuthorizeError::page("The request names redirect_uri more than once.")),
+    };
+    // Exact string comparison (RFC 9700 §4.1.3): no normalisation, no prefix matching.
+    if !client.settings.redirect_uris.iter().any(|r| r == redirect_uri) {
+        return Err(AuthorizeError::page(format!(
+            "The address to return to is not registered for the app \u{201c}{}\u{201d}.",
+            client.settings.name
+        )));
+    }
+    let state = single(params, "state").ok().flatten().map(str::to_owned);
+    let fail = |code: ErrorCode, description: &str| AuthorizeError::Redirect {
+        redirect_uri: redirect_uri.to_owned(),
+        state: state.clone(),
+        code,
+        description: description.to_owned(),
+    };
+    if let Some((name, _)) = params
+        .iter()
+        .enumerate()
+        .find(|(i, (k, _))| params[..*i].iter().any(|(p, _)| p == k))
+        .map(|(_, kv)| kv.clone())
+    {
+        return Err(fail(
+            ErrorCode::InvalidRequest,
+            &format!("the parameter {name} appears more than once"),
+        ));
+    }
+    let get = |name: &str| single(params, name).ok().flatten();
+    if state.as_ref().is_some_and(|s| s.len() > MAX_STATE_LEN) {
+        return Err(AuthorizeError::Redirect {
+            redirect_uri: redirect_uri.to_owned(),
+            state: None,
+            code: ErrorCode::InvalidRequest,
+            description: "state is too long".into(),
+        });
+    }
+    if get("request").is_some() {
+        return Err(fail(ErrorCode::RequestNotSupported, "request objects are not supported"));
+    }
+    if get("request_uri").is_some() {
+        return Err(fail(ErrorCode::RequestUriNotSupported, "request_uri is not supported"));
+    }
+    match get("response_type") {
+        Some("code") => {}
+        Some(_) => {
+            return Err(fail(
+                ErrorCode::UnsupportedResponseType,
+                "only response_type=code is supported",
+            ));
+        }
+        None => return Err(fail(ErrorCode::InvalidRequest, "response_type is missing")),
+    }
+    match get("response_mode") {
+        None | Some("query") => {}
+        Some(_) => {
+            return Err(fail(
+                ErrorCode::InvalidRequest,
+                "only response_mode=query is supported",
+            ));
+        }
+    }
+    let requested = scopes::parse(get("scope").unwrap_or(""));
+    let granted: Vec<String> = requested
+        .iter()
+        .filter(|s| scopes::SUPPORTED.contains(&s.as_str()))
+        .filter(|s| client.settings.allowed_scopes.iter().any(|a| a == *s))
+        .cloned()
+        .collect();
+    if granted.is_empty() {
+        return Err(fail(
+            ErrorCode::InvalidScope,
+            "none of the requested scopes is available to this app",
+        ));
+    }
+    let challenge = get("code_challenge");
+    let method = get("code_challenge_method");
+    match (challenge, method) {
+        (Some(c), Some("S256")) => {
+            if !pkce::is_valid_s256_challenge(c) {
+                return Err(fail(
+                    ErrorCode::InvalidRequest,
+                    "code_challenge is not a base64url SHA-256 value",
+                ));
+            }
+        }
+        (Some(_), Some(_)) | (Some(_), None) => {
+            return Err(fail(
+                ErrorCode::InvalidRequest,
+                "code_challenge_method must be S256 (plain is not accepted)",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(fail(
+                ErrorCode::InvalidRequest,
+                "code_challenge_method without code_challenge",
+            ));
+        }
+        (None, None) if client.settings.kind == ClientKind::Public => {
+            return Err(fail(
+                ErrorCode::InvalidRequest,
+                "PKCE is required: send code_challenge with code_challenge_method=S256",
+            ));
+        }
+        (None, None) => {}
+    }
+    let (mut prompt_none, mut prompt_login, mut prompt_consent) = (false, false, false);
+    let prompts: Vec<&str> = get("prompt")
+        .map(|p| p.split(' ').filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default();
+    for p in &prompts {
+        match *p {
+            "none" => prompt_none = true,
+            "login" => prompt_login = true,
+            "consent" => prompt_consent = true,
+            "select_account" => {}
+            _ => return Err(fail(ErrorCode::InvalidRequest, "unknown prompt value")),
+        }
+    }
+    if prompt_none && prompts.len() > 1 {
+        return Err(fail(
+            ErrorCode::InvalidRequest,
+            "prompt=none cannot be combined with other values",
+        ));
+    }
+    let max_age = match get("max_age") {
+        None => None,
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if n >= 0 => Some(n),
+            _ => {
+                return Err(fail(
+                    ErrorCode::InvalidRequest,
+                    "max_age must be a non-negative number of seconds",
+                ));
+            }
+        },
+    };
+    let nonce = get("nonce").map(str::to_owned);
+    if nonce.as_ref().is_some_and(|n| n.len() > MAX_NONCE_LEN) {
+        return Err(fail(ErrorCode::InvalidRequest, "nonce is too long"));
+    }
+    let login_hint = get("login_hint")
+        .filter(|h| h.len() <= MAX_HINT_LEN)
+        .map(str::to_owned);
+    Ok(AuthorizationRequest {
+        client_id: client.client_id.clone(),
+        redirect_uri: redirect_uri.to_owned(),
+        scope: scopes::join(&granted),
+        state: state.clone(),
+        nonce,
+        code_challenge: challenge.map(str::to_owned),
+        prompt_none,
+        prompt_login,
+        prompt_consent,
+        max_age,
+        login_hint,
+    })
+}
+
+pub async fn authorize_get(
+    State(app): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let params = web::parse_params(query.as_deref().unwrap_or(""));
+    start(&app, &headers, &params)
+        .await
+        .unwrap_or_else(|e| e.into_response(&app))
+}
+
+pub async fn authorize_post(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let params = match web::read_form_params(&app, &headers, body).await {
+        Ok(p) => p,
+        Err(e) => {
+            let status = if e.code == ErrorCode::PayloadTooLarge {
+                StatusCode::PAYLOAD_TOO_LARGE
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            return pages::error_page_at(
+                app.base_path(),
+                status,
+                "This sign-in request cannot be used",
+                &e.description,
+            );
+        }
+    };
+    start(&app, &headers, &params)
+        .await
+        .unwrap_or_else(|e| e.into_response(&app))
+}
+
+async fn start(
+    app: &App,
+    headers: &HeaderMap,
+    params: &[(String, String)],
+) -> Result<Response, AuthorizeError> {
+    let client_id = client_id_param(params)?;
+    let Some(client) = app.store.get_client(client_id).await? else {
+        return Err(AuthorizeError::page("The app that sent you here is not registered."));
+    };
+    let request = validate(params, &client)?;
+    let now = app.now();
+    let req_id = new_token(TokenKind::PendingAuthorization);
+    let request_json = serde_json::to_string(&request).map_err(OAuthError::server_error)?;
+    app.store
+        .create_pending(&PendingAuthorization {
+            id_hash: token_hash(&req_id),
+            client_id: client.client_id.clone(),
+            request: request_json,
+            created_at: now,
+            expires_at: now + app.config.tokens.pending_authorization_ttl_secs,
+        })
+        .await?;
+    advance(app, headers, &req_id, &request, now, &client).await
+}
+
+#[derive(Deserialize)]
+pub struct ResumeQuery {
+    req: String,
+}
+
+/// Where the login page sends the browser back after a Telegram proof.
+pub async fn resume(
+    State(app): State<AppState>,
+    query: Result<Query<ResumeQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let Ok(Query(query)) = query else {
+        return AuthorizeError::page("The link is incomplete.").into_response(&app);
+    };
+    let result = async {
+        let (request, created_at, client) = load_pending(&app, &query.req).await?;
+        advance(&app, &headers, &query.req, &request, created_at, &client).await
+    }
+    .await;
+    result.unwrap_or_else(|e| e.into_response(&app))
+}
+
+/// The pending authorization behind a `req` handle, with its client.
+pub async fn load_pending(
+    app: &App,
+    req_id: &str,
+) -> Result<(AuthorizationRequest, i64, ClientRecord), AuthorizeError> {
+    let expired = || AuthorizeError::Page {
+        status: StatusCode::BAD_REQUEST,
+        title: "This sign-in has expired",
+        message: "Go back to the app and start signing in again.".into(),
+    };
+    if !req_id.starts_with(TokenKind::PendingAuthorization.prefix()) || req_id.len() > 128 {
+        return Err(expired());
+    }
+    let Some(pending) = app.store.get_pending(&token_hash(req_id), app.now()).await? else {
+        return Err(expired());
+    };
+    let request: AuthorizationRequest =
+        serde_json::from_str(&pending.request).map_err(OAuthError::server_error)?;
+    let Some(client) = app.store.get_client(&request.client_id).await? else {
+        return Err(AuthorizeError::page("The app that sent you here is no longer registered."));
+    };
+    Ok((request, pending.created_at, client))
+}
+
+/// Whether the session satisfies the request's demands on the login itself.
+pub fn login_is_fresh_enough(
+    request: &AuthorizationRequest,
+    session: &SessionRecord,
+    pending_created_at: i64,
+    now: i64,
+) -> bool {
+    if request.prompt_login && session.auth_time < pending_created_at {
+        return false;
+    }
+    match request.max_age {
+        Some(max_age) => now - session.auth_time <= max_age,
+        None => true,
+    }
+}
+
+/// Takes the authorization as far as it can go: to the login page, the consent page, or the
+/// app with a code.
+pub async fn advance(
+    app: &App,
+    headers: &HeaderMap,
+    req_id: &str,
+    request: &AuthorizationRequest,
+    pending_created_at: i64,
+    client: &ClientRecord,
+) -> Result<Response, AuthorizeError> {
+    let now = app.now();
+    let session = web::current_session(app, headers).await?;
+    let to_app = |code: ErrorCode, description: &str| AuthorizeError::Redirect {
+        redirect_uri: request.redirect_uri.clone(),
+        state: request.state.clone(),
+        code,
+        description: description.to_owned(),
+    };
+    let session = match session {
+        Some((_, s)) if login_is_fresh_enough(request, &s, pending_created_at, now) => s,
+        _ if request.prompt_none => {
+            return Err(to_app(ErrorCode::LoginRequired, "the user is not logged in"));
+        }
+        _ => return Ok(see_other(&app.url(&format!("/login?req={req_id}")))),
+    };
+    let consented = match app.store.get_consent(session.user_id, &client.client_id).await? {
+        Some(granted) => scopes::is_subset(&request.scope, &granted),
+        None => false,
+    };
+    if !client.settings.skip_consent && (request.prompt_consent || !consented) {
+        if request.prompt_none {
+            return Err(to_app(ErrorCode::ConsentRequired, "the user has not consented"));
+        }
+        return Ok(see_other(&app.url(&format!("/consent?req={req_id}"))));
+    }
+    issue_code(app, req_id, request, &session).await
+}
+
+/// Ends an authorization with a code: grant and code are stored together, the pending request
+/// is gone, and the browser goes back to the app.
+pub async fn issue_code(
+    app: &App,
+    req_id: &str,
+    request: &AuthorizationRequest,
+    session: &SessionRecord,
+) -> Result<Response, AuthorizeError> {
+    let now = app.now();
+    let code = new_token(TokenKind::Code);
+    let ttl = app.config.tokens.code_ttl_secs;
+    let grant = GrantRecord {
+        id: new_id(),
+        client_id: request.client_id.clone(),
+        user_id: Some(session.user_id),
+        scope: request.scope.clone(),
+        auth_time: session.auth_time,
+        amr: session.amr.clone(),
+        nonce: request.nonce.clone(),
+        created_at: now,
+        revoked_at: None,
+        expires_at: now + ttl,
+    };
+    let record = CodeRecord {
+        code_hash: token_hash(&code),
+        grant_id: grant.id.clone(),
+        redirect_uri: request.redirect_uri.clone(),
+        code_challenge: request.code_challenge.clone(),
+        expires_at: now + ttl,
+    };
+    app.store.create_grant_with_code(&grant, &record).await?;
+    app.store.delete_pending(&token_hash(req_id)).await?;
+    Ok(redirect_to_client(
+        app,
+        &request.redirect_uri,
+        request.state.as_deref(),
+        vec![("code", code)],
+    ))
+}
+
+pub fn see_other(location: &str) -> Response {
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::LOCATION, location.to_owned()),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+    )
+        .into_response()
+}

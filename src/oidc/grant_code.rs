@@ -1,0 +1,101 @@
+//! The authorization code grant (RFC 6749 §4.1.3, RFC 7636 §4.6).
+
+use serde_json::Value;
+
+use crate::app::App;
+use crate::error::{OAuthError, OAuthResult};
+use crate::oidc::client_auth::param;
+use crate::oidc::{mint, pkce, scopes};
+use crate::secrets::token_hash;
+use crate::store::{ClientRecord, RedeemOutcome};
+
+pub async fn exchange(
+    app: &App,
+    client: &ClientRecord,
+    params: &[(String, String)],
+    now: i64,
+) -> OAuthResult<Value> {
+    let code = param(params, "code").ok_or_else(|| OAuthError::invalid_request("code is missing"))?;
+    let redirect_uri = param(params, "redirect_uri");
+    let verifier = param(params, "code_verifier");
+    if code.len() > 256 {
+        return Err(OAuthError::invalid_grant("the code is invalid"));
+    }
+    let record = match app.store.redeem_code(&token_hash(code), &client.client_id, now).await? {
+        RedeemOutcome::Redeemed(record) => record,
+        RedeemOutcome::AlreadyUsed { grant_id } => {
+            // A second use means the code leaked: what the first use issued goes too
+            // (RFC 6749 §4.1.2, RFC 9700 §4.5).
+            app.store.revoke_grant(&grant_id, now).await?;
+            tracing::warn!(client_id = %client.client_id, "authorization code reused; its grant is revoked");
+            return Err(OAuthError::invalid_grant("the code was already used"));
+        }
+        RedeemOutcome::NotFound => return Err(OAuthError::invalid_grant("the code is invalid")),
+    };
+    if now >= record.expires_at {
+        return Err(OAuthError::invalid_grant("the code has expired"));
+    }
+    if redirect_uri != Some(record.redirect_uri.as_str()) {
+        return Err(OAuthError::invalid_grant(
+            "redirect_uri does not match the authorization request",
+        ));
+    }
+    match (&record.code_challenge, verifier) {
+        (Some(challenge), Some(verifier)) => {
+            if !pkce::verify(challenge, verifier) {
+                return Err(OAuthError::invalid_grant("code_verifier does not match"));
+            }
+        }
+        (Some(_), None) => return Err(OAuthError::invalid_grant("code_verifier is missing")),
+        // A verifier for a code issued without a challenge is a downgrade attempt (RFC 9700 §4.8.2).
+        (None, Some(_)) => {
+            return Err(OAuthError::invalid_grant(
+                "code_verifier sent, but the authorization request had no code_challenge",
+            ));
+        }
+        (None, None) => {}
+    }
+    let grant = app
+        .store
+        .get_grant(&record.grant_id)
+        .await?
+        .filter(|g| g.revoked_at.is_none())
+        .ok_or_else(|| OAuthError::invalid_grant("the code is invalid"))?;
+    let user_id = grant
+        .user_id
+        .ok_or_else(|| OAuthError::server_error("a code grant without a user"))?;
+    let user = app
+        .store
+        .get_user(user_id)
+        .await?
+        .ok_or_else(|| OAuthError::invalid_grant("the user no longer exists"))?;
+
+    let access = mint::access_token(app, client, &grant, &grant.scope, now)?;
+    let id_token = if scopes::contains(&grant.scope, scopes::OPENID) {
+        Some(mint::id_token(
+            app,
+            mint::IdTokenInput {
+                client,
+                grant: &grant,
+                user: &user,
+                scope: &grant.scope,
+                access_token: &access.token,
+                include_nonce: true,
+                now,
+            },
+        )?)
+    } else {
+        None
+    };
+    let refresh = mint::wants_refresh(client, &grant.scope).then(|| mint::refresh_token(app, &grant.id, now));
+    app.store
+        .store_tokens(Some(&access.record), refresh.as_ref().map(|(_, r)| r))
+        .await?;
+    Ok(mint::token_response(
+        app,
+        &access.token,
+        &grant.scope,
+        id_token,
+        refresh.map(|(t, _)| t),
+    ))
+}

@@ -1,0 +1,85 @@
+//! The refresh token grant (RFC 6749 §6) with rotation: every use returns a successor, and a
+//! used token presented again revokes its whole family (RFC 9700 §4.14.2).
+
+use serde_json::Value;
+
+use crate::app::App;
+use crate::error::{OAuthError, OAuthResult};
+use crate::oidc::client_auth::param;
+use crate::oidc::{mint, scopes};
+use crate::secrets::token_hash;
+use crate::store::{ClientRecord, RotateOutcome};
+
+pub async fn exchange(
+    app: &App,
+    client: &ClientRecord,
+    params: &[(String, String)],
+    now: i64,
+) -> OAuthResult<Value> {
+    let presented = param(params, "refresh_token")
+        .ok_or_else(|| OAuthError::invalid_request("refresh_token is missing"))?;
+    if presented.len() > 256 {
+        return Err(OAuthError::invalid_grant("the refresh token is invalid"));
+    }
+    let (successor, successor_record) = mint::refresh_token(app, "", now);
+    let outcome = app
+        .store
+        .rotate_refresh_token(&token_hash(presented), &client.client_id, &successor_record, now)
+        .await?;
+    let grant = match outcome {
+        RotateOutcome::Rotated(grant) => grant,
+        RotateOutcome::Replayed { grant_id } => {
+            app.store.revoke_grant(&grant_id, now).await?;
+            tracing::warn!(client_id = %client.client_id, "refresh token replayed; its family is revoked");
+            return Err(OAuthError::invalid_grant("the refresh token was already used"));
+        }
+        RotateOutcome::Invalid => {
+            return Err(OAuthError::invalid_grant("the refresh token is invalid or expired"));
+        }
+    };
+    // A narrower scope may be asked for; never a wider one (RFC 6749 §6).
+    let scope = match param(params, "scope") {
+        Some(asked) => {
+            if !scopes::is_subset(asked, &grant.scope) {
+                return Err(OAuthError::invalid_scope(
+                    "the requested scope exceeds what was granted",
+                ));
+            }
+            scopes::join(&scopes::parse(asked))
+        }
+        None => grant.scope.clone(),
+    };
+    let user_id = grant
+        .user_id
+        .ok_or_else(|| OAuthError::invalid_grant("the refresh token is invalid"))?;
+    let user = app
+        .store
+        .get_user(user_id)
+        .await?
+        .ok_or_else(|| OAuthError::invalid_grant("the user no longer exists"))?;
+    let access = mint::access_token(app, client, &grant, &scope, now)?;
+    let id_token = if scopes::contains(&scope, scopes::OPENID) {
+        Some(mint::id_token(
+            app,
+            mint::IdTokenInput {
+                client,
+                grant: &grant,
+                user: &user,
+                scope: &scope,
+                access_token: &access.token,
+                include_nonce: false,
+                now,
+            },
+        )?)
+    } else {
+        None
+    };
+    app.store.store_tokens(Some(&access.record), None).await?;
+    Ok(mint::token_response(
+        app,
+        &access.token,
+        &scope,
+        id_token,
+        Some(successor),
+    ))
+}

@@ -1,0 +1,155 @@
+//! Minting what a token response carries: the access token (an RFC 9068 JWT or an opaque
+//! value), the ID token (OpenID Connect Core §2), and refresh tokens.
+
+use serde_json::{Map, Value, json};
+
+use crate::app::App;
+use crate::error::{OAuthError, OAuthResult};
+use crate::keys::{SigningAlg, half_hash};
+use crate::oidc::scopes;
+use crate::secrets::{TokenKind, new_id, new_token, sha256, token_hash};
+use crate::store::{
+    AccessTokenFormat, AccessTokenRecord, ClientRecord, GrantRecord, RefreshPolicy,
+    RefreshTokenRecord, UserRecord,
+};
+
+/// Access tokens are always signed with the server's RS256 key, whatever the client's ID-token
+/// algorithm: resource servers validate them without knowing the client.
+pub const ACCESS_TOKEN_ALG: SigningAlg = SigningAlg::RS256;
+
+pub struct MintedAccess {
+    pub token: String,
+    pub record: AccessTokenRecord,
+}
+
+pub fn access_token(
+    app: &App,
+    client: &ClientRecord,
+    grant: &GrantRecord,
+    scope: &str,
+    now: i64,
+) -> OAuthResult<MintedAccess> {
+    let ttl = app.config.tokens.access_token_ttl_secs;
+    let (token, token_hash) = match client.settings.access_token_format {
+        AccessTokenFormat::Opaque => {
+            let token = new_token(TokenKind::AccessToken);
+            let hash = token_hash(&token);
+            (token, hash)
+        }
+        AccessTokenFormat::Jwt => {
+            let jti = new_id();
+            let sub = match grant.user_id {
+                Some(id) => id.to_string(),
+                None => client.client_id.clone(),
+            };
+            let claims = json!({
+                "iss": app.config.issuer,
+                "sub": sub,
+                "aud": client.client_id,
+                "client_id": client.client_id,
+                "iat": now,
+                "exp": now + ttl,
+                "jti": jti,
+                "scope": scope,
+                "auth_time": grant.auth_time,
+            });
+            let token = app
+                .keys
+                .sign(ACCESS_TOKEN_ALG, "at+jwt", &claims)
+                .map_err(OAuthError::server_error)?;
+            (token, sha256(jti.as_bytes()))
+        }
+    };
+    Ok(MintedAccess {
+        token,
+        record: AccessTokenRecord {
+            token_hash,
+            grant_id: grant.id.clone(),
+            client_id: client.client_id.clone(),
+            user_id: grant.user_id,
+            scope: scope.to_owned(),
+            created_at: now,
+            expires_at: now + ttl,
+        },
+    })
+}
+
+pub struct IdTokenInput<'a> {
+    pub client: &'a ClientRecord,
+    pub grant: &'a GrantRecord,
+    pub user: &'a UserRecord,
+    pub scope: &'a str,
+    pub access_token: &'a str,
+    /// The nonce belongs in the ID token of the code exchange only.
+    pub include_nonce: bool,
+    pub now: i64,
+}
+
+pub fn id_token(app: &App, input: IdTokenInput<'_>) -> OAuthResult<String> {
+    let alg = input.client.settings.id_token_alg;
+    let mut claims = Map::new();
+    claims.insert("iss".into(), json!(app.config.issuer));
+    claims.insert("sub".into(), json!(input.user.telegram_id.to_string()));
+    claims.insert("aud".into(), json!(input.client.client_id));
+    claims.insert("azp".into(), json!(input.client.client_id));
+    claims.insert("iat".into(), json!(input.now));
+    claims.insert(
+        "exp".into(),
+        json!(input.now + app.config.tokens.id_token_ttl_secs),
+    );
+    claims.insert("auth_time".into(), json!(input.grant.auth_time));
+    claims.insert("amr".into(), json!([input.grant.amr]));
+    claims.insert("at_hash".into(), json!(half_hash(alg, input.access_token)));
+    if input.include_nonce {
+        if let Some(nonce) = &input.grant.nonce {
+            claims.insert("nonce".into(), json!(nonce));
+        }
+    }
+    claims.extend(scopes::user_claims(input.scope, input.user));
+    app.keys
+        .sign(alg, "JWT", &Value::Object(claims))
+        .map_err(OAuthError::server_error)
+}
+
+/// Whether this exchange hands out a refresh token.
+pub fn wants_refresh(client: &ClientRecord, scope: &str) -> bool {
+    match client.settings.refresh_policy {
+        RefreshPolicy::Always => true,
+        RefreshPolicy::OfflineAccess => scopes::contains(scope, scopes::OFFLINE_ACCESS),
+        RefreshPolicy::Never => false,
+    }
+}
+
+pub fn refresh_token(app: &App, grant_id: &str, now: i64) -> (String, RefreshTokenRecord) {
+    let token = new_token(TokenKind::RefreshToken);
+    let record = RefreshTokenRecord {
+        token_hash: token_hash(&token),
+        grant_id: grant_id.to_owned(),
+        created_at: now,
+        expires_at: now + app.config.tokens.refresh_token_ttl_secs,
+    };
+    (token, record)
+}
+
+/// The JSON body of a successful token response (RFC 6749 §5.1).
+pub fn token_response(
+    app: &App,
+    access_token: &str,
+    scope: &str,
+    id_token: Option<String>,
+    refresh_token: Option<String>,
+) -> Value {
+    let mut body = json!({
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": app.config.tokens.access_token_ttl_secs,
+        "scope": scope,
+    });
+    if let Some(id_token) = id_token {
+        body["id_token"] = json!(id_token);
+    }
+    if let Some(refresh) = refresh_token {
+        body["refresh_token"] = json!(refresh);
+    }
+    body
+}

@@ -1,0 +1,12 @@
+//! The provider: everything an app sees. Nothing here knows how Telegram proved the user.
+
+pub mod authorize;
+pub mod client_auth;
+pub mod discovery;
+pub mod grant_code;
+pub mod grant_refresh;
+pub mod mint;
+pub mod pkce;
+pub mod scopes;
+pub mod token;
+pub mod userinfo;

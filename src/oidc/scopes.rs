@@ -1,0 +1,115 @@
+//! Scopes this provider knows and the claims each one releases.
+
+use serde_json::{Map, Value, json};
+
+use crate::store::UserRecord;
+
+pub const OPENID: &str = "openid";
+pub const PROFILE: &str = "profile";
+pub const TELEGRAM: &str = "telegram";
+pub const OFFLINE_ACCESS: &str = "offline_access";
+
+pub const SUPPORTED: [&str; 4] = [OPENID, PROFILE, TELEGRAM, OFFLINE_ACCESS];
+
+pub const CLAIMS_SUPPORTED: [&str; 20] = [
+    "iss",
+    "sub",
+    "aud",
+    "azp",
+    "exp",
+    "iat",
+    "auth_time",
+    "nonce",
+    "at_hash",
+    "amr",
+    "name",
+    "given_name",
+    "family_name",
+    "preferred_username",
+    "picture",
+    "locale",
+    "updated_at",
+    "telegram_id",
+    "telegram_username",
+    "sid",
+];
+
+/// A scope string split into its distinct values, in the order given.
+pub fn parse(scope: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for s in scope.split(' ').filter(|s| !s.is_empty()) {
+        if !out.iter().any(|o| o == s) {
+            out.push(s.to_owned());
+        }
+    }
+    out
+}
+
+pub fn join(scopes: &[String]) -> String {
+    scopes.join(" ")
+}
+
+pub fn contains(scope: &str, wanted: &str) -> bool {
+    scope.split(' ').any(|s| s == wanted)
+}
+
+/// Whether every scope of `wanted` is in `granted`.
+pub fn is_subset(wanted: &str, granted: &str) -> bool {
+    wanted.split(' ').filter(|s| !s.is_empty()).all(|w| contains(granted, w))
+}
+
+/// What a person reads on the consent page for each scope.
+pub fn describe(scope: &str) -> Option<&'static str> {
+    match scope {
+        OPENID => Some("Confirm that you are you, with your Telegram account"),
+        PROFILE => Some("Your name, username and profile photo"),
+        TELEGRAM => Some("Your numeric Telegram id and username"),
+        OFFLINE_ACCESS => Some("Stay signed in when you are not using it"),
+        _ => None,
+    }
+}
+
+/// The user claims the granted scopes release (OpenID Connect Core §5.4).
+pub fn user_claims(scope: &str, user: &UserRecord) -> Map<String, Value> {
+    let mut claims = Map::new();
+    if contains(scope, PROFILE) {
+        let name = match &user.last_name {
+            Some(last) => format!("{} {}", user.first_name, last),
+            None => user.first_name.clone(),
+        };
+        claims.insert("name".into(), json!(name));
+        claims.insert("given_name".into(), json!(user.first_name));
+        if let Some(last) = &user.last_name {
+            claims.insert("family_name".into(), json!(last));
+        }
+        if let Some(username) = &user.username {
+            claims.insert("preferred_username".into(), json!(username));
+        }
+        if let Some(photo) = &user.photo_url {
+            claims.insert("picture".into(), json!(photo));
+        }
+        if let Some(lang) = &user.language_code {
+            claims.insert("locale".into(), json!(lang));
+        }
+        claims.insert("updated_at".into(), json!(user.updated_at));
+    }
+    if contains(scope, TELEGRAM) {
+        claims.insert("telegram_id".into(), json!(user.telegram_id));
+        if let Some(username) = &user.username {
+            claims.insert("telegram_username".into(), json!(username));
+        }
+    }
+    claims
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_drops_duplicates_and_blanks() {
+        assert_eq!(parse("openid  profile openid"), vec!["openid", "profile"]);
+        assert!(is_subset("openid profile", "profile openid telegram"));
+        assert!(!is_subset("openid offline_access", "openid profile"));
+    }
+}

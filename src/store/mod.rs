@@ -1,0 +1,291 @@
+//! Storage behind one trait. Every backend implements [`Store`]; the provider never knows
+//! which one it talks to. Bearer secrets (codes, tokens, session ids, client secrets) arrive
+//! here already hashed: a store never sees one in plain text.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::keys::SigningAlg;
+
+mod sql;
+pub mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached right now; the request may be retried.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("already exists: {0}")]
+    Conflict(String),
+    #[error("database error: {0}")]
+    Internal(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict(db.message().to_string())
+            }
+            sqlx::Error::Database(db) if is_busy(db.message()) => {
+                StoreError::Unavailable(db.message().to_string())
+            }
+            _ => StoreError::Internal(e.to_string()),
+        }
+    }
+}
+
+fn is_busy(message: &str) -> bool {
+    message.contains("database is locked") || message.contains("the database system is")
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessTokenFormat {
+    #[default]
+    Jwt,
+    Opaque,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientKind {
+    /// Holds a secret (RFC 6749 §2.1).
+    #[default]
+    Confidential,
+    /// Cannot keep a secret: must use PKCE.
+    Public,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RefreshPolicy {
+    /// A refresh token only when the app asks for `offline_access`.
+    #[default]
+    OfflineAccess,
+    /// A refresh token with every code exchange.
+    Always,
+    Never,
+}
+
+/// What an admin registers about an app; stored as JSON beside the client id so new
+/// settings do not need a migration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientSettings {
+    pub name: String,
+    pub kind: ClientKind,
+    pub redirect_uris: Vec<String>,
+    pub allowed_scopes: Vec<String>,
+    pub id_token_alg: SigningAlg,
+    #[serde(default)]
+    pub access_token_format: AccessTokenFormat,
+    #[serde(default)]
+    pub refresh_policy: RefreshPolicy,
+    /// Skip the consent page (first-party apps).
+    #[serde(default)]
+    pub skip_consent: bool,
+}
+
+#[derive(Clone)]
+pub struct ClientRecord {
+    pub client_id: String,
+    pub secret_hash: Option<Vec<u8>>,
+    pub settings: ClientSettings,
+    pub created_at: i64,
+}
+
+impl std::fmt::Debug for ClientRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientRecord")
+            .field("client_id", &self.client_id)
+            .field("has_secret", &self.secret_hash.is_some())
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub telegram_id: i64,
+    pub first_name: String,
+    pub last_name: Option<String>,
+    pub username: Option<String>,
+    pub photo_url: Option<String>,
+    pub language_code: Option<String>,
+    pub is_premium: bool,
+    pub phone_number: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    pub id_hash: Vec<u8>,
+    pub user_id: i64,
+    pub auth_time: i64,
+    pub amr: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct PendingAuthorization {
+    pub id_hash: Vec<u8>,
+    pub client_id: String,
+    /// The validated authorization request, as JSON.
+    pub request: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// One user's authorization of one app, from which codes and tokens descend; revoking it
+/// revokes all of them.
+#[derive(Debug, Clone)]
+pub struct GrantRecord {
+    pub id: String,
+    pub client_id: String,
+    pub user_id: Option<i64>,
+    pub scope: String,
+    pub auth_time: i64,
+    pub amr: String,
+    pub nonce: Option<String>,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+    /// When the last token this grant can issue expires; extended by refresh rotation.
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct CodeRecord {
+    pub code_hash: Vec<u8>,
+    pub grant_id: String,
+    pub redirect_uri: String,
+    pub code_challenge: Option<String>,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct AccessTokenRecord {
+    /// SHA-256 of the opaque token, or of the JWT's `jti`.
+    pub token_hash: Vec<u8>,
+    pub grant_id: String,
+    pub client_id: String,
+    pub user_id: Option<i64>,
+    pub scope: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct RefreshTokenRecord {
+    pub token_hash: Vec<u8>,
+    pub grant_id: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// An access token as found, with the state of its grant.
+#[derive(Debug, Clone)]
+pub struct AccessTokenState {
+    pub record: AccessTokenRecord,
+    pub revoked: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum RedeemOutcome {
+    Redeemed(CodeRecord),
+    /// The code was used before: a sign of theft (RFC 6749 §4.1.2).
+    AlreadyUsed { grant_id: String },
+    NotFound,
+}
+
+#[derive(Debug, Clone)]
+pub enum RotateOutcome {
+    Rotated(GrantRecord),
+    /// A used refresh token came back: its whole family must go.
+    Replayed { grant_id: String },
+    /// Unknown, expired, or its grant is revoked.
+    Invalid,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn ping(&self) -> StoreResult<()>;
+
+    async fn create_client(&self, client: &ClientRecord) -> StoreResult<()>;
+    async fn get_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>>;
+    async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>>;
+    async fn update_client(&self, client: &ClientRecord) -> StoreResult<bool>;
+    async fn delete_client(&self, client_id: &str) -> StoreResult<bool>;
+
+    async fn upsert_user(&self, user: &UserRecord) -> StoreResult<()>;
+    async fn get_user(&self, telegram_id: i64) -> StoreResult<Option<UserRecord>>;
+
+    /// Records a one-time proof (a widget `hash`, an initData hash, ...). True the first time,
+    /// false on every later call with the same hash: the caller refuses a replay.
+    async fn consume_proof(&self, proof_hash: &[u8], expires_at: i64) -> StoreResult<bool>;
+
+    async fn create_session(&self, session: &SessionRecord) -> StoreResult<()>;
+    async fn get_session(&self, id_hash: &[u8], now: i64) -> StoreResult<Option<SessionRecord>>;
+    async fn delete_session(&self, id_hash: &[u8]) -> StoreResult<()>;
+
+    async fn create_pending(&self, pending: &PendingAuthorization) -> StoreResult<()>;
+    async fn get_pending(&self, id_hash: &[u8], now: i64)
+    -> StoreResult<Option<PendingAuthorization>>;
+    async fn delete_pending(&self, id_hash: &[u8]) -> StoreResult<()>;
+
+    async fn get_consent(&self, user_id: i64, client_id: &str) -> StoreResult<Option<String>>;
+    async fn save_consent(
+        &self,
+        user_id: i64,
+        client_id: &str,
+        scope: &str,
+        now: i64,
+    ) -> StoreResult<()>;
+
+    async fn create_grant_with_code(
+        &self,
+        grant: &GrantRecord,
+        code: &CodeRecord,
+    ) -> StoreResult<()>;
+    async fn create_grant(&self, grant: &GrantRecord) -> StoreResult<()>;
+    async fn get_grant(&self, id: &str) -> StoreResult<Option<GrantRecord>>;
+    /// Marks a code of `client_id` used, atomically: of many parallel callers exactly one gets
+    /// `Redeemed`. Another client's code is `NotFound` and stays unused.
+    async fn redeem_code(
+        &self,
+        code_hash: &[u8],
+        client_id: &str,
+        now: i64,
+    ) -> StoreResult<RedeemOutcome>;
+    async fn revoke_grant(&self, grant_id: &str, now: i64) -> StoreResult<()>;
+
+    /// Stores what one token response issues, all or nothing.
+    async fn store_tokens(
+        &self,
+        access: Option<&AccessTokenRecord>,
+        refresh: Option<&RefreshTokenRecord>,
+    ) -> StoreResult<()>;
+    async fn get_access_token(&self, token_hash: &[u8]) -> StoreResult<Option<AccessTokenState>>;
+    /// Uses a refresh token of `client_id` once and stores its successor (same grant) in the
+    /// same transaction. Another client's token is `Invalid` and stays usable.
+    async fn rotate_refresh_token(
+        &self,
+        old_hash: &[u8],
+        client_id: &str,
+        successor: &RefreshTokenRecord,
+        now: i64,
+    ) -> StoreResult<RotateOutcome>;
+
+    /// Deletes rows whose life is over; returns how many.
+    async fn delete_expired(&self, now: i64) -> StoreResult<u64>;
+}

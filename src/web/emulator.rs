@@ -1,0 +1,96 @@
+//! Dev mode only: stands in for Telegram's widget. It signs what the developer types with the
+//! dev bot token exactly as Telegram signs widget data and sends it to the real callback, so
+//! everything after it runs as in production.
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+
+use crate::app::AppState;
+use crate::oidc::authorize::{load_pending, see_other};
+use crate::telegram::widget;
+use crate::web::{OAuthForm, pages};
+
+#[derive(Deserialize)]
+pub struct EmulatorQuery {
+    req: String,
+}
+
+pub async fn emulator_page(
+    State(app): State<AppState>,
+    query: Result<Query<EmulatorQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(query)) = query else {
+        return crate::web::not_found().await;
+    };
+    let (request, _, _) = match load_pending(&app, &query.req).await {
+        Ok(found) => found,
+        Err(e) => return e.into_response(&app),
+    };
+    let action = format!("{}/dev/telegram", app.base_path());
+    let app_origin = pages::origin_of(&request.redirect_uri).unwrap_or_default();
+    pages::render(
+        StatusCode::OK,
+        &pages::EmulatorPage {
+            base: app.base_path(),
+            req: &query.req,
+            action: &action,
+            default_id: "100000001",
+        },
+        &pages::strict_csp(&[app_origin]),
+    )
+}
+
+#[derive(Deserialize)]
+pub struct EmulatorForm {
+    req: String,
+    id: String,
+    first_name: String,
+    #[serde(default)]
+    last_name: String,
+    #[serde(default)]
+    username: String,
+}
+
+pub async fn emulator_submit(
+    State(app): State<AppState>,
+    form: Result<OAuthForm<EmulatorForm>, crate::error::OAuthError>,
+) -> Response {
+    let bad = |message: &str| {
+        pages::error_page_at(app.base_path(), StatusCode::BAD_REQUEST, "Emulator", message)
+    };
+    let Ok(OAuthForm(form)) = form else {
+        return bad("The form could not be read.");
+    };
+    if form.id.parse::<i64>().map(|id| id <= 0).unwrap_or(true) {
+        return bad("The Telegram id must be a positive number.");
+    }
+    if form.first_name.trim().is_empty() {
+        return bad("Telegram always sends a first name.");
+    }
+    let mut fields = vec![
+        ("id".to_string(), form.id.clone()),
+        ("first_name".to_string(), form.first_name.trim().to_string()),
+    ];
+    if !form.last_name.trim().is_empty() {
+        fields.push(("last_name".into(), form.last_name.trim().to_string()));
+    }
+    if !form.username.trim().is_empty() {
+        fields.push(("username".into(), form.username.trim().to_string()));
+    }
+    fields.push(("auth_date".into(), app.now().to_string()));
+    let hash = widget::sign(&fields, app.config.telegram.bot_token.expose());
+    fields.push(("hash".into(), hash));
+    let query: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&fields)
+        .finish();
+    if load_pending(&app, &form.req).await.is_err() {
+        return bad("This sign-in has expired. Go back to the app and start again.");
+    }
+    see_other(&format!(
+        "{}/login/telegram/{}?{query}",
+        app.base_path(),
+        form.req
+    ))
+}

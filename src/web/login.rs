@@ -1,0 +1,178 @@
+//! The login page and the Login Widget callback: the only place the widget's fields are read.
+
+use axum::body::Body;
+use axum::extract::{Path, Query, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use serde::Deserialize;
+
+use crate::app::{App, AppState};
+use crate::oidc::authorize::{AuthorizeError, load_pending, see_other};
+use crate::secrets::sha256;
+use crate::store::UserRecord;
+use crate::telegram::TelegramIdentity;
+use crate::telegram::widget::{self, Freshness, WidgetError};
+use crate::web::{self, pages};
+
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    req: String,
+}
+
+pub async fn login_page(
+    State(app): State<AppState>,
+    query: Result<Query<LoginQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(query)) = query else {
+        return AuthorizeError::Page {
+            status: StatusCode::BAD_REQUEST,
+            title: "This sign-in link is incomplete",
+            message: "Go back to the app and start signing in again.".into(),
+        }
+        .into_response(&app);
+    };
+    let (request, _, client) = match load_pending(&app, &query.req).await {
+        Ok(found) => found,
+        Err(e) => return e.into_response(&app),
+    };
+    let nonce = pages::csp_nonce();
+    let callback_url = app.url(&format!("/login/telegram/{}", query.req));
+    let emulator_url = app
+        .config
+        .dev_mode
+        .then(|| format!("{}/dev/telegram?req={}", app.base_path(), query.req));
+    let script_origin = pages::origin_of(&app.config.telegram.widget_script_url).unwrap_or_default();
+    let app_origin = pages::origin_of(&request.redirect_uri).unwrap_or_default();
+    let csp = format!(
+        "default-src 'none'; script-src 'nonce-{nonce}' {script_origin}; frame-src https://oauth.telegram.org; \
+         img-src 'self' data: https://telegram.org https://t.me; style-src 'self'; \
+         form-action 'self' {app_origin}; base-uri 'none'; frame-ancestors 'none'"
+    );
+    pages::render(
+        StatusCode::OK,
+        &pages::LoginPage {
+            base: app.base_path(),
+            client_name: &client.settings.name,
+            bot_username: &app.config.telegram.bot_username,
+            widget_script_url: &app.config.telegram.widget_script_url,
+            callback_url: &callback_url,
+            js_mode: app.config.telegram.widget_mode == crate::config::WidgetMode::Callback,
+            nonce: &nonce,
+            emulator_url,
+        },
+        &csp,
+    )
+}
+
+/// `data-auth-url` mode: Telegram redirects here with the signed fields in the query.
+pub async fn widget_callback_get(
+    State(app): State<AppState>,
+    Path(req): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let fields = web::parse_params(query.as_deref().unwrap_or(""));
+    widget_login(&app, &req, &fields, &headers).await
+}
+
+/// `data-onauth` mode: the page's script posts the fields it received.
+pub async fn widget_callback_post(
+    State(app): State<AppState>,
+    Path(req): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match web::read_form_params(&app, &headers, body).await {
+        Ok(fields) => widget_login(&app, &req, &fields, &headers).await,
+        Err(e) => pages::error_page_at(
+            app.base_path(),
+            StatusCode::BAD_REQUEST,
+            "The Telegram login could not be read",
+            &e.description,
+        ),
+    }
+}
+
+async fn widget_login(
+    app: &App,
+    req: &str,
+    fields: &[(String, String)],
+    headers: &HeaderMap,
+) -> Response {
+    if let Err(e) = load_pending(app, req).await {
+        return e.into_response(app);
+    }
+    let now = app.now();
+    let t = &app.config.telegram;
+    let freshness = Freshness {
+        window_secs: t.auth_date_window_secs,
+        skew_secs: t.clock_skew_secs,
+    };
+    let (identity, raw_hash) = match widget::verify(fields, t.bot_token.expose(), now, freshness) {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::info!(reason = %e, "refused Login Widget data");
+            let status = match e {
+                WidgetError::BadSignature => StatusCode::UNAUTHORIZED,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            return pages::error_page_at(
+                app.base_path(),
+                status,
+                "Telegram login refused",
+                &e.to_string(),
+            );
+        }
+    };
+    // Remembered until it could no longer pass the freshness check anyway.
+    let remember_until = identity.proven_at + t.auth_date_window_secs + t.clock_skew_secs + 1;
+    match app.store.consume_proof(&sha256(&raw_hash), remember_until).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return pages::error_page_at(
+                app.base_path(),
+                StatusCode::BAD_REQUEST,
+                "Telegram login refused",
+                "This Telegram login was already used. Please log in again.",
+            );
+        }
+        Err(e) => return AuthorizeError::from(e).into_response(app),
+    }
+    match complete_login(app, &identity, headers).await {
+        Ok(cookie) => {
+            let mut response = see_other(&app.url(&format!("/authorize/continue?req={req}")));
+            response.headers_mut().insert(header::SET_COOKIE, cookie);
+            response
+        }
+        Err(e) => e.into_response(app),
+    }
+}
+
+/// The one path every login method ends in: the user record is refreshed and a browser
+/// session starts. Returns the `Set-Cookie` value.
+pub async fn complete_login(
+    app: &App,
+    identity: &TelegramIdentity,
+    headers: &HeaderMap,
+) -> Result<axum::http::HeaderValue, AuthorizeError> {
+    let now = app.now();
+    let created_at = match app.store.get_user(identity.id).await? {
+        Some(existing) => existing.created_at,
+        None => now,
+    };
+    app.store
+        .upsert_user(&UserRecord {
+            telegram_id: identity.id,
+            first_name: identity.first_name.clone(),
+            last_name: identity.last_name.clone(),
+            username: identity.username.clone(),
+            photo_url: identity.photo_url.clone(),
+            language_code: identity.language_code.clone(),
+            is_premium: identity.is_premium,
+            phone_number: identity.phone_number.clone(),
+            created_at,
+            updated_at: now,
+        })
+        .await?;
+    Ok(web::start_session(app, identity.id, identity.method.amr(), headers).await?)
+}

@@ -1,0 +1,116 @@
+//! The askama pages and the headers every page carries (content security policy, no caching).
+
+use askama::Template;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+
+use crate::secrets::random_bytes;
+
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage<'a> {
+    pub base: &'a str,
+    pub title: &'a str,
+    pub message: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct LoginPage<'a> {
+    pub base: &'a str,
+    pub client_name: &'a str,
+    pub bot_username: &'a str,
+    pub widget_script_url: &'a str,
+    pub callback_url: &'a str,
+    pub js_mode: bool,
+    pub nonce: &'a str,
+    pub emulator_url: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "consent.html")]
+pub struct ConsentPage<'a> {
+    pub base: &'a str,
+    pub client_name: &'a str,
+    pub user_name: &'a str,
+    pub scopes: Vec<&'a str>,
+    pub req: &'a str,
+    pub csrf: &'a str,
+    pub action: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "emulator.html")]
+pub struct EmulatorPage<'a> {
+    pub base: &'a str,
+    pub req: &'a str,
+    pub action: &'a str,
+    pub default_id: &'a str,
+}
+
+/// A fresh nonce for inline scripts allowed by the content security policy.
+pub fn csp_nonce() -> String {
+    hex::encode(random_bytes::<16>())
+}
+
+/// The origin of a URL (`scheme://host[:port]`), for CSP source lists.
+pub fn origin_of(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url).ok()?;
+    match parsed.origin() {
+        url::Origin::Tuple(..) => Some(parsed.origin().ascii_serialization()),
+        url::Origin::Opaque(_) => None,
+    }
+}
+
+/// Renders a page with the given status and content security policy.
+pub fn render(status: StatusCode, page: &impl Template, csp: &str) -> Response {
+    match page.render() {
+        Ok(html) => {
+            let mut response = (status, Html(html)).into_response();
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store"),
+            );
+            if let Ok(value) = HeaderValue::from_str(csp) {
+                headers.insert(header::CONTENT_SECURITY_POLICY, value);
+            }
+            headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+            response
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "template failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "the page could not be shown").into_response()
+        }
+    }
+}
+
+/// The policy of a page with no script at all; `form_targets` lists where its forms may lead
+/// (a form's redirect to an app counts as a form target in browsers that enforce it).
+pub fn strict_csp(form_targets: &[String]) -> String {
+    let mut form_action = String::from("'self'");
+    for t in form_targets {
+        form_action.push(' ');
+        form_action.push_str(t);
+    }
+    format!(
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action {form_action}; base-uri 'none'; frame-ancestors 'none'"
+    )
+}
+
+pub fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
+    error_page_at("", status, title, message)
+}
+
+/// An error page whose stylesheet lives under the issuer's path `base`.
+pub fn error_page_at(base: &str, status: StatusCode, title: &str, message: &str) -> Response {
+    render(
+        status,
+        &ErrorPage {
+            base,
+            title,
+            message,
+        },
+        &strict_csp(&[]),
+    )
+}
