@@ -1627,45 +1627,4 @@ mod tests {
         };
         assert!(err.to_string().contains("x.json"));
     }
-
-    #[test]
-    #[ignore = "throughput measurement; run with --release --ignored --nocapture"]
-    fn sign_throughput() {
-        let (_tmp, _dir, store) = open_tmp();
-        let store = Arc::new(store);
-        for alg in SigningAlg::ALL {
-            let n = 2000;
-            let start = std::time::Instant::now();
-            for _ in 0..n {
-                store.sign(alg, "JWT", &claims()).unwrap();
-            }
-            let secs = start.elapsed().as_secs_f64();
-            println!("{alg}: {:.0} signatures/s (1 thread)", n as f64 / secs);
-            let token = store.sign(alg, "JWT", &claims()).unwrap();
-            let start = std::time::Instant::now();
-            for _ in 0..n {
-                store.verify(&token).unwrap();
-            }
-            let secs = start.elapsed().as_secs_f64();
-            println!("{alg}: {:.0} verifications/s (1 thread)", n as f64 / secs);
-        }
-        let start = std::time::Instant::now();
-        let threads: Vec<_> = (0..2)
-            .map(|_| {
-                let store = Arc::clone(&store);
-                std::thread::spawn(move || {
-                    for _ in 0..1000 {
-                        store.sign(SigningAlg::RS256, "JWT", &claims()).unwrap();
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        println!(
-            "RS256: {:.0} signatures/s (2 threads)",
-            2000.0 / start.elapsed().as_secs_f64()
-        );
-    }
 }

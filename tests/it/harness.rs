@@ -1,0 +1,351 @@
+//! A real server on a loopback port, a real SQLite file, and a browser-like HTTP client.
+
+use std::sync::Arc;
+
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, LOCATION};
+use telegram_oidc::admin::{self, NewClient};
+use telegram_oidc::clock::{Clock, ShiftedClock};
+use telegram_oidc::config::{Config, Secret};
+use telegram_oidc::keys::SigningAlg;
+use telegram_oidc::store::{
+    AccessTokenFormat, ClientKind, ClientRecord, RefreshPolicy, SqliteStore, Store,
+};
+use telegram_oidc::telegram::widget;
+use tokio::sync::oneshot;
+
+pub const BOT_TOKEN: &str = "5550001111:TEST-bot-token_for-integration-tests";
+pub const BOT_USERNAME: &str = "test_login_bot";
+
+pub struct TestApp {
+    pub base: String,
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<ShiftedClock>,
+    pub config: Config,
+    _dir: tempfile::TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+pub struct TestClient {
+    pub record: ClientRecord,
+    pub secret: Option<String>,
+    pub redirect_uri: String,
+}
+
+impl TestClient {
+    pub fn id(&self) -> &str {
+        &self.record.client_id
+    }
+    pub fn secret(&self) -> &str {
+        self.secret.as_deref().unwrap_or("")
+    }
+}
+
+/// Options for registering a client in a test.
+pub struct ClientSpec {
+    pub kind: ClientKind,
+    pub alg: SigningAlg,
+    pub format: AccessTokenFormat,
+    pub refresh: RefreshPolicy,
+    pub skip_consent: bool,
+}
+
+impl Default for ClientSpec {
+    fn default() -> Self {
+        ClientSpec {
+            kind: ClientKind::Confidential,
+            alg: SigningAlg::RS256,
+            format: AccessTokenFormat::Jwt,
+            refresh: RefreshPolicy::OfflineAccess,
+            skip_consent: false,
+        }
+    }
+}
+
+impl TestApp {
+    pub async fn start() -> TestApp {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts a server; `adjust` may change the config before launch.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut config = Config {
+            issuer: format!("http://{addr}"),
+            listen: addr,
+            database_url: format!("sqlite://{}/test.db", dir.path().display()),
+            keys_dir: dir.path().join("keys"),
+            ..Config::default()
+        };
+        config.telegram.bot_token = Secret::new(BOT_TOKEN);
+        config.telegram.bot_username = BOT_USERNAME.into();
+        config.max_body_bytes = 16 * 1024;
+        adjust(&mut config);
+        let store = telegram_oidc::open_store(&config.database_url).await.unwrap();
+        let clock = Arc::new(ShiftedClock::default());
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(telegram_oidc::launch_with_clock(
+            config.clone(),
+            listener,
+            async {
+                let _ = rx.await;
+            },
+            clock.clone(),
+        ));
+        let app = TestApp {
+            base: config.issuer.clone(),
+            store,
+            clock,
+            config,
+            _dir: dir,
+            shutdown: Some(tx),
+            server: Some(server),
+        };
+        // The listener is bound already; wait only until the app answers.
+        let http = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(r) = http.get(app.url("/healthz")).send().await {
+                if r.status().is_success() {
+                    return app;
+                }
+            }
+            tokio::task::yield_now().await;
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("server did not start");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    pub async fn client(&self, spec: ClientSpec) -> TestClient {
+        let redirect_uri = "https://app.example.test/callback".to_string();
+        let (record, secret) = admin::add_client(
+            self.store.as_ref(),
+            NewClient {
+                name: "Test App".into(),
+                kind: spec.kind,
+                redirect_uris: vec![redirect_uri.clone(), "http://127.0.0.1:9/cb".into()],
+                scopes: vec![
+                    "openid".into(),
+                    "profile".into(),
+                    "telegram".into(),
+                    "offline_access".into(),
+                ],
+                id_token_alg: spec.alg,
+                access_token_format: spec.format,
+                refresh_policy: spec.refresh,
+                skip_consent: spec.skip_consent,
+            },
+            self.now(),
+        )
+        .await
+        .unwrap();
+        TestClient {
+            record,
+            secret,
+            redirect_uri,
+        }
+    }
+
+    pub async fn confidential_client(&self) -> TestClient {
+        self.client(ClientSpec::default()).await
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+    }
+}
+
+/// A Telegram user as the widget would describe them.
+#[derive(Clone)]
+pub struct TgUser {
+    pub id: i64,
+    pub first_name: String,
+    pub username: Option<String>,
+}
+
+impl TgUser {
+    pub fn new(id: i64) -> TgUser {
+        TgUser {
+            id,
+            first_name: "Ada".into(),
+            username: Some("ada_tg".into()),
+        }
+    }
+}
+
+/// Widget fields signed as Telegram signs them, with `auth_date` given.
+pub fn widget_fields(user: &TgUser, auth_date: i64, bot_token: &str) -> Vec<(String, String)> {
+    let mut fields = vec![
+        ("id".to_string(), user.id.to_string()),
+        ("first_name".to_string(), user.first_name.clone()),
+    ];
+    if let Some(u) = &user.username {
+        fields.push(("username".into(), u.clone()));
+    }
+    fields.push(("auth_date".into(), auth_date.to_string()));
+    let hash = widget::sign(&fields, bot_token);
+    fields.push(("hash".into(), hash));
+    fields
+}
+
+pub fn encode(fields: &[(String, String)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields)
+        .finish()
+}
+
+/// A browser: keeps cookies, does not follow redirects (each hop is asserted).
+pub struct Browser {
+    pub http: reqwest::Client,
+}
+
+impl Default for Browser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Browser {
+    pub fn new() -> Browser {
+        Browser {
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+        }
+    }
+
+    pub async fn get(&self, url: &str) -> reqwest::Response {
+        self.http.get(url).send().await.unwrap()
+    }
+
+    pub async fn post_form(&self, url: &str, fields: &[(String, String)]) -> reqwest::Response {
+        self.http
+            .post(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(encode(fields))
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+pub fn location(headers: &HeaderMap) -> String {
+    headers
+        .get(LOCATION)
+        .expect("a Location header")
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Makes a relative Location absolute against the server.
+pub fn absolute(app: &TestApp, location: &str) -> String {
+    if location.starts_with("http") {
+        location.to_string()
+    } else {
+        app.url(location)
+    }
+}
+
+pub fn query_param(url: &str, name: &str) -> Option<String> {
+    url::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// The `req` handle from a /login or /consent location.
+pub fn req_of(location: &str) -> String {
+    let full = if location.starts_with("http") {
+        location.to_string()
+    } else {
+        format!("http://x{location}")
+    };
+    query_param(&full, "req").expect("a req parameter")
+}
+
+/// Follows an authorization URL through login (signed widget data for `user`) and consent
+/// (approved) to the app's redirect; returns that final redirect URL.
+pub async fn authorize_through(
+    app: &TestApp,
+    browser: &Browser,
+    authorize_url: &str,
+    user: &TgUser,
+) -> String {
+    let mut url = authorize_url.to_string();
+    for _ in 0..8 {
+        let resp = browser.get(&url).await;
+        let status = resp.status();
+        assert!(
+            status == StatusCode::FOUND || status == StatusCode::SEE_OTHER,
+            "expected a redirect from {url}, got {status}: {}",
+            resp.text().await.unwrap_or_default()
+        );
+        let next = absolute(app, &location(resp.headers()));
+        if next.contains("/login?") {
+            let req = req_of(&next);
+            let page = browser.get(&next).await;
+            assert_eq!(page.status(), StatusCode::OK);
+            let fields = widget_fields(user, app.now(), BOT_TOKEN);
+            url = format!("{}?{}", app.url(&format!("/login/telegram/{req}")), encode(&fields));
+        } else if next.contains("/consent?") {
+            url = approve_consent(app, browser, &next).await;
+            return url;
+        } else if next.starts_with(app.base.as_str()) {
+            url = next;
+        } else {
+            return next;
+        }
+    }
+    panic!("too many redirects");
+}
+
+/// Opens the consent page, reads its form, approves; returns the redirect to the app.
+pub async fn approve_consent(app: &TestApp, browser: &Browser, consent_url: &str) -> String {
+    let (req, csrf) = consent_form(browser, consent_url).await;
+    let resp = browser
+        .post_form(
+            &app.url("/consent"),
+            &[
+                ("req".into(), req),
+                ("csrf".into(), csrf),
+                ("decision".into(), "approve".into()),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::FOUND, "consent approval must redirect");
+    location(resp.headers())
+}
+
+/// The hidden `req` and `csrf` values of the consent page.
+pub async fn consent_form(browser: &Browser, consent_url: &str) -> (String, String) {
+    let page = browser.get(consent_url).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    (hidden(&html, "req"), hidden(&html, "csrf"))
+}
+
+pub fn hidden(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker).unwrap_or_else(|| panic!("no hidden {name} in page")) + marker.len();
+    let end = html[start..].find('"').unwrap() + start;
+    html[start..end].to_string()
+}

@@ -1,0 +1,5 @@
+//! One integration-test binary: every test drives a real server over HTTP.
+
+mod abuse;
+mod flow;
+mod harness;
