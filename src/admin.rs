@@ -38,10 +38,13 @@ pub struct NewClient {
 /// Checks a redirect URI an admin registers: absolute, no fragment (RFC 6749 §3.1.2), https
 /// unless it is a loopback address or a private-use scheme of a native app (RFC 8252 §7.1).
 pub fn check_redirect_uri(uri: &str) -> Result<(), AdminError> {
-    let parsed = url::Url::parse(uri)
-        .map_err(|e| AdminError::Invalid(format!("redirect URI `{uri}` is not an absolute URL: {e}")))?;
+    let parsed = url::Url::parse(uri).map_err(|e| {
+        AdminError::Invalid(format!("redirect URI `{uri}` is not an absolute URL: {e}"))
+    })?;
     if parsed.fragment().is_some() {
-        return Err(AdminError::Invalid(format!("redirect URI `{uri}` must not have a #fragment")));
+        return Err(AdminError::Invalid(format!(
+            "redirect URI `{uri}` must not have a #fragment"
+        )));
     }
     match parsed.scheme() {
         "https" => Ok(()),
@@ -64,10 +67,14 @@ pub async fn add_client(
     now: i64,
 ) -> Result<(ClientRecord, Option<String>), AdminError> {
     if new.name.trim().is_empty() || new.name.len() > 100 {
-        return Err(AdminError::Invalid("the name must be 1 to 100 characters".into()));
+        return Err(AdminError::Invalid(
+            "the name must be 1 to 100 characters".into(),
+        ));
     }
     if new.redirect_uris.is_empty() {
-        return Err(AdminError::Invalid("register at least one redirect URI".into()));
+        return Err(AdminError::Invalid(
+            "register at least one redirect URI".into(),
+        ));
     }
     for uri in &new.redirect_uris {
         check_redirect_uri(uri)?;

@@ -172,7 +172,11 @@ impl Config {
         let mut config: Config = figment.extract().map_err(|e| {
             let setting = e.path.join(".");
             bad(
-                if setting.is_empty() { "config" } else { &setting },
+                if setting.is_empty() {
+                    "config"
+                } else {
+                    &setting
+                },
                 e.kind.to_string(),
             )
         })?;
@@ -197,11 +201,17 @@ impl Config {
         let issuer = url::Url::parse(&self.issuer).map_err(|e| {
             bad(
                 "issuer",
-                format!("`{}` is not a URL ({e}); set it to e.g. https://id.example.com", self.issuer),
+                format!(
+                    "`{}` is not a URL ({e}); set it to e.g. https://id.example.com",
+                    self.issuer
+                ),
             )
         })?;
         if issuer.query().is_some() || issuer.fragment().is_some() {
-            return Err(bad("issuer", "the issuer must not have a query or fragment"));
+            return Err(bad(
+                "issuer",
+                "the issuer must not have a query or fragment",
+            ));
         }
         if self.issuer.ends_with('/') {
             return Err(bad("issuer", "drop the trailing `/` from the issuer URL"));
@@ -219,7 +229,10 @@ impl Config {
                 "dev mode runs the Telegram emulator and only accepts a loopback issuer such as http://127.0.0.1:8080",
             ));
         }
-        if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres:") || self.database_url.starts_with("postgresql:")) {
+        if !(self.database_url.starts_with("sqlite:")
+            || self.database_url.starts_with("postgres:")
+            || self.database_url.starts_with("postgresql:"))
+        {
             return Err(bad(
                 "database_url",
                 "use sqlite://path/to/file.db or postgres://user@host/db",
@@ -241,7 +254,9 @@ impl Config {
         let username = &self.telegram.bot_username;
         if username.len() < 5
             || username.len() > 32
-            || !username.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || !username
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
         {
             return Err(bad(
                 "telegram.bot_username",
@@ -261,14 +276,37 @@ impl Config {
         let k = &self.tokens;
         for (name, value, min, max) in [
             ("tokens.code_ttl_secs", k.code_ttl_secs, 5, 600),
-            ("tokens.access_token_ttl_secs", k.access_token_ttl_secs, 30, 86_400),
+            (
+                "tokens.access_token_ttl_secs",
+                k.access_token_ttl_secs,
+                30,
+                86_400,
+            ),
             ("tokens.id_token_ttl_secs", k.id_token_ttl_secs, 30, 86_400),
-            ("tokens.refresh_token_ttl_secs", k.refresh_token_ttl_secs, 60, 365 * 86_400),
-            ("tokens.session_ttl_secs", k.session_ttl_secs, 60, 365 * 86_400),
-            ("tokens.pending_authorization_ttl_secs", k.pending_authorization_ttl_secs, 30, 86_400),
+            (
+                "tokens.refresh_token_ttl_secs",
+                k.refresh_token_ttl_secs,
+                60,
+                365 * 86_400,
+            ),
+            (
+                "tokens.session_ttl_secs",
+                k.session_ttl_secs,
+                60,
+                365 * 86_400,
+            ),
+            (
+                "tokens.pending_authorization_ttl_secs",
+                k.pending_authorization_ttl_secs,
+                30,
+                86_400,
+            ),
         ] {
             if value < min || value > max {
-                return Err(bad(name, format!("must be between {min} and {max} seconds, not {value}")));
+                return Err(bad(
+                    name,
+                    format!("must be between {min} and {max} seconds, not {value}"),
+                ));
             }
         }
         if self.max_body_bytes < 1024 || self.max_body_bytes > 16 * 1024 * 1024 {
@@ -295,7 +333,10 @@ impl Config {
 
     /// How long a retired signing key must stay published: the longest-lived JWT it signed.
     pub fn key_retention_secs(&self) -> i64 {
-        self.tokens.access_token_ttl_secs.max(self.tokens.id_token_ttl_secs) + 60
+        self.tokens
+            .access_token_ttl_secs
+            .max(self.tokens.id_token_ttl_secs)
+            + 60
     }
 }
 

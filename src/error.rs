@@ -123,7 +123,10 @@ impl OAuthError {
     /// An internal failure: the details go to the log, never to the response.
     pub fn server_error(internal: impl std::fmt::Display) -> Self {
         tracing::error!(error = %internal, "internal error");
-        Self::new(ErrorCode::ServerError, "the server could not complete the request")
+        Self::new(
+            ErrorCode::ServerError,
+            "the server could not complete the request",
+        )
     }
     pub fn bearer(mut self) -> Self {
         self.style = Style::Bearer;

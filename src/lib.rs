@@ -3,7 +3,10 @@
 //! [`launch`] is the seam `main` and the tests share: it takes the settings, a bound listener
 //! and a shutdown signal, and serves until the signal fires.
 
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod admin;
 pub mod app;

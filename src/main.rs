@@ -1,6 +1,9 @@
 //! The `telegram-oidc` command line.
 
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,7 +18,11 @@ use telegram_oidc::keys::{KeyStore, SigningAlg};
 use telegram_oidc::store::{AccessTokenFormat, ClientKind, ClientRecord, RefreshPolicy};
 
 #[derive(Parser)]
-#[command(name = "telegram-oidc", version, about = "An OpenID Connect provider that proves identity through Telegram")]
+#[command(
+    name = "telegram-oidc",
+    version,
+    about = "An OpenID Connect provider that proves identity through Telegram"
+)]
 struct Cli {
     /// TOML settings file (environment variables TGOIDC_* override it).
     #[arg(long, short, global = true, env = "TGOIDC_CONFIG")]
@@ -52,10 +59,16 @@ enum ClientCommand {
     /// Register an app; a confidential client's secret is printed once.
     Add(AddClient),
     List,
-    Show { client_id: String },
-    Remove { client_id: String },
+    Show {
+        client_id: String,
+    },
+    Remove {
+        client_id: String,
+    },
     /// Replace a confidential client's secret; the old one stops working at once.
-    RotateSecret { client_id: String },
+    RotateSecret {
+        client_id: String,
+    },
 }
 
 #[derive(Args)]
@@ -69,7 +82,11 @@ struct AddClient {
     #[arg(long)]
     public: bool,
     /// Allowed scopes, comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "openid,profile,telegram,offline_access")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "openid,profile,telegram,offline_access"
+    )]
     scopes: Vec<String>,
     #[arg(long, value_enum, default_value = "rs256")]
     id_token_alg: AlgArg,
@@ -134,7 +151,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -220,7 +240,11 @@ async fn client_command(config: &Config, command: ClientCommand) -> anyhow::Resu
         ClientCommand::Add(a) => {
             let new = NewClient {
                 name: a.name,
-                kind: if a.public { ClientKind::Public } else { ClientKind::Confidential },
+                kind: if a.public {
+                    ClientKind::Public
+                } else {
+                    ClientKind::Confidential
+                },
                 redirect_uris: a.redirect_uris,
                 scopes: a.scopes,
                 id_token_alg: a.id_token_alg.into(),
@@ -255,7 +279,10 @@ async fn client_command(config: &Config, command: ClientCommand) -> anyhow::Resu
         }
         ClientCommand::List => {
             for c in store.list_clients().await? {
-                println!("{}\t{}\t{:?}", c.client_id, c.settings.name, c.settings.kind);
+                println!(
+                    "{}\t{}\t{:?}",
+                    c.client_id, c.settings.name, c.settings.kind
+                );
             }
         }
         ClientCommand::Show { client_id } => match store.get_client(&client_id).await? {
@@ -320,7 +347,12 @@ async fn dev(listen: SocketAddr, data: PathBuf) -> anyhow::Result<()> {
                     name: DEV_CLIENT_NAME.into(),
                     kind: ClientKind::Confidential,
                     redirect_uris: vec![redirect_uri.clone()],
-                    scopes: vec!["openid".into(), "profile".into(), "telegram".into(), "offline_access".into()],
+                    scopes: vec![
+                        "openid".into(),
+                        "profile".into(),
+                        "telegram".into(),
+                        "offline_access".into(),
+                    ],
                     id_token_alg: SigningAlg::RS256,
                     access_token_format: AccessTokenFormat::Jwt,
                     refresh_policy: RefreshPolicy::OfflineAccess,
@@ -341,7 +373,9 @@ async fn dev(listen: SocketAddr, data: PathBuf) -> anyhow::Result<()> {
     println!("  client_secret:  {secret}");
     println!("  redirect_uri:   {redirect_uri}");
     println!();
-    println!("  try it: {issuer}/authorize?response_type=code&client_id={client_id}&redirect_uri={redirect_uri}&scope=openid%20profile&state=xyz");
+    println!(
+        "  try it: {issuer}/authorize?response_type=code&client_id={client_id}&redirect_uri={redirect_uri}&scope=openid%20profile&state=xyz"
+    );
     println!();
     telegram_oidc::launch(config, listener, telegram_oidc::shutdown_signal()).await
 }

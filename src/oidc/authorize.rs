@@ -15,7 +15,9 @@ use crate::app::{App, AppState};
 use crate::error::{ErrorCode, OAuthError};
 use crate::oidc::{pkce, scopes};
 use crate::secrets::{TokenKind, new_id, new_token, token_hash};
-use crate::store::{ClientKind, ClientRecord, CodeRecord, GrantRecord, PendingAuthorization, SessionRecord};
+use crate::store::{
+    ClientKind, ClientRecord, CodeRecord, GrantRecord, PendingAuthorization, SessionRecord,
+};
 use crate::web::{self, pages};
 
 const MAX_STATE_LEN: usize = 2048;
@@ -37,6 +39,10 @@ pub struct AuthorizationRequest {
     pub prompt_consent: bool,
     pub max_age: Option<i64>,
     pub login_hint: Option<String>,
+    /// Hex SHA-256 of the session started by a login made for this very request: it satisfies
+    /// `prompt=login` and `max_age` whatever the clock's resolution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fresh_login_session: Option<String>,
 }
 
 /// Why an authorization request stops.
@@ -145,7 +151,10 @@ pub fn redirect_to_client(
 }
 
 fn single<'a>(params: &'a [(String, String)], name: &str) -> Result<Option<&'a str>, ()> {
-    let mut found = params.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let mut found = params
+        .iter()
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str());
     let first = found.next();
     if found.next().is_some() {
         return Err(());
@@ -157,8 +166,12 @@ fn single<'a>(params: &'a [(String, String)], name: &str) -> Result<Option<&'a s
 pub fn client_id_param(params: &[(String, String)]) -> Result<&str, AuthorizeError> {
     match single(params, "client_id") {
         Ok(Some(id)) => Ok(id),
-        Ok(None) => Err(AuthorizeError::page("The request does not name an app (client_id is missing).")),
-        Err(()) => Err(AuthorizeError::page("The request names client_id more than once.")),
+        Ok(None) => Err(AuthorizeError::page(
+            "The request does not name an app (client_id is missing).",
+        )),
+        Err(()) => Err(AuthorizeError::page(
+            "The request names client_id more than once.",
+        )),
     }
 }
 
@@ -170,10 +183,19 @@ pub fn validate(
     let redirect_uri = match single(params, "redirect_uri") {
         Ok(Some(uri)) => uri,
         Ok(None) => return Err(AuthorizeError::page("The request has no redirect_uri.")),
-        Err(()) => return Err(AuthorizeError::page("The request names redirect_uri more than once.")),
+        Err(()) => {
+            return Err(AuthorizeError::page(
+                "The request names redirect_uri more than once.",
+            ));
+        }
     };
     // Exact string comparison (RFC 9700 §4.1.3): no normalisation, no prefix matching.
-    if !client.settings.redirect_uris.iter().any(|r| r == redirect_uri) {
+    if !client
+        .settings
+        .redirect_uris
+        .iter()
+        .any(|r| r == redirect_uri)
+    {
         return Err(AuthorizeError::page(format!(
             "The address to return to is not registered for the app \u{201c}{}\u{201d}.",
             client.settings.name
@@ -207,10 +229,16 @@ pub fn validate(
         });
     }
     if get("request").is_some() {
-        return Err(fail(ErrorCode::RequestNotSupported, "request objects are not supported"));
+        return Err(fail(
+            ErrorCode::RequestNotSupported,
+            "request objects are not supported",
+        ));
     }
     if get("request_uri").is_some() {
-        return Err(fail(ErrorCode::RequestUriNotSupported, "request_uri is not supported"));
+        return Err(fail(
+            ErrorCode::RequestUriNotSupported,
+            "request_uri is not supported",
+        ));
     }
     match get("response_type") {
         Some("code") => {}
@@ -325,6 +353,7 @@ pub fn validate(
         prompt_consent,
         max_age,
         login_hint,
+        fresh_login_session: None,
     })
 }
 
@@ -372,7 +401,9 @@ async fn start(
 ) -> Result<Response, AuthorizeError> {
     let client_id = client_id_param(params)?;
     let Some(client) = app.store.get_client(client_id).await? else {
-        return Err(AuthorizeError::page("The app that sent you here is not registered."));
+        return Err(AuthorizeError::page(
+            "The app that sent you here is not registered.",
+        ));
     };
     let request = validate(params, &client)?;
     let now = app.now();
@@ -425,13 +456,19 @@ pub async fn load_pending(
     if !req_id.starts_with(TokenKind::PendingAuthorization.prefix()) || req_id.len() > 128 {
         return Err(expired());
     }
-    let Some(pending) = app.store.get_pending(&token_hash(req_id), app.now()).await? else {
+    let Some(pending) = app
+        .store
+        .get_pending(&token_hash(req_id), app.now())
+        .await?
+    else {
         return Err(expired());
     };
     let request: AuthorizationRequest =
         serde_json::from_str(&pending.request).map_err(OAuthError::server_error)?;
     let Some(client) = app.store.get_client(&request.client_id).await? else {
-        return Err(AuthorizeError::page("The app that sent you here is no longer registered."));
+        return Err(AuthorizeError::page(
+            "The app that sent you here is no longer registered.",
+        ));
     };
     Ok((request, pending.created_at, client))
 }
@@ -443,7 +480,14 @@ pub fn login_is_fresh_enough(
     pending_created_at: i64,
     now: i64,
 ) -> bool {
-    if request.prompt_login && session.auth_time < pending_created_at {
+    if request
+        .fresh_login_session
+        .as_deref()
+        .is_some_and(|h| h == hex::encode(&session.id_hash))
+    {
+        return true;
+    }
+    if request.prompt_login && session.auth_time <= pending_created_at {
         return false;
     }
     match request.max_age {
@@ -473,17 +517,27 @@ pub async fn advance(
     let session = match session {
         Some((_, s)) if login_is_fresh_enough(request, &s, pending_created_at, now) => s,
         _ if request.prompt_none => {
-            return Err(to_app(ErrorCode::LoginRequired, "the user is not logged in"));
+            return Err(to_app(
+                ErrorCode::LoginRequired,
+                "the user is not logged in",
+            ));
         }
         _ => return Ok(see_other(&app.url(&format!("/login?req={req_id}")))),
     };
-    let consented = match app.store.get_consent(session.user_id, &client.client_id).await? {
+    let consented = match app
+        .store
+        .get_consent(session.user_id, &client.client_id)
+        .await?
+    {
         Some(granted) => scopes::is_subset(&request.scope, &granted),
         None => false,
     };
     if !client.settings.skip_consent && (request.prompt_consent || !consented) {
         if request.prompt_none {
-            return Err(to_app(ErrorCode::ConsentRequired, "the user has not consented"));
+            return Err(to_app(
+                ErrorCode::ConsentRequired,
+                "the user has not consented",
+            ));
         }
         return Ok(see_other(&app.url(&format!("/consent?req={req_id}"))));
     }

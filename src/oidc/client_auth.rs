@@ -39,12 +39,17 @@ fn basic_credentials(headers: &HeaderMap) -> OAuthResult<Option<(String, String)
         .to_str()
         .map_err(|_| OAuthError::invalid_request("malformed Authorization header"))?;
     let Some((scheme, encoded)) = value.split_once(' ') else {
-        return Err(OAuthError::invalid_request("malformed Authorization header"));
+        return Err(OAuthError::invalid_request(
+            "malformed Authorization header",
+        ));
     };
     if !scheme.eq_ignore_ascii_case("basic") {
-        return Err(OAuthError::invalid_client("use HTTP Basic authentication").with_basic_challenge(true));
+        return Err(
+            OAuthError::invalid_client("use HTTP Basic authentication").with_basic_challenge(true)
+        );
     }
-    let malformed = || OAuthError::invalid_client("malformed Basic credentials").with_basic_challenge(true);
+    let malformed =
+        || OAuthError::invalid_client("malformed Basic credentials").with_basic_challenge(true);
     let decoded = STANDARD.decode(encoded.trim()).map_err(|_| malformed())?;
     let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
     let (id, secret) = decoded.split_once(':').ok_or_else(malformed)?;
@@ -90,12 +95,16 @@ pub async fn authenticate(
         (None, None) => match post_id {
             Some(id) => (id, None, false),
             None => {
-                return Err(OAuthError::invalid_client("client authentication is required")
-                    .with_basic_challenge(true));
+                return Err(
+                    OAuthError::invalid_client("client authentication is required")
+                        .with_basic_challenge(true),
+                );
             }
         },
     };
-    let denied = || OAuthError::invalid_client("client authentication failed").with_basic_challenge(used_basic);
+    let denied = || {
+        OAuthError::invalid_client("client authentication failed").with_basic_challenge(used_basic)
+    };
     if client_id.len() > 256 {
         return Err(denied());
     }

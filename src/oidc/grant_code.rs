@@ -15,13 +15,18 @@ pub async fn exchange(
     params: &[(String, String)],
     now: i64,
 ) -> OAuthResult<Value> {
-    let code = param(params, "code").ok_or_else(|| OAuthError::invalid_request("code is missing"))?;
+    let code =
+        param(params, "code").ok_or_else(|| OAuthError::invalid_request("code is missing"))?;
     let redirect_uri = param(params, "redirect_uri");
     let verifier = param(params, "code_verifier");
     if code.len() > 256 {
         return Err(OAuthError::invalid_grant("the code is invalid"));
     }
-    let record = match app.store.redeem_code(&token_hash(code), &client.client_id, now).await? {
+    let record = match app
+        .store
+        .redeem_code(&token_hash(code), &client.client_id, now)
+        .await?
+    {
         RedeemOutcome::Redeemed(record) => record,
         RedeemOutcome::AlreadyUsed { grant_id } => {
             // A second use means the code leaked: what the first use issued goes too
@@ -87,7 +92,8 @@ pub async fn exchange(
     } else {
         None
     };
-    let refresh = mint::wants_refresh(client, &grant.scope).then(|| mint::refresh_token(app, &grant.id, now));
+    let refresh =
+        mint::wants_refresh(client, &grant.scope).then(|| mint::refresh_token(app, &grant.id, now));
     app.store
         .store_tokens(Some(&access.record), refresh.as_ref().map(|(_, r)| r))
         .await?;

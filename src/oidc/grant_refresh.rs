@@ -24,17 +24,26 @@ pub async fn exchange(
     let (successor, successor_record) = mint::refresh_token(app, "", now);
     let outcome = app
         .store
-        .rotate_refresh_token(&token_hash(presented), &client.client_id, &successor_record, now)
+        .rotate_refresh_token(
+            &token_hash(presented),
+            &client.client_id,
+            &successor_record,
+            now,
+        )
         .await?;
     let grant = match outcome {
         RotateOutcome::Rotated(grant) => grant,
         RotateOutcome::Replayed { grant_id } => {
             app.store.revoke_grant(&grant_id, now).await?;
             tracing::warn!(client_id = %client.client_id, "refresh token replayed; its family is revoked");
-            return Err(OAuthError::invalid_grant("the refresh token was already used"));
+            return Err(OAuthError::invalid_grant(
+                "the refresh token was already used",
+            ));
         }
         RotateOutcome::Invalid => {
-            return Err(OAuthError::invalid_grant("the refresh token is invalid or expired"));
+            return Err(OAuthError::invalid_grant(
+                "the refresh token is invalid or expired",
+            ));
         }
     };
     // A narrower scope may be asked for; never a wider one (RFC 6749 §6).

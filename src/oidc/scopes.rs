@@ -55,7 +55,10 @@ pub fn contains(scope: &str, wanted: &str) -> bool {
 
 /// Whether every scope of `wanted` is in `granted`.
 pub fn is_subset(wanted: &str, granted: &str) -> bool {
-    wanted.split(' ').filter(|s| !s.is_empty()).all(|w| contains(granted, w))
+    wanted
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .all(|w| contains(granted, w))
 }
 
 /// What a person reads on the consent page for each scope.

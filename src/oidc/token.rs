@@ -1,11 +1,11 @@
 //! The token endpoint (RFC 6749 §3.2): authenticates the client, then hands the request to the
 //! grant it names.
 
+use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 
 use crate::app::AppState;
 use crate::error::{ErrorCode, OAuthError, OAuthResult};

@@ -1,11 +1,11 @@
 //! The UserInfo endpoint (OpenID Connect Core §5.3) and the access-token check it shares with
 //! other protected resources (RFC 6750).
 
+use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde_json::{Value, json};
 
 use crate::app::{App, AppState};
@@ -26,7 +26,9 @@ fn bearer_header(headers: &HeaderMap) -> OAuthResult<Option<String>> {
         .to_str()
         .map_err(|_| OAuthError::invalid_request("malformed Authorization header").bearer())?;
     match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
             Ok(Some(token.trim().to_owned()))
         }
         _ => Err(OAuthError::invalid_request("use the Bearer authorization scheme").bearer()),
@@ -35,7 +37,11 @@ fn bearer_header(headers: &HeaderMap) -> OAuthResult<Option<String>> {
 
 /// Finds a live access token: a JWT must carry our signature, `typ: at+jwt`, our issuer and a
 /// future `exp`, and its `jti` must be on record and its grant not revoked.
-pub async fn check_access_token(app: &App, token: &str, now: i64) -> OAuthResult<AccessTokenRecord> {
+pub async fn check_access_token(
+    app: &App,
+    token: &str,
+    now: i64,
+) -> OAuthResult<AccessTokenRecord> {
     let invalid = || OAuthError::invalid_token("the access token is invalid, expired or revoked");
     if token.len() > 4096 {
         return Err(invalid());
@@ -45,16 +51,26 @@ pub async fn check_access_token(app: &App, token: &str, now: i64) -> OAuthResult
         if header.get("typ").and_then(Value::as_str) != Some("at+jwt")
             || header.get("alg").and_then(Value::as_str) != Some(ACCESS_TOKEN_ALG.as_str())
             || claims.get("iss").and_then(Value::as_str) != Some(app.config.issuer.as_str())
-            || claims.get("exp").and_then(Value::as_i64).is_none_or(|exp| exp <= now)
+            || claims
+                .get("exp")
+                .and_then(Value::as_i64)
+                .is_none_or(|exp| exp <= now)
         {
             return Err(invalid());
         }
-        let jti = claims.get("jti").and_then(Value::as_str).ok_or_else(invalid)?;
+        let jti = claims
+            .get("jti")
+            .and_then(Value::as_str)
+            .ok_or_else(invalid)?;
         sha256(jti.as_bytes())
     } else {
         token_hash(token)
     };
-    let state = app.store.get_access_token(&key).await?.ok_or_else(invalid)?;
+    let state = app
+        .store
+        .get_access_token(&key)
+        .await?
+        .ok_or_else(invalid)?;
     if state.revoked || state.record.expires_at <= now {
         return Err(invalid());
     }
@@ -122,7 +138,10 @@ pub async fn userinfo_post(
     let has_form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+        .is_some_and(|v| {
+            v.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
     let from_body = if has_form {
         match web::read_form_params(&app, &headers, body).await {
             Ok(params) => param(&params, "access_token").map(str::to_owned),

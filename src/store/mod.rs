@@ -204,7 +204,9 @@ pub struct AccessTokenState {
 pub enum RedeemOutcome {
     Redeemed(CodeRecord),
     /// The code was used before: a sign of theft (RFC 6749 §4.1.2).
-    AlreadyUsed { grant_id: String },
+    AlreadyUsed {
+        grant_id: String,
+    },
     NotFound,
 }
 
@@ -212,7 +214,9 @@ pub enum RedeemOutcome {
 pub enum RotateOutcome {
     Rotated(GrantRecord),
     /// A used refresh token came back: its whole family must go.
-    Replayed { grant_id: String },
+    Replayed {
+        grant_id: String,
+    },
     /// Unknown, expired, or its grant is revoked.
     Invalid,
 }
@@ -239,8 +243,12 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_session(&self, id_hash: &[u8]) -> StoreResult<()>;
 
     async fn create_pending(&self, pending: &PendingAuthorization) -> StoreResult<()>;
-    async fn get_pending(&self, id_hash: &[u8], now: i64)
-    -> StoreResult<Option<PendingAuthorization>>;
+    async fn get_pending(
+        &self,
+        id_hash: &[u8],
+        now: i64,
+    ) -> StoreResult<Option<PendingAuthorization>>;
+    async fn update_pending(&self, id_hash: &[u8], request: &str) -> StoreResult<bool>;
     async fn delete_pending(&self, id_hash: &[u8]) -> StoreResult<()>;
 
     async fn get_consent(&self, user_id: i64, client_id: &str) -> StoreResult<Option<String>>;

@@ -252,6 +252,15 @@ macro_rules! impl_sql_store {
                 }))
             }
 
+            async fn update_pending(&self, id_hash: &[u8], request: &str) -> StoreResult<bool> {
+                let done = sqlx::query("UPDATE pending_authorizations SET request = $2 WHERE id_hash = $1")
+                    .bind(id_hash)
+                    .bind(request)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
             async fn delete_pending(&self, id_hash: &[u8]) -> StoreResult<()> {
                 sqlx::query("DELETE FROM pending_authorizations WHERE id_hash = $1")
                     .bind(id_hash)
@@ -541,4 +550,3 @@ macro_rules! impl_sql_store {
 }
 
 pub(crate) use impl_sql_store;
-

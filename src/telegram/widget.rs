@@ -66,10 +66,18 @@ pub fn verify(
     if fields.len() > MAX_FIELDS {
         return Err(WidgetError::Malformed("too many fields"));
     }
-    if fields.iter().any(|(k, v)| v.len() > MAX_FIELD_LEN || k.len() > 64) {
+    if fields
+        .iter()
+        .any(|(k, v)| v.len() > MAX_FIELD_LEN || k.len() > 64)
+    {
         return Err(WidgetError::Malformed("a field is too long"));
     }
-    let get = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let get = |name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
     if fields.iter().filter(|(k, _)| k == "hash").count() > 1 {
         return Err(WidgetError::Malformed("a field appears twice"));
     }
@@ -175,9 +183,18 @@ mod tests {
         let now = 1_800_000_000;
         let mut forged = signed(now, &[]);
         forged[1].1 = "Eve".into();
-        assert_eq!(verify(&forged, TOKEN, now, FRESH).unwrap_err(), WidgetError::BadSignature);
         assert_eq!(
-            verify(&signed(now, &[]), "999:another_bot_token_xxxxxxxxxxxx", now, FRESH).unwrap_err(),
+            verify(&forged, TOKEN, now, FRESH).unwrap_err(),
+            WidgetError::BadSignature
+        );
+        assert_eq!(
+            verify(
+                &signed(now, &[]),
+                "999:another_bot_token_xxxxxxxxxxxx",
+                now,
+                FRESH
+            )
+            .unwrap_err(),
             WidgetError::BadSignature
         );
         assert_eq!(
@@ -191,7 +208,10 @@ mod tests {
         );
         let mut no_hash = signed(now, &[]);
         no_hash.pop();
-        assert_eq!(verify(&no_hash, TOKEN, now, FRESH).unwrap_err(), WidgetError::Missing("hash"));
+        assert_eq!(
+            verify(&no_hash, TOKEN, now, FRESH).unwrap_err(),
+            WidgetError::Missing("hash")
+        );
     }
 
     #[test]
@@ -200,6 +220,9 @@ mod tests {
         let mut fields = signed(now, &[("photo_url", "https://t.me/i/userpic/320/a.jpg")]);
         assert!(verify(&fields, TOKEN, now, FRESH).is_ok());
         fields.insert(0, ("injected".into(), "1".into()));
-        assert_eq!(verify(&fields, TOKEN, now, FRESH).unwrap_err(), WidgetError::BadSignature);
+        assert_eq!(
+            verify(&fields, TOKEN, now, FRESH).unwrap_err(),
+            WidgetError::BadSignature
+        );
     }
 }

@@ -125,7 +125,12 @@ pub async fn consent_decision(
         "approve" => {
             let saved = app
                 .store
-                .save_consent(session.user_id, &client.client_id, &request.scope, app.now())
+                .save_consent(
+                    session.user_id,
+                    &client.client_id,
+                    &request.scope,
+                    app.now(),
+                )
                 .await;
             if let Err(e) = saved {
                 return AuthorizeError::from(e).into_response(&app);

@@ -58,7 +58,12 @@ pub async fn emulator_submit(
     form: Result<OAuthForm<EmulatorForm>, crate::error::OAuthError>,
 ) -> Response {
     let bad = |message: &str| {
-        pages::error_page_at(app.base_path(), StatusCode::BAD_REQUEST, "Emulator", message)
+        pages::error_page_at(
+            app.base_path(),
+            StatusCode::BAD_REQUEST,
+            "Emulator",
+            message,
+        )
     };
     let Ok(OAuthForm(form)) = form else {
         return bad("The form could not be read.");

@@ -7,8 +7,9 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use crate::app::{App, AppState};
-use crate::oidc::authorize::{AuthorizeError, load_pending, see_other};
-use crate::secrets::sha256;
+use crate::error::OAuthError;
+use crate::oidc::authorize::{AuthorizationRequest, AuthorizeError, load_pending, see_other};
+use crate::secrets::{sha256, token_hash};
 use crate::store::UserRecord;
 use crate::telegram::TelegramIdentity;
 use crate::telegram::widget::{self, Freshness, WidgetError};
@@ -41,7 +42,8 @@ pub async fn login_page(
         .config
         .dev_mode
         .then(|| format!("{}/dev/telegram?req={}", app.base_path(), query.req));
-    let script_origin = pages::origin_of(&app.config.telegram.widget_script_url).unwrap_or_default();
+    let script_origin =
+        pages::origin_of(&app.config.telegram.widget_script_url).unwrap_or_default();
     let app_origin = pages::origin_of(&request.redirect_uri).unwrap_or_default();
     let csp = format!(
         "default-src 'none'; script-src 'nonce-{nonce}' {script_origin}; frame-src https://oauth.telegram.org; \
@@ -99,9 +101,10 @@ async fn widget_login(
     fields: &[(String, String)],
     headers: &HeaderMap,
 ) -> Response {
-    if let Err(e) = load_pending(app, req).await {
-        return e.into_response(app);
-    }
+    let request = match load_pending(app, req).await {
+        Ok((request, _, _)) => request,
+        Err(e) => return e.into_response(app),
+    };
     let now = app.now();
     let t = &app.config.telegram;
     let freshness = Freshness {
@@ -126,7 +129,11 @@ async fn widget_login(
     };
     // Remembered until it could no longer pass the freshness check anyway.
     let remember_until = identity.proven_at + t.auth_date_window_secs + t.clock_skew_secs + 1;
-    match app.store.consume_proof(&sha256(&raw_hash), remember_until).await {
+    match app
+        .store
+        .consume_proof(&sha256(&raw_hash), remember_until)
+        .await
+    {
         Ok(true) => {}
         Ok(false) => {
             return pages::error_page_at(
@@ -138,7 +145,7 @@ async fn widget_login(
         }
         Err(e) => return AuthorizeError::from(e).into_response(app),
     }
-    match complete_login(app, &identity, headers).await {
+    match complete_login(app, &identity, headers, req, request).await {
         Ok(cookie) => {
             let mut response = see_other(&app.url(&format!("/authorize/continue?req={req}")));
             response.headers_mut().insert(header::SET_COOKIE, cookie);
@@ -148,12 +155,15 @@ async fn widget_login(
     }
 }
 
-/// The one path every login method ends in: the user record is refreshed and a browser
-/// session starts. Returns the `Set-Cookie` value.
+/// The one path every login method ends in: the user record is refreshed, a browser session
+/// starts, and the pending authorization `req` notes that its login happened. Returns the
+/// `Set-Cookie` value.
 pub async fn complete_login(
     app: &App,
     identity: &TelegramIdentity,
     headers: &HeaderMap,
+    req: &str,
+    mut request: AuthorizationRequest,
 ) -> Result<axum::http::HeaderValue, AuthorizeError> {
     let now = app.now();
     let created_at = match app.store.get_user(identity.id).await? {
@@ -174,5 +184,10 @@ pub async fn complete_login(
             updated_at: now,
         })
         .await?;
-    Ok(web::start_session(app, identity.id, identity.method.amr(), headers).await?)
+    let (cookie, session_hash) =
+        web::start_session(app, identity.id, identity.method.amr(), headers).await?;
+    request.fresh_login_session = Some(hex::encode(session_hash));
+    let json = serde_json::to_string(&request).map_err(OAuthError::server_error)?;
+    app.store.update_pending(&token_hash(req), &json).await?;
+    Ok(cookie)
 }

@@ -47,8 +47,12 @@ fn form_rejection(rejection: axum::extract::rejection::FormRejection) -> OAuthEr
         FormRejection::InvalidFormContentType(_) => {
             "the body must be application/x-www-form-urlencoded".to_string()
         }
-        FormRejection::FailedToDeserializeForm(e) => format!("malformed parameters: {}", e.body_text()),
-        FormRejection::FailedToDeserializeFormBody(e) => format!("malformed parameters: {}", e.body_text()),
+        FormRejection::FailedToDeserializeForm(e) => {
+            format!("malformed parameters: {}", e.body_text())
+        }
+        FormRejection::FailedToDeserializeFormBody(e) => {
+            format!("malformed parameters: {}", e.body_text())
+        }
         _ => "the request body could not be read".to_string(),
     };
     OAuthError::invalid_request(description)
@@ -132,23 +136,25 @@ pub async fn current_session(
     Ok(found.map(|s| (id, s)))
 }
 
-/// Starts a session for a user just proven by Telegram; returns the `Set-Cookie` value.
+/// Starts a session for a user just proven by Telegram; returns the `Set-Cookie` value and the
+/// stored hash of the new session id.
 pub async fn start_session(
     app: &App,
     user_id: i64,
     amr: &str,
     headers: &HeaderMap,
-) -> StoreResult<HeaderValue> {
+) -> StoreResult<(HeaderValue, Vec<u8>)> {
     // A new login replaces the old session: a fixed id would let a planted cookie ride along.
     if let Some(old) = session_id(app, headers) {
         app.store.delete_session(&token_hash(&old)).await?;
     }
     let now = app.now();
     let id = new_token(TokenKind::Session);
+    let id_hash = token_hash(&id);
     let ttl = app.config.tokens.session_ttl_secs;
     app.store
         .create_session(&SessionRecord {
-            id_hash: token_hash(&id),
+            id_hash: id_hash.clone(),
             user_id,
             auth_time: now,
             amr: amr.to_owned(),
@@ -156,7 +162,11 @@ pub async fn start_session(
             expires_at: now + ttl,
         })
         .await?;
-    let secure = if app.config.secure_cookies() { "; Secure" } else { "" };
+    let secure = if app.config.secure_cookies() {
+        "; Secure"
+    } else {
+        ""
+    };
     let cookie = format!(
         "{}={}; Path={}; Max-Age={}; HttpOnly; SameSite=Lax{}",
         session_cookie_name(app),
@@ -165,7 +175,9 @@ pub async fn start_session(
         ttl,
         secure
     );
-    HeaderValue::from_str(&cookie).map_err(|e| crate::store::StoreError::Internal(e.to_string()))
+    let cookie = HeaderValue::from_str(&cookie)
+        .map_err(|e| crate::store::StoreError::Internal(e.to_string()))?;
+    Ok((cookie, id_hash))
 }
 
 // ---- small handlers ----

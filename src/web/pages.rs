@@ -68,10 +68,7 @@ pub fn render(status: StatusCode, page: &impl Template, csp: &str) -> Response {
         Ok(html) => {
             let mut response = (status, Html(html)).into_response();
             let headers = response.headers_mut();
-            headers.insert(
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("no-store"),
-            );
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             if let Ok(value) = HeaderValue::from_str(csp) {
                 headers.insert(header::CONTENT_SECURITY_POLICY, value);
             }
@@ -80,7 +77,11 @@ pub fn render(status: StatusCode, page: &impl Template, csp: &str) -> Response {
         }
         Err(e) => {
             tracing::error!(error = %e, "template failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, "the page could not be shown").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page could not be shown",
+            )
+                .into_response()
         }
     }
 }

@@ -8,9 +8,7 @@ use telegram_oidc::admin::{self, NewClient};
 use telegram_oidc::clock::{Clock, ShiftedClock};
 use telegram_oidc::config::{Config, Secret};
 use telegram_oidc::keys::SigningAlg;
-use telegram_oidc::store::{
-    AccessTokenFormat, ClientKind, ClientRecord, RefreshPolicy, SqliteStore, Store,
-};
+use telegram_oidc::store::{AccessTokenFormat, ClientKind, ClientRecord, RefreshPolicy, Store};
 use telegram_oidc::telegram::widget;
 use tokio::sync::oneshot;
 
@@ -21,6 +19,7 @@ pub struct TestApp {
     pub base: String,
     pub store: Arc<dyn Store>,
     pub clock: Arc<ShiftedClock>,
+    #[allow(dead_code)]
     pub config: Config,
     _dir: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
@@ -84,7 +83,9 @@ impl TestApp {
         config.telegram.bot_username = BOT_USERNAME.into();
         config.max_body_bytes = 16 * 1024;
         adjust(&mut config);
-        let store = telegram_oidc::open_store(&config.database_url).await.unwrap();
+        let store = telegram_oidc::open_store(&config.database_url)
+            .await
+            .unwrap();
         let clock = Arc::new(ShiftedClock::default());
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(telegram_oidc::launch_with_clock(
@@ -305,7 +306,11 @@ pub async fn authorize_through(
             let page = browser.get(&next).await;
             assert_eq!(page.status(), StatusCode::OK);
             let fields = widget_fields(user, app.now(), BOT_TOKEN);
-            url = format!("{}?{}", app.url(&format!("/login/telegram/{req}")), encode(&fields));
+            url = format!(
+                "{}?{}",
+                app.url(&format!("/login/telegram/{req}")),
+                encode(&fields)
+            );
         } else if next.contains("/consent?") {
             url = approve_consent(app, browser, &next).await;
             return url;
@@ -331,7 +336,11 @@ pub async fn approve_consent(app: &TestApp, browser: &Browser, consent_url: &str
             ],
         )
         .await;
-    assert_eq!(resp.status(), StatusCode::FOUND, "consent approval must redirect");
+    assert_eq!(
+        resp.status(),
+        StatusCode::FOUND,
+        "consent approval must redirect"
+    );
     location(resp.headers())
 }
 
@@ -345,7 +354,10 @@ pub async fn consent_form(browser: &Browser, consent_url: &str) -> (String, Stri
 
 pub fn hidden(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
-    let start = html.find(&marker).unwrap_or_else(|| panic!("no hidden {name} in page")) + marker.len();
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no hidden {name} in page"))
+        + marker.len();
     let end = html[start..].find('"').unwrap() + start;
     html[start..end].to_string()
 }
