@@ -75,12 +75,12 @@ impl App {
 
     pub fn jwks(&self) -> Bytes {
         let now = self.now();
-        if let Ok(cache) = self.jwks_cache.read() {
-            if let Some((at, bytes)) = cache.as_ref() {
-                if now - at < JWKS_CACHE_SECS && now >= *at {
-                    return bytes.clone();
-                }
-            }
+        if let Ok(cache) = self.jwks_cache.read()
+            && let Some((at, bytes)) = cache.as_ref()
+            && now - at < JWKS_CACHE_SECS
+            && now >= *at
+        {
+            return bytes.clone();
         }
         let bytes = Bytes::from(
             self.keys
@@ -132,10 +132,12 @@ pub fn router(app: AppState) -> Router {
         .route("/healthz", get(web::healthz))
         .route("/readyz", get(web::readyz));
     if config.dev_mode {
-        routes = routes.route(
-            "/dev/telegram",
-            get(web::emulator::emulator_page).post(web::emulator::emulator_submit),
-        );
+        routes = routes
+            .route(
+                "/dev/telegram",
+                get(web::emulator::emulator_page).post(web::emulator::emulator_submit),
+            )
+            .route("/dev/callback", get(web::emulator::demo_callback));
     }
     let routes = routes
         .fallback(web::not_found)

@@ -109,7 +109,7 @@ pub async fn authenticate(
         return Err(denied());
     }
     let client = app.store.get_client(client_id).await?;
-    let presented = secret.map(|s| token_hash(s));
+    let presented = secret.map(token_hash);
     let Some(client) = client else {
         return Err(denied());
     };

@@ -100,10 +100,10 @@ pub fn id_token(app: &App, input: IdTokenInput<'_>) -> OAuthResult<String> {
     claims.insert("auth_time".into(), json!(input.grant.auth_time));
     claims.insert("amr".into(), json!([input.grant.amr]));
     claims.insert("at_hash".into(), json!(half_hash(alg, input.access_token)));
-    if input.include_nonce {
-        if let Some(nonce) = &input.grant.nonce {
-            claims.insert("nonce".into(), json!(nonce));
-        }
+    if input.include_nonce
+        && let Some(nonce) = &input.grant.nonce
+    {
+        claims.insert("nonce".into(), json!(nonce));
     }
     claims.extend(scopes::user_claims(input.scope, input.user));
     app.keys

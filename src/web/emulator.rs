@@ -99,3 +99,42 @@ pub async fn emulator_submit(
         form.req
     ))
 }
+
+#[derive(Deserialize)]
+pub struct DemoCallbackQuery {
+    #[serde(default)]
+    code: String,
+    error: Option<String>,
+}
+
+/// The demo client's redirect URI in dev mode: shows what an app would receive.
+pub async fn demo_callback(
+    State(app): State<AppState>,
+    query: Result<Query<DemoCallbackQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(query)) = query else {
+        return crate::web::not_found().await;
+    };
+    let redirect_uri = app.url("/dev/callback");
+    let token_endpoint = app.url("/token");
+    let client_id = match app.store.list_clients().await {
+        Ok(clients) => clients
+            .into_iter()
+            .find(|c| c.settings.redirect_uris.contains(&redirect_uri))
+            .map(|c| c.client_id)
+            .unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    pages::render(
+        StatusCode::OK,
+        &pages::DemoCallbackPage {
+            base: app.base_path(),
+            code: &query.code,
+            error: query.error.as_deref(),
+            client_id: &client_id,
+            redirect_uri: &redirect_uri,
+            token_endpoint: &token_endpoint,
+        },
+        &pages::strict_csp(&[]),
+    )
+}

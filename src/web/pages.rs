@@ -48,6 +48,17 @@ pub struct EmulatorPage<'a> {
     pub default_id: &'a str,
 }
 
+#[derive(Template)]
+#[template(path = "callback.html")]
+pub struct DemoCallbackPage<'a> {
+    pub base: &'a str,
+    pub code: &'a str,
+    pub error: Option<&'a str>,
+    pub client_id: &'a str,
+    pub redirect_uri: &'a str,
+    pub token_endpoint: &'a str,
+}
+
 /// A fresh nonce for inline scripts allowed by the content security policy.
 pub fn csp_nonce() -> String {
     hex::encode(random_bytes::<16>())

@@ -575,3 +575,53 @@ async fn the_login_page_carries_the_widget_and_a_strict_policy() {
     assert!(html.contains("data-auth-url="));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn dev_mode_emulator_signs_like_telegram_and_exists_only_in_dev_mode() {
+    let app = TestApp::start_with(|c| c.dev_mode = true).await;
+    let a = app.confidential_client().await;
+    let browser = Browser::new();
+    let resp = browser
+        .get(&authorize_url(&app, &a, "openid profile", ""))
+        .await;
+    let login = absolute(&app, &location(resp.headers()));
+    let req = req_of(&login);
+    let html = browser.get(&login).await.text().await.unwrap();
+    assert!(html.contains(&format!("/dev/telegram?req={req}")), "{html}");
+    let page = browser
+        .get(&app.url(&format!("/dev/telegram?req={req}")))
+        .await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let resp = browser
+        .post_form(
+            &app.url("/dev/telegram"),
+            &[
+                ("req".into(), req.clone()),
+                ("id".into(), "1234567".into()),
+                ("first_name".into(), "Emu".into()),
+                ("last_name".into(), String::new()),
+                ("username".into(), "emu_user".into()),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let callback = absolute(&app, &location(resp.headers()));
+    assert!(callback.contains(&format!("/login/telegram/{req}?")));
+    assert!(query_param(&callback, "hash").is_some());
+    // The same callback the real widget uses verifies the emulator's signature.
+    let resp = browser.get(&callback).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let resp = browser
+        .get(&absolute(&app, &location(resp.headers())))
+        .await;
+    let back = approve_consent(&app, &browser, &absolute(&app, &location(resp.headers()))).await;
+    assert!(query_param(&back, "code").is_some());
+    app.stop().await;
+
+    let prod = TestApp::start().await;
+    let resp = Browser::new()
+        .get(&prod.url("/dev/telegram?req=tgp_x"))
+        .await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    prod.stop().await;
+}

@@ -108,10 +108,10 @@ impl TestApp {
         // The listener is bound already; wait only until the app answers.
         let http = reqwest::Client::new();
         for _ in 0..200 {
-            if let Ok(r) = http.get(app.url("/healthz")).send().await {
-                if r.status().is_success() {
-                    return app;
-                }
+            if let Ok(r) = http.get(app.url("/healthz")).send().await
+                && r.status().is_success()
+            {
+                return app;
             }
             tokio::task::yield_now().await;
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
