@@ -83,6 +83,8 @@ impl ErrorCode {
 pub enum Style {
     Json,
     Bearer,
+    /// A request with no credentials at all gets a bare challenge (RFC 6750 §3.1).
+    BearerNoCredentials,
 }
 
 #[derive(Debug, Clone)]
@@ -129,7 +131,9 @@ impl OAuthError {
         )
     }
     pub fn bearer(mut self) -> Self {
-        self.style = Style::Bearer;
+        if self.style != Style::BearerNoCredentials {
+            self.style = Style::Bearer;
+        }
         self
     }
     pub fn with_basic_challenge(mut self, basic: bool) -> Self {
@@ -194,6 +198,7 @@ impl IntoResponse for OAuthError {
                 self.code.as_str(),
                 quote_param(&self.description)
             )),
+            (Style::BearerNoCredentials, _) => Some("Bearer realm=\"telegram-oidc\"".to_string()),
             (Style::Json, StatusCode::UNAUTHORIZED) if self.basic_challenge => {
                 Some("Basic realm=\"telegram-oidc\"".to_string())
             }

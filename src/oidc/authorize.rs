@@ -362,7 +362,10 @@ pub async fn authorize_get(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let params = web::parse_params(query.as_deref().unwrap_or(""));
+    let params = match web::parse_params(query.as_deref().unwrap_or("")) {
+        Ok(p) => p,
+        Err(e) => return AuthorizeError::page(e.description).into_response(&app),
+    };
     start(&app, &headers, &params)
         .await
         .unwrap_or_else(|e| e.into_response(&app))

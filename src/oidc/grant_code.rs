@@ -60,11 +60,13 @@ pub async fn exchange(
         }
         (None, None) => {}
     }
+    // The grant was live when the code was redeemed (checked in the same statement). A replay
+    // racing this request may revoke it now: the tokens below are then dead on arrival, as the
+    // rule for a reused code demands, but this first redemption still answers.
     let grant = app
         .store
         .get_grant(&record.grant_id)
         .await?
-        .filter(|g| g.revoked_at.is_none())
         .ok_or_else(|| OAuthError::invalid_grant("the code is invalid"))?;
     let user_id = grant
         .user_id

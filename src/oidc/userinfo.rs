@@ -80,7 +80,9 @@ pub async fn check_access_token(
 async fn respond(app: &App, token: Option<String>) -> Response {
     let result: OAuthResult<Value> = async {
         let token = token.ok_or_else(|| {
-            OAuthError::new(ErrorCode::InvalidToken, "an access token is required").bearer()
+            let mut e = OAuthError::new(ErrorCode::InvalidToken, "an access token is required");
+            e.style = crate::error::Style::BearerNoCredentials;
+            e
         })?;
         let now = app.now();
         let record = check_access_token(app, &token, now).await?;

@@ -331,7 +331,7 @@ macro_rules! impl_sql_store {
             async fn redeem_code(&self, code_hash: &[u8], client_id: &str, now: i64) -> StoreResult<RedeemOutcome> {
                 let row = sqlx::query(
                     "UPDATE codes SET used_at = $2 WHERE code_hash = $1 AND used_at IS NULL \
-                     AND grant_id IN (SELECT id FROM grants WHERE client_id = $3) \
+                     AND grant_id IN (SELECT id FROM grants WHERE client_id = $3 AND revoked_at IS NULL) \
                      RETURNING code_hash, grant_id, redirect_uri, code_challenge, expires_at",
                 )
                 .bind(code_hash)

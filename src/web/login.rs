@@ -73,8 +73,15 @@ pub async fn widget_callback_get(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let fields = web::parse_params(query.as_deref().unwrap_or(""));
-    widget_login(&app, &req, &fields, &headers).await
+    match web::parse_params(query.as_deref().unwrap_or("")) {
+        Ok(fields) => widget_login(&app, &req, &fields, &headers).await,
+        Err(e) => pages::error_page_at(
+            app.base_path(),
+            StatusCode::BAD_REQUEST,
+            "The Telegram login could not be read",
+            &e.description,
+        ),
+    }
 }
 
 /// `data-onauth` mode: the page's script posts the fields it received.

@@ -59,10 +59,36 @@ fn form_rejection(rejection: axum::extract::rejection::FormRejection) -> OAuthEr
 }
 
 /// Parameters exactly as sent, in order, duplicates kept (RFC 6749 §3.1 forbids repeating one).
-pub fn parse_params(raw: &str) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(raw.as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
+/// Strict where browsers' parsers are lenient: a broken `%` escape or bytes that are not UTF-8
+/// make the whole request malformed instead of being passed on half-decoded.
+pub fn parse_params(raw: &str) -> Result<Vec<(String, String)>, OAuthError> {
+    let mut out = Vec::new();
+    for pair in raw.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        out.push((strict_decode(k)?, strict_decode(v)?));
+    }
+    Ok(out)
+}
+
+fn strict_decode(s: &str) -> Result<String, OAuthError> {
+    let malformed = || OAuthError::invalid_request("malformed percent-encoding in the parameters");
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3).ok_or_else(malformed)?;
+                let hex = std::str::from_utf8(hex).map_err(|_| malformed())?;
+                out.push(u8::from_str_radix(hex, 16).map_err(|_| malformed())?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| malformed())
 }
 
 /// Reads a urlencoded body into parameters; `Err` is the response to send.
@@ -93,7 +119,7 @@ pub async fn read_form_params(
         })?;
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| OAuthError::invalid_request("the body is not UTF-8"))?;
-    Ok(parse_params(text))
+    parse_params(text)
 }
 
 // ---- the browser session ----
