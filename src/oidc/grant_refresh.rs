@@ -21,6 +21,23 @@ pub async fn exchange(
     if presented.len() > 256 {
         return Err(OAuthError::invalid_grant("the refresh token is invalid"));
     }
+    let presented_hash = token_hash(presented);
+    // A narrower scope may be asked for, never a wider one (RFC 6749 §6). Checked before the
+    // token is used, so a refused request leaves the token as it was.
+    let asked = param(params, "scope");
+    if let Some(asked) = asked {
+        let granted = app
+            .store
+            .refresh_token_scope(&presented_hash, &client.client_id)
+            .await?;
+        if let Some(granted) = granted
+            && !scopes::is_subset(asked, &granted)
+        {
+            return Err(OAuthError::invalid_scope(
+                "the requested scope exceeds what was granted",
+            ));
+        }
+    }
     let (successor, successor_record) = mint::refresh_token(app, "", now);
     let outcome = app
         .store
@@ -46,15 +63,14 @@ pub async fn exchange(
             ));
         }
     };
-    // A narrower scope may be asked for; never a wider one (RFC 6749 §6).
-    let scope = match param(params, "scope") {
-        Some(asked) => {
-            if !scopes::is_subset(asked, &grant.scope) {
-                return Err(OAuthError::invalid_scope(
-                    "the requested scope exceeds what was granted",
-                ));
-            }
+    let scope = match asked {
+        Some(asked) if scopes::is_subset(asked, &grant.scope) => {
             scopes::join(&scopes::parse(asked))
+        }
+        Some(_) => {
+            return Err(OAuthError::invalid_scope(
+                "the requested scope exceeds what was granted",
+            ));
         }
         None => grant.scope.clone(),
     };

@@ -284,6 +284,12 @@ pub trait Store: Send + Sync + 'static {
         refresh: Option<&RefreshTokenRecord>,
     ) -> StoreResult<()>;
     async fn get_access_token(&self, token_hash: &[u8]) -> StoreResult<Option<AccessTokenState>>;
+    /// The scope of the grant behind a refresh token of `client_id`, without using it.
+    async fn refresh_token_scope(
+        &self,
+        token_hash: &[u8],
+        client_id: &str,
+    ) -> StoreResult<Option<String>>;
     /// Uses a refresh token of `client_id` once and stores its successor (same grant) in the
     /// same transaction. Another client's token is `Invalid` and stays usable.
     async fn rotate_refresh_token(

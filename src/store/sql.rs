@@ -438,6 +438,21 @@ macro_rules! impl_sql_store {
                 }))
             }
 
+            async fn refresh_token_scope(&self, token_hash: &[u8], client_id: &str) -> StoreResult<Option<String>> {
+                let row = sqlx::query(
+                    "SELECT g.scope FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id \
+                     WHERE r.token_hash = $1 AND g.client_id = $2",
+                )
+                .bind(token_hash)
+                .bind(client_id)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(match row {
+                    Some(row) => Some(row.try_get("scope")?),
+                    None => None,
+                })
+            }
+
             async fn rotate_refresh_token(
                 &self,
                 old_hash: &[u8],

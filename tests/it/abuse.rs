@@ -959,3 +959,35 @@ async fn userinfo_refuses_missing_garbage_and_tampered_tokens() {
     assert_userinfo_ok(&app, &access).await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_wider_scope_on_refresh_is_refused_and_leaves_the_token_usable() {
+    let app = TestApp::start().await;
+    let client = app.confidential_client().await;
+    let (_, first) = tokens_for(&app, &client).await;
+    let wider = token_request(
+        &app,
+        creds(&client),
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &first),
+            ("scope", "openid profile telegram"),
+        ],
+    )
+    .await;
+    assert_token_error(&wider, StatusCode::BAD_REQUEST, "invalid_scope");
+    // The refused request did not use the token: a narrower one still succeeds with it.
+    let narrower = token_request(
+        &app,
+        creds(&client),
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &first),
+            ("scope", "openid"),
+        ],
+    )
+    .await;
+    assert_eq!(narrower.0, StatusCode::OK, "{:?}", narrower.2);
+    assert_eq!(narrower.2["scope"], "openid");
+    app.stop().await;
+}
