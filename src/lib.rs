@@ -30,7 +30,7 @@ use crate::app::App;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::keys::KeyStore;
-use crate::store::{SqliteStore, Store, StoreError};
+use crate::store::{PostgresStore, SqliteStore, Store, StoreError};
 
 /// How often expired rows are swept away.
 const CLEANUP_INTERVAL: Duration = Duration::from_secs(300);
@@ -43,9 +43,13 @@ pub async fn open_store(database_url: &str) -> Result<Arc<dyn Store>, StoreError
         let store = SqliteStore::connect(database_url).await?;
         store.migrate().await?;
         Ok(Arc::new(store))
+    } else if database_url.starts_with("postgres:") || database_url.starts_with("postgresql:") {
+        let store = PostgresStore::connect(database_url).await?;
+        store.migrate().await?;
+        Ok(Arc::new(store))
     } else {
         Err(StoreError::Internal(format!(
-            "unsupported database URL scheme in `{}`: use sqlite://",
+            "unsupported database URL scheme in `{}`: use sqlite:// or postgres://",
             database_url.split(':').next().unwrap_or("")
         )))
     }

@@ -7,9 +7,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::keys::SigningAlg;
 
+pub mod postgres;
 mod sql;
 pub mod sqlite;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]

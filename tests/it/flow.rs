@@ -31,7 +31,10 @@ async fn oidc_client(app: &TestApp, client: &TestClient) -> (CoreProviderMetadat
 
 /// The whole code flow for one client and algorithm, checked at each step by a real client library.
 async fn full_flow(alg: SigningAlg, format: AccessTokenFormat) {
-    let app = TestApp::start().await;
+    full_flow_on(TestApp::start().await, alg, format).await;
+}
+
+async fn full_flow_on(app: TestApp, alg: SigningAlg, format: AccessTokenFormat) {
     let tc = app
         .client(ClientSpec {
             alg,
@@ -190,6 +193,15 @@ async fn code_flow_rs256_with_jwt_access_tokens() {
 #[tokio::test]
 async fn code_flow_es256_with_opaque_access_tokens() {
     full_flow(SigningAlg::ES256, AccessTokenFormat::Opaque).await;
+}
+
+#[tokio::test]
+async fn code_flow_on_postgres() {
+    let Some(url) = crate::store::postgres_url() else {
+        return;
+    };
+    let app = TestApp::start_with(|c| c.database_url = url).await;
+    full_flow_on(app, SigningAlg::RS256, AccessTokenFormat::Opaque).await;
 }
 
 #[tokio::test]

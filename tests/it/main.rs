@@ -4,3 +4,4 @@ mod abuse;
 mod cli;
 mod flow;
 mod harness;
+mod store;

@@ -1,0 +1,431 @@
+//! One scenario, generic over the store: it runs on SQLite always and on PostgreSQL whenever
+//! `TEST_DATABASE_URL` is set (CI sets it; without it, outside CI, the PostgreSQL run says
+//! loudly that it was skipped).
+
+use std::sync::Arc;
+
+use telegram_oidc::keys::SigningAlg;
+use telegram_oidc::secrets::{new_id, random_bytes, sha256};
+use telegram_oidc::store::*;
+
+/// The PostgreSQL URL for tests, or `None` (allowed only outside CI).
+pub fn postgres_url() -> Option<String> {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var("CI").is_err(),
+                "CI must run the PostgreSQL tests: set TEST_DATABASE_URL"
+            );
+            eprintln!(
+                "SKIPPED: PostgreSQL tests need TEST_DATABASE_URL (e.g. postgres://postgres@127.0.0.1/test)"
+            );
+            None
+        }
+    }
+}
+
+fn unique_user() -> i64 {
+    (u32::from_le_bytes(random_bytes::<4>()) as i64) + 1_000_000
+}
+
+fn client(now: i64) -> ClientRecord {
+    ClientRecord {
+        client_id: new_id(),
+        secret_hash: Some(sha256(b"secret")),
+        settings: ClientSettings {
+            name: "Scenario".into(),
+            kind: ClientKind::Confidential,
+            redirect_uris: vec!["https://a.example/cb".into()],
+            allowed_scopes: vec!["openid".into()],
+            id_token_alg: SigningAlg::ES256,
+            access_token_format: AccessTokenFormat::Opaque,
+            refresh_policy: RefreshPolicy::Always,
+            skip_consent: false,
+        },
+        created_at: now,
+    }
+}
+
+fn grant(client_id: &str, user: i64, now: i64) -> GrantRecord {
+    GrantRecord {
+        id: new_id(),
+        client_id: client_id.into(),
+        user_id: Some(user),
+        scope: "openid".into(),
+        auth_time: now,
+        amr: "telegram_widget".into(),
+        nonce: Some("n".into()),
+        created_at: now,
+        revoked_at: None,
+        expires_at: now + 60,
+    }
+}
+
+fn code(grant_id: &str, now: i64) -> CodeRecord {
+    CodeRecord {
+        code_hash: random_bytes::<32>().to_vec(),
+        grant_id: grant_id.into(),
+        redirect_uri: "https://a.example/cb".into(),
+        code_challenge: None,
+        expires_at: now + 60,
+    }
+}
+
+fn refresh(grant_id: &str, now: i64, ttl: i64) -> RefreshTokenRecord {
+    RefreshTokenRecord {
+        token_hash: random_bytes::<32>().to_vec(),
+        grant_id: grant_id.into(),
+        created_at: now,
+        expires_at: now + ttl,
+    }
+}
+
+async fn scenario(store: Arc<dyn Store>) {
+    let now = 1_900_000_000;
+    store.ping().await.unwrap();
+
+    // Clients.
+    let mut c = client(now);
+    store.create_client(&c).await.unwrap();
+    assert!(matches!(
+        store.create_client(&c).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store
+            .get_client(&c.client_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .settings,
+        c.settings
+    );
+    c.settings.name = "Renamed".into();
+    assert!(store.update_client(&c).await.unwrap());
+    assert_eq!(
+        store
+            .get_client(&c.client_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .settings
+            .name,
+        "Renamed"
+    );
+    assert!(
+        store
+            .list_clients()
+            .await
+            .unwrap()
+            .iter()
+            .any(|x| x.client_id == c.client_id)
+    );
+    let other = client(now);
+    store.create_client(&other).await.unwrap();
+
+    // Users: a later login refreshes the profile but keeps what it does not carry.
+    let uid = unique_user();
+    let mut user = UserRecord {
+        telegram_id: uid,
+        first_name: "A".into(),
+        last_name: None,
+        username: Some("a".into()),
+        photo_url: None,
+        language_code: Some("ru".into()),
+        is_premium: true,
+        phone_number: Some("+100".into()),
+        created_at: now,
+        updated_at: now,
+    };
+    store.upsert_user(&user).await.unwrap();
+    user.first_name = "B".into();
+    user.language_code = None;
+    user.phone_number = None;
+    user.created_at = now + 5;
+    user.updated_at = now + 5;
+    store.upsert_user(&user).await.unwrap();
+    let got = store.get_user(uid).await.unwrap().unwrap();
+    assert_eq!(got.first_name, "B");
+    assert_eq!(got.language_code.as_deref(), Some("ru"));
+    assert_eq!(got.phone_number.as_deref(), Some("+100"));
+    assert_eq!(got.created_at, now);
+    assert!(got.is_premium);
+
+    // One-time proofs.
+    let proof = random_bytes::<32>();
+    assert!(store.consume_proof(&proof, now + 10).await.unwrap());
+    assert!(!store.consume_proof(&proof, now + 10).await.unwrap());
+
+    // Sessions expire.
+    let sid = random_bytes::<32>().to_vec();
+    store
+        .create_session(&SessionRecord {
+            id_hash: sid.clone(),
+            user_id: uid,
+            auth_time: now,
+            amr: "telegram_widget".into(),
+            created_at: now,
+            expires_at: now + 100,
+        })
+        .await
+        .unwrap();
+    assert!(store.get_session(&sid, now + 99).await.unwrap().is_some());
+    assert!(store.get_session(&sid, now + 100).await.unwrap().is_none());
+    store.delete_session(&sid).await.unwrap();
+    assert!(store.get_session(&sid, now).await.unwrap().is_none());
+
+    // Pending authorizations.
+    let pid = random_bytes::<32>().to_vec();
+    store
+        .create_pending(&PendingAuthorization {
+            id_hash: pid.clone(),
+            client_id: c.client_id.clone(),
+            request: "{}".into(),
+            created_at: now,
+            expires_at: now + 10,
+        })
+        .await
+        .unwrap();
+    assert!(store.update_pending(&pid, "{\"x\":1}").await.unwrap());
+    assert_eq!(
+        store.get_pending(&pid, now).await.unwrap().unwrap().request,
+        "{\"x\":1}"
+    );
+    assert!(store.get_pending(&pid, now + 10).await.unwrap().is_none());
+    store.delete_pending(&pid).await.unwrap();
+    assert!(!store.update_pending(&pid, "{}").await.unwrap());
+
+    // Consent.
+    assert!(
+        store
+            .get_consent(uid, &c.client_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    store
+        .save_consent(uid, &c.client_id, "openid", now)
+        .await
+        .unwrap();
+    store
+        .save_consent(uid, &c.client_id, "openid profile", now)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_consent(uid, &c.client_id)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("openid profile")
+    );
+
+    // Codes: once, for their own client only; reuse is reported with the grant.
+    let g = grant(&c.client_id, uid, now);
+    let k = code(&g.id, now);
+    store.create_grant_with_code(&g, &k).await.unwrap();
+    assert!(matches!(
+        store
+            .redeem_code(&k.code_hash, &other.client_id, now)
+            .await
+            .unwrap(),
+        RedeemOutcome::NotFound
+    ));
+    match store
+        .redeem_code(&k.code_hash, &c.client_id, now)
+        .await
+        .unwrap()
+    {
+        RedeemOutcome::Redeemed(r) => assert_eq!(r.grant_id, g.id),
+        other => panic!("expected Redeemed, got {other:?}"),
+    }
+    match store
+        .redeem_code(&k.code_hash, &c.client_id, now)
+        .await
+        .unwrap()
+    {
+        RedeemOutcome::AlreadyUsed { grant_id } => assert_eq!(grant_id, g.id),
+        other => panic!("expected AlreadyUsed, got {other:?}"),
+    }
+
+    // Tokens of a grant die with it.
+    let access = AccessTokenRecord {
+        token_hash: random_bytes::<32>().to_vec(),
+        grant_id: g.id.clone(),
+        client_id: c.client_id.clone(),
+        user_id: Some(uid),
+        scope: "openid".into(),
+        created_at: now,
+        expires_at: now + 3600,
+    };
+    let r1 = refresh(&g.id, now, 1000);
+    store.store_tokens(Some(&access), Some(&r1)).await.unwrap();
+    assert_eq!(
+        store.get_grant(&g.id).await.unwrap().unwrap().expires_at,
+        now + 1000
+    );
+    assert!(
+        !store
+            .get_access_token(&access.token_hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
+    assert_eq!(
+        store
+            .refresh_token_scope(&r1.token_hash, &c.client_id)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("openid")
+    );
+    assert!(
+        store
+            .refresh_token_scope(&r1.token_hash, &other.client_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Rotation: another client's attempt leaves the token usable; a second use is a replay.
+    let r2 = refresh("", now, 2000);
+    assert!(matches!(
+        store
+            .rotate_refresh_token(&r1.token_hash, &other.client_id, &r2, now)
+            .await
+            .unwrap(),
+        RotateOutcome::Invalid
+    ));
+    match store
+        .rotate_refresh_token(&r1.token_hash, &c.client_id, &r2, now)
+        .await
+        .unwrap()
+    {
+        RotateOutcome::Rotated(found) => assert_eq!(found.id, g.id),
+        other => panic!("expected Rotated, got {other:?}"),
+    }
+    assert_eq!(
+        store.get_grant(&g.id).await.unwrap().unwrap().expires_at,
+        now + 2000
+    );
+    let r3 = refresh("", now, 10);
+    match store
+        .rotate_refresh_token(&r1.token_hash, &c.client_id, &r3, now)
+        .await
+        .unwrap()
+    {
+        RotateOutcome::Replayed { grant_id } => assert_eq!(grant_id, g.id),
+        other => panic!("expected Replayed, got {other:?}"),
+    }
+    store.revoke_grant(&g.id, now).await.unwrap();
+    assert!(
+        store
+            .get_access_token(&access.token_hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
+    assert!(matches!(
+        store
+            .rotate_refresh_token(&r2.token_hash, &c.client_id, &r3, now)
+            .await
+            .unwrap(),
+        RotateOutcome::Invalid
+    ));
+    // An expired refresh token cannot be used.
+    let g2 = grant(&c.client_id, uid, now);
+    store.create_grant(&g2).await.unwrap();
+    let short = refresh(&g2.id, now, 5);
+    store.store_tokens(None, Some(&short)).await.unwrap();
+    assert!(matches!(
+        store
+            .rotate_refresh_token(
+                &short.token_hash,
+                &c.client_id,
+                &refresh("", now, 5),
+                now + 5
+            )
+            .await
+            .unwrap(),
+        RotateOutcome::Invalid
+    ));
+    // A code of a revoked grant cannot be redeemed.
+    let g3 = grant(&c.client_id, uid, now);
+    let k3 = code(&g3.id, now);
+    store.create_grant_with_code(&g3, &k3).await.unwrap();
+    store.revoke_grant(&g3.id, now).await.unwrap();
+    assert!(matches!(
+        store
+            .redeem_code(&k3.code_hash, &c.client_id, now)
+            .await
+            .unwrap(),
+        RedeemOutcome::NotFound
+    ));
+
+    // Removing a client revokes its grants.
+    let g4 = grant(&other.client_id, uid, now);
+    store.create_grant(&g4).await.unwrap();
+    assert!(store.delete_client(&other.client_id).await.unwrap());
+    assert!(
+        store
+            .get_grant(&g4.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
+    assert!(!store.delete_client(&other.client_id).await.unwrap());
+
+    // Cleanup removes what expired long ago and keeps what lives.
+    let removed = store.delete_expired(now + 10 * 86_400).await.unwrap();
+    assert!(removed > 0);
+    assert!(store.get_user(uid).await.unwrap().is_some());
+}
+
+/// Ten parallel redemptions of one code: exactly one wins.
+async fn parallel_redemption(store: Arc<dyn Store>) {
+    let now = 1_900_000_000;
+    let c = client(now);
+    store.create_client(&c).await.unwrap();
+    let g = grant(&c.client_id, unique_user(), now);
+    let k = code(&g.id, now);
+    store.create_grant_with_code(&g, &k).await.unwrap();
+    let attempts = (0..10).map(|_| {
+        let store = store.clone();
+        let hash = k.code_hash.clone();
+        let client_id = c.client_id.clone();
+        tokio::spawn(async move { store.redeem_code(&hash, &client_id, now).await.unwrap() })
+    });
+    let outcomes = futures::future::join_all(attempts).await;
+    let wins = outcomes
+        .iter()
+        .filter(|o| matches!(o.as_ref().unwrap(), RedeemOutcome::Redeemed(_)))
+        .count();
+    assert_eq!(wins, 1);
+}
+
+async fn sqlite() -> (tempfile::TempDir, Arc<dyn Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/s.db", dir.path().display());
+    let store = telegram_oidc::open_store(&url).await.unwrap();
+    (dir, store)
+}
+
+#[tokio::test]
+async fn scenario_on_sqlite() {
+    let (_dir, store) = sqlite().await;
+    scenario(store.clone()).await;
+    parallel_redemption(store).await;
+}
+
+#[tokio::test]
+async fn scenario_on_postgres() {
+    let Some(url) = postgres_url() else { return };
+    let store = telegram_oidc::open_store(&url).await.unwrap();
+    scenario(store.clone()).await;
+    parallel_redemption(store).await;
+}
