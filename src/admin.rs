@@ -33,6 +33,8 @@ pub struct NewClient {
     pub access_token_format: AccessTokenFormat,
     pub refresh_policy: RefreshPolicy,
     pub skip_consent: bool,
+    /// A service account (client credentials grant); needs no redirect URI.
+    pub service_account: bool,
 }
 
 /// Checks a redirect URI an admin registers: absolute, no fragment (RFC 6749 §3.1.2), https
@@ -71,9 +73,14 @@ pub async fn add_client(
             "the name must be 1 to 100 characters".into(),
         ));
     }
-    if new.redirect_uris.is_empty() {
+    if new.redirect_uris.is_empty() && !new.service_account {
         return Err(AdminError::Invalid(
             "register at least one redirect URI".into(),
+        ));
+    }
+    if new.service_account && new.kind != ClientKind::Confidential {
+        return Err(AdminError::Invalid(
+            "a service account must be confidential".into(),
         ));
     }
     for uri in &new.redirect_uris {
@@ -81,7 +88,12 @@ pub async fn add_client(
     }
     let mut allowed = Vec::new();
     for s in &new.scopes {
-        if !scopes::SUPPORTED.contains(&s.as_str()) {
+        // A service account may carry API scopes of its own (RFC 6749 §3.3 scope-token).
+        let api_scope = new.service_account
+            && !s.is_empty()
+            && s.bytes()
+                .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
+        if !api_scope && !scopes::SUPPORTED.contains(&s.as_str()) {
             return Err(AdminError::Invalid(format!(
                 "unknown scope `{s}`; known scopes: {}",
                 scopes::SUPPORTED.join(", ")
@@ -91,7 +103,7 @@ pub async fn add_client(
             allowed.push(s.clone());
         }
     }
-    if !allowed.iter().any(|s| s == scopes::OPENID) {
+    if !new.service_account && !allowed.iter().any(|s| s == scopes::OPENID) {
         allowed.insert(0, scopes::OPENID.to_owned());
     }
     let secret = (new.kind == ClientKind::Confidential).then(|| new_token(TokenKind::ClientSecret));
@@ -107,6 +119,7 @@ pub async fn add_client(
             access_token_format: new.access_token_format,
             refresh_policy: new.refresh_policy,
             skip_consent: new.skip_consent,
+            service_account: new.service_account,
         },
         created_at: now,
     };

@@ -115,6 +115,8 @@ pub fn router(app: AppState) -> Router {
         )
         .route("/authorize/continue", get(oidc::authorize::resume))
         .route("/token", post(oidc::token::token))
+        .route("/revoke", post(oidc::revoke::revoke))
+        .route("/introspect", post(oidc::introspect::introspect))
         .route(
             "/userinfo",
             get(oidc::userinfo::userinfo_get).post(oidc::userinfo::userinfo_post),

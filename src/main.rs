@@ -76,7 +76,7 @@ struct AddClient {
     #[arg(long)]
     name: String,
     /// An exact redirect URI; repeat for more.
-    #[arg(long = "redirect-uri", required = true)]
+    #[arg(long = "redirect-uri", required_unless_present = "service_account")]
     redirect_uris: Vec<String>,
     /// A public client (native, single-page or CLI app): no secret, PKCE required.
     #[arg(long)]
@@ -97,6 +97,9 @@ struct AddClient {
     /// Do not ask the user for consent (first-party apps).
     #[arg(long)]
     skip_consent: bool,
+    /// A service account: client credentials grant for its scopes (any API scope names).
+    #[arg(long)]
+    service_account: bool,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -233,6 +236,7 @@ fn print_client(c: &ClientRecord) {
     println!("access_token:   {:?}", s.access_token_format);
     println!("refresh:        {:?}", s.refresh_policy);
     println!("skip_consent:   {}", s.skip_consent);
+    println!("service_acct:   {}", s.service_account);
 }
 
 async fn client_command(config: &Config, command: ClientCommand) -> anyhow::Result<()> {
@@ -259,6 +263,7 @@ async fn client_command(config: &Config, command: ClientCommand) -> anyhow::Resu
                     RefreshArg::Never => RefreshPolicy::Never,
                 },
                 skip_consent: a.skip_consent,
+                service_account: a.service_account,
             };
             let (client, secret) = admin::add_client(store.as_ref(), new, system_now()).await?;
             if a.json {
@@ -358,6 +363,7 @@ async fn dev(listen: SocketAddr, data: PathBuf) -> anyhow::Result<()> {
                     access_token_format: AccessTokenFormat::Jwt,
                     refresh_policy: RefreshPolicy::OfflineAccess,
                     skip_consent: false,
+                    service_account: false,
                 },
                 system_now(),
             )

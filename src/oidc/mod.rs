@@ -3,10 +3,14 @@
 pub mod authorize;
 pub mod client_auth;
 pub mod discovery;
+pub mod grant_client_credentials;
 pub mod grant_code;
 pub mod grant_refresh;
+pub mod introspect;
 pub mod mint;
 pub mod pkce;
+pub mod revoke;
 pub mod scopes;
 pub mod token;
+pub mod token_lookup;
 pub mod userinfo;

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use crate::app::AppState;
 use crate::error::{ErrorCode, OAuthError, OAuthResult};
 use crate::oidc::client_auth::{self, param};
-use crate::oidc::{grant_code, grant_refresh};
+use crate::oidc::{grant_client_credentials, grant_code, grant_refresh};
 use crate::web;
 
 pub async fn token(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
@@ -22,6 +22,9 @@ pub async fn token(State(app): State<AppState>, headers: HeaderMap, body: Body) 
         match param(&params, "grant_type") {
             Some("authorization_code") => grant_code::exchange(&app, &client, &params, now).await,
             Some("refresh_token") => grant_refresh::exchange(&app, &client, &params, now).await,
+            Some("client_credentials") => {
+                grant_client_credentials::exchange(&app, &client, &params, now).await
+            }
             Some(_) => Err(OAuthError::new(
                 ErrorCode::UnsupportedGrantType,
                 "this grant type is not supported",

@@ -95,6 +95,9 @@ pub struct ClientSettings {
     /// Skip the consent page (first-party apps).
     #[serde(default)]
     pub skip_consent: bool,
+    /// A service account: may use the client credentials grant for its allowed scopes.
+    #[serde(default)]
+    pub service_account: bool,
 }
 
 #[derive(Clone)]
@@ -202,6 +205,14 @@ pub struct AccessTokenState {
     pub revoked: bool,
 }
 
+/// A refresh token as found, with its grant.
+#[derive(Debug, Clone)]
+pub struct RefreshTokenState {
+    pub record: RefreshTokenRecord,
+    pub used: bool,
+    pub grant: GrantRecord,
+}
+
 #[derive(Debug, Clone)]
 pub enum RedeemOutcome {
     Redeemed(CodeRecord),
@@ -286,6 +297,15 @@ pub trait Store: Send + Sync + 'static {
         refresh: Option<&RefreshTokenRecord>,
     ) -> StoreResult<()>;
     async fn get_access_token(&self, token_hash: &[u8]) -> StoreResult<Option<AccessTokenState>>;
+    /// Revokes one access token of `client_id` (RFC 7009); false when there is none.
+    async fn revoke_access_token(
+        &self,
+        token_hash: &[u8],
+        client_id: &str,
+        now: i64,
+    ) -> StoreResult<bool>;
+    /// A refresh token with its grant, used or not, for revocation and introspection.
+    async fn get_refresh_token(&self, token_hash: &[u8]) -> StoreResult<Option<RefreshTokenState>>;
     /// The scope of the grant behind a refresh token of `client_id`, without using it.
     async fn refresh_token_scope(
         &self,

@@ -415,7 +415,7 @@ macro_rules! impl_sql_store {
             async fn get_access_token(&self, token_hash: &[u8]) -> StoreResult<Option<AccessTokenState>> {
                 let row = sqlx::query(
                     "SELECT a.token_hash, a.grant_id, a.client_id, a.user_id, a.scope, a.created_at, a.expires_at, \
-                     g.id AS live_grant, g.revoked_at \
+                     a.revoked_at AS token_revoked_at, g.id AS live_grant, g.revoked_at \
                      FROM access_tokens a LEFT JOIN grants g ON g.id = a.grant_id WHERE a.token_hash = $1",
                 )
                 .bind(token_hash)
@@ -424,6 +424,7 @@ macro_rules! impl_sql_store {
                 let Some(row) = row else { return Ok(None) };
                 let live_grant: Option<String> = row.try_get("live_grant")?;
                 let revoked_at: Option<i64> = row.try_get("revoked_at")?;
+                let token_revoked_at: Option<i64> = row.try_get("token_revoked_at")?;
                 Ok(Some(AccessTokenState {
                     record: AccessTokenRecord {
                         token_hash: row.try_get("token_hash")?,
@@ -434,7 +435,43 @@ macro_rules! impl_sql_store {
                         created_at: row.try_get("created_at")?,
                         expires_at: row.try_get("expires_at")?,
                     },
-                    revoked: live_grant.is_none() || revoked_at.is_some(),
+                    revoked: live_grant.is_none() || revoked_at.is_some() || token_revoked_at.is_some(),
+                }))
+            }
+
+            async fn revoke_access_token(&self, token_hash: &[u8], client_id: &str, now: i64) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE access_tokens SET revoked_at = $3 WHERE token_hash = $1 AND client_id = $2 AND revoked_at IS NULL",
+                )
+                .bind(token_hash)
+                .bind(client_id)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn get_refresh_token(&self, token_hash: &[u8]) -> StoreResult<Option<RefreshTokenState>> {
+                let row = sqlx::query(
+                    "SELECT r.token_hash, r.created_at AS token_created_at, r.expires_at AS token_expires_at, r.used_at, \
+                     g.id, g.client_id, g.user_id, g.scope, g.auth_time, g.amr, g.nonce, g.created_at, g.revoked_at, g.expires_at \
+                     FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id WHERE r.token_hash = $1",
+                )
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+                let Some(row) = row else { return Ok(None) };
+                let grant = grant_from_row(&row)?;
+                let used_at: Option<i64> = row.try_get("used_at")?;
+                Ok(Some(RefreshTokenState {
+                    record: RefreshTokenRecord {
+                        token_hash: row.try_get("token_hash")?,
+                        grant_id: grant.id.clone(),
+                        created_at: row.try_get("token_created_at")?,
+                        expires_at: row.try_get("token_expires_at")?,
+                    },
+                    used: used_at.is_some(),
+                    grant,
                 }))
             }
 

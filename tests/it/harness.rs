@@ -48,6 +48,7 @@ pub struct ClientSpec {
     pub format: AccessTokenFormat,
     pub refresh: RefreshPolicy,
     pub skip_consent: bool,
+    pub service_account: bool,
 }
 
 impl Default for ClientSpec {
@@ -58,6 +59,7 @@ impl Default for ClientSpec {
             format: AccessTokenFormat::Jwt,
             refresh: RefreshPolicy::OfflineAccess,
             skip_consent: false,
+            service_account: false,
         }
     }
 }
@@ -145,6 +147,7 @@ impl TestApp {
                 access_token_format: spec.format,
                 refresh_policy: spec.refresh,
                 skip_consent: spec.skip_consent,
+                service_account: spec.service_account,
             },
             self.now(),
         )

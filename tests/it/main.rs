@@ -4,4 +4,5 @@ mod abuse;
 mod cli;
 mod flow;
 mod harness;
+mod revocation;
 mod store;

@@ -42,6 +42,7 @@ fn client(now: i64) -> ClientRecord {
             access_token_format: AccessTokenFormat::Opaque,
             refresh_policy: RefreshPolicy::Always,
             skip_consent: false,
+            service_account: false,
         },
         created_at: now,
     }
