@@ -2,10 +2,11 @@
 
 use crate::error::OAuthError;
 use crate::keys::SigningAlg;
-use crate::oidc::scopes;
+use crate::oidc::{client_assertion, scopes};
 use crate::secrets::{TokenKind, new_id, new_token, token_hash};
 use crate::store::{
     AccessTokenFormat, ClientKind, ClientRecord, ClientSettings, RefreshPolicy, Store, StoreError,
+    SubjectType, TokenEndpointAuthMethod,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +36,38 @@ pub struct NewClient {
     pub skip_consent: bool,
     /// A service account (client credentials grant); needs no redirect URI.
     pub service_account: bool,
+    pub subject_type: SubjectType,
+    pub sector_identifier: Option<String>,
+    pub synthetic_email: bool,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub backchannel_logout_uri: Option<String>,
+    /// The client's public keys (a JWK set) for `private_key_jwt`; it then gets no secret.
+    pub jwks: Option<serde_json::Value>,
+    /// Where the client publishes its JWK set, for `private_key_jwt`.
+    pub jwks_uri: Option<String>,
+}
+
+impl Default for NewClient {
+    fn default() -> Self {
+        NewClient {
+            name: String::new(),
+            kind: ClientKind::Confidential,
+            redirect_uris: Vec::new(),
+            scopes: vec![scopes::OPENID.to_owned()],
+            id_token_alg: SigningAlg::RS256,
+            access_token_format: AccessTokenFormat::Jwt,
+            refresh_policy: RefreshPolicy::OfflineAccess,
+            skip_consent: false,
+            service_account: false,
+            subject_type: SubjectType::Public,
+            sector_identifier: None,
+            synthetic_email: false,
+            post_logout_redirect_uris: Vec::new(),
+            backchannel_logout_uri: None,
+            jwks: None,
+            jwks_uri: None,
+        }
+    }
 }
 
 /// Checks a redirect URI an admin registers: absolute, no fragment (RFC 6749 §3.1.2), https
@@ -68,6 +101,17 @@ pub async fn add_client(
     new: NewClient,
     now: i64,
 ) -> Result<(ClientRecord, Option<String>), AdminError> {
+    let (record, secret) = build_client(new, now)?;
+    store.create_client(&record).await?;
+    Ok((record, secret))
+}
+
+/// Checks a new client and makes its record, with a new id and (for a confidential client
+/// without keys) a new secret, without storing it.
+pub fn build_client(
+    new: NewClient,
+    now: i64,
+) -> Result<(ClientRecord, Option<String>), AdminError> {
     if new.name.trim().is_empty() || new.name.len() > 100 {
         return Err(AdminError::Invalid(
             "the name must be 1 to 100 characters".into(),
@@ -83,7 +127,14 @@ pub async fn add_client(
             "a service account must be confidential".into(),
         ));
     }
-    for uri in &new.redirect_uris {
+    for uri in new
+        .redirect_uris
+        .iter()
+        .chain(&new.post_logout_redirect_uris)
+    {
+        check_redirect_uri(uri)?;
+    }
+    if let Some(uri) = &new.backchannel_logout_uri {
         check_redirect_uri(uri)?;
     }
     let mut allowed = Vec::new();
@@ -106,7 +157,30 @@ pub async fn add_client(
     if !new.service_account && !allowed.iter().any(|s| s == scopes::OPENID) {
         allowed.insert(0, scopes::OPENID.to_owned());
     }
-    let secret = (new.kind == ClientKind::Confidential).then(|| new_token(TokenKind::ClientSecret));
+    let private_key_jwt = new.jwks.is_some() || new.jwks_uri.is_some();
+    if private_key_jwt {
+        if new.kind != ClientKind::Confidential {
+            return Err(AdminError::Invalid(
+                "a client with keys is confidential; drop --public".into(),
+            ));
+        }
+        match (&new.jwks, &new.jwks_uri) {
+            (Some(_), Some(_)) => {
+                return Err(AdminError::Invalid(
+                    "give the keys inline (jwks) or by URL (jwks_uri), not both".into(),
+                ));
+            }
+            (Some(jwks), None) => {
+                client_assertion::check_jwks(jwks).map_err(AdminError::Invalid)?
+            }
+            (None, Some(uri)) => {
+                client_assertion::check_jwks_uri(uri).map_err(AdminError::Invalid)?
+            }
+            (None, None) => {}
+        }
+    }
+    let secret = (new.kind == ClientKind::Confidential && !private_key_jwt)
+        .then(|| new_token(TokenKind::ClientSecret));
     let record = ClientRecord {
         client_id: new_id(),
         secret_hash: secret.as_deref().map(token_hash),
@@ -120,10 +194,21 @@ pub async fn add_client(
             refresh_policy: new.refresh_policy,
             skip_consent: new.skip_consent,
             service_account: new.service_account,
+            token_exchange: None,
+            subject_type: new.subject_type,
+            sector_identifier: new.sector_identifier,
+            synthetic_email: new.synthetic_email,
+            post_logout_redirect_uris: new.post_logout_redirect_uris,
+            backchannel_logout_uri: new.backchannel_logout_uri,
+            token_endpoint_auth_method: private_key_jwt
+                .then_some(TokenEndpointAuthMethod::PrivateKeyJwt),
+            jwks: new.jwks,
+            jwks_uri: new.jwks_uri,
+            registration_token_hash: None,
+            sector_identifier_uri: None,
         },
         created_at: now,
     };
-    store.create_client(&record).await?;
     Ok((record, secret))
 }
 
@@ -136,8 +221,34 @@ pub async fn rotate_secret(store: &dyn Store, client_id: &str) -> Result<String,
     if client.settings.kind != ClientKind::Confidential {
         return Err(AdminError::Invalid("a public client has no secret".into()));
     }
+    if client.settings.uses_private_key_jwt() {
+        return Err(AdminError::Invalid(
+            "this client authenticates with its keys (private_key_jwt), not a secret".into(),
+        ));
+    }
     let secret = new_token(TokenKind::ClientSecret);
     client.secret_hash = Some(token_hash(&secret));
     store.update_client(&client).await?;
     Ok(secret)
+}
+
+/// Lets a client trade Telegram login data for tokens (RFC 8693). With `telegram_bot_id`, the
+/// client is another bot's Mini App and its initData is checked with Telegram's Ed25519 key.
+pub async fn allow_token_exchange(
+    store: &dyn Store,
+    client_id: &str,
+    telegram_bot_id: Option<i64>,
+) -> Result<ClientRecord, AdminError> {
+    if telegram_bot_id.is_some_and(|id| id <= 0) {
+        return Err(AdminError::Invalid(
+            "a bot id is the positive number before `:` in its token".into(),
+        ));
+    }
+    let mut client = store
+        .get_client(client_id)
+        .await?
+        .ok_or_else(|| AdminError::NotFound(client_id.into()))?;
+    client.settings.token_exchange = Some(crate::store::TokenExchangeSettings { telegram_bot_id });
+    store.update_client(&client).await?;
+    Ok(client)
 }

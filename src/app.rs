@@ -29,6 +29,14 @@ pub struct App {
     /// The JWKS, rendered again when the key set or the time window changes.
     jwks_cache: RwLock<Option<(i64, Bytes)>>,
     base_path: String,
+    /// Telegram's own OpenID Connect provider, when configured as a login method.
+    pub telegram_oidc: Option<Arc<crate::telegram::upstream_oidc::UpstreamOidc>>,
+    /// The server secret behind pairwise subjects; in keys/ so every node derives the same.
+    subject_secret: [u8; 32],
+    /// Client JWK sets fetched from their `jwks_uri` (private_key_jwt).
+    pub client_jwks: oidc::client_assertion::JwksCache,
+    /// The Bot API client, when the bot hears updates (`telegram.updates` is not `none`).
+    pub bot: Option<Arc<crate::telegram::bot::BotApi>>,
 }
 
 pub type AppState = Arc<App>;
@@ -42,13 +50,31 @@ impl App {
         store: Arc<dyn Store>,
         keys: Arc<KeyStore>,
         clock: Arc<dyn Clock>,
-    ) -> App {
+    ) -> anyhow::Result<App> {
+        let subject_secret = load_or_create_secret(&config.keys_dir.join("subject-secret"))?;
         let discovery = Bytes::from(oidc::discovery::document(&config).to_string());
         let base_path = match config.cookie_path().as_str() {
             "/" => String::new(),
             p => p.to_owned(),
         };
-        App {
+        let telegram_oidc = match &config.telegram_oidc {
+            Some(upstream) => Some(Arc::new(crate::telegram::upstream_oidc::UpstreamOidc::new(
+                upstream,
+                &format!("{}{}", config.issuer, web::upstream::CALLBACK_PATH),
+            )?)),
+            None => None,
+        };
+        let bot = match config.telegram.updates {
+            crate::config::UpdateMode::None => None,
+            _ => Some(Arc::new(crate::telegram::bot::BotApi::new(
+                &config.telegram.bot_api_url,
+                config.telegram.bot_token.clone(),
+            )?)),
+        };
+        Ok(App {
+            bot,
+            telegram_oidc,
+            subject_secret,
             base_path,
             config,
             store,
@@ -56,7 +82,12 @@ impl App {
             clock,
             discovery,
             jwks_cache: RwLock::new(None),
-        }
+            client_jwks: Default::default(),
+        })
+    }
+
+    pub fn subject_secret(&self) -> &[u8] {
+        &self.subject_secret
     }
 
     pub fn now(&self) -> i64 {
@@ -116,12 +147,19 @@ pub fn router(app: AppState) -> Router {
         .route("/authorize/continue", get(oidc::authorize::resume))
         .route("/token", post(oidc::token::token))
         .route("/revoke", post(oidc::revoke::revoke))
+        .route(
+            "/logout",
+            get(oidc::logout::end_session).post(oidc::logout::end_session),
+        )
+        .route("/logout/confirm", post(oidc::logout::confirm))
         .route("/introspect", post(oidc::introspect::introspect))
         .route(
             "/userinfo",
             get(oidc::userinfo::userinfo_get).post(oidc::userinfo::userinfo_post),
         )
         .route("/login", get(web::login::login_page))
+        .route(web::upstream::START_PATH, get(web::upstream::start))
+        .route(web::upstream::CALLBACK_PATH, get(web::upstream::callback))
         .route(
             "/login/telegram/{req}",
             get(web::login::widget_callback_get).post(web::login::widget_callback_post),
@@ -133,6 +171,25 @@ pub fn router(app: AppState) -> Router {
         .route("/static/app.css", get(web::stylesheet))
         .route("/healthz", get(web::healthz))
         .route("/readyz", get(web::readyz));
+    if config.registration.enabled {
+        routes = routes
+            .route("/register", post(oidc::registration::register))
+            .route(
+                "/register/{client_id}",
+                get(oidc::registration::read)
+                    .put(oidc::registration::update)
+                    .delete(oidc::registration::delete),
+            );
+    }
+    routes = routes
+        .merge(web::deeplink::routes())
+        .merge(oidc::device::routes());
+    if config.telegram.updates == crate::config::UpdateMode::Webhook {
+        routes = routes.route(
+            crate::telegram::updates::WEBHOOK_PATH,
+            post(crate::telegram::updates::webhook),
+        );
+    }
     if config.dev_mode {
         routes = routes
             .route(
@@ -185,4 +242,37 @@ pub fn router(app: AppState) -> Router {
         ))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// Reads a 32-byte secret file, creating it (mode 0600, written atomically) on first start.
+fn load_or_create_secret(path: &std::path::Path) -> anyhow::Result<[u8; 32]> {
+    use anyhow::Context;
+    match std::fs::read(path) {
+        Ok(bytes) => bytes
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("{} must hold exactly 32 bytes; remove it to make a new one (pairwise subjects will change)", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let secret: [u8; 32] = crate::secrets::random_bytes();
+            let dir = path.parent().unwrap_or(std::path::Path::new("."));
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            let tmp = dir.join(format!(".subject-secret.tmp-{}", std::process::id()));
+            {
+                use std::io::Write;
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                let mut file = options.open(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+                file.write_all(&secret)?;
+                file.sync_all()?;
+            }
+            // Another node may have won the race: keep whichever file landed first.
+            if std::fs::hard_link(&tmp, path).is_err() && !path.exists() {
+                anyhow::bail!("cannot create {}", path.display());
+            }
+            let _ = std::fs::remove_file(&tmp);
+            load_or_create_secret(path)
+        }
+        Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+    }
 }

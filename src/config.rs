@@ -41,9 +41,15 @@ pub struct Config {
     pub database_url: String,
     pub keys_dir: PathBuf,
     pub telegram: TelegramConfig,
+    /// Telegram's own OpenID Connect provider as a login method; absent: not offered.
+    pub telegram_oidc: Option<UpstreamOidcConfig>,
     pub tokens: TokenConfig,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// The domain of synthetic email addresses (`<sub>@<domain>`), for apps that demand one.
+    pub email_domain: String,
+    /// Dynamic client registration (RFC 7591/7592); off unless enabled.
+    pub registration: RegistrationConfig,
     /// Dev mode: replaces the Telegram widget with the built-in emulator. Only loopback issuers.
     #[serde(skip)]
     pub dev_mode: bool,
@@ -62,11 +68,42 @@ pub struct TelegramConfig {
     pub auth_date_window_secs: i64,
     /// Largest accepted `auth_date` in the future, in seconds (clock skew).
     pub clock_skew_secs: i64,
+    /// The Telegram environment the bot lives in (`production` or `test`): it picks the Ed25519
+    /// key that checks Mini App data of other bots. User ids of the two are unrelated.
+    pub environment: TelegramEnvironment,
+    /// Telegram's Ed25519 public key for Mini App data, production environment (hex).
+    pub init_data_public_key: String,
+    /// Telegram's Ed25519 public key for Mini App data, test environment (hex).
+    pub init_data_test_public_key: String,
     /// Where the Login Widget script is loaded from.
     pub widget_script_url: String,
     /// How the widget hands over the login: `redirect` (`data-auth-url`) or `callback`
     /// (`data-onauth`, the page posts the fields).
     pub widget_mode: WidgetMode,
+    /// The Bot API server; calls go to `{bot_api_url}/bot<token>/<method>`.
+    pub bot_api_url: String,
+    /// How the bot hears `/start` and button presses: `webhook`, `polling` (`getUpdates`) or
+    /// `none` (no login through the bot chat, no device confirmation in the bot).
+    pub updates: UpdateMode,
+    /// What Telegram sends back in `X-Telegram-Bot-Api-Secret-Token` on every webhook call.
+    /// Prefer `webhook_secret_file`.
+    pub webhook_secret: Secret,
+    pub webhook_secret_file: Option<PathBuf>,
+    /// Call `setWebhook` at startup with `{issuer}/telegram/webhook` and the secret.
+    pub register_webhook: bool,
+    /// How long a `t.me/<bot>?start=` login link stays usable, in seconds.
+    pub deep_link_ttl_secs: i64,
+    /// How long one `getUpdates` call waits for news (long polling), in seconds.
+    pub polling_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum UpdateMode {
+    Webhook,
+    Polling,
+    #[default]
+    None,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -76,6 +113,98 @@ pub enum WidgetMode {
     Redirect,
     Callback,
 }
+
+/// Telegram's Ed25519 keys for Mini App `initData` (core.telegram.org/bots/webapps).
+pub const TELEGRAM_PRODUCTION_PUBLIC_KEY: &str =
+    "e7bf03a2fa4602af4580703d88dda5bb59f32ed8b02a56c187fe7d34caed242d";
+pub const TELEGRAM_TEST_PUBLIC_KEY: &str =
+    "40055058a4ee38156a06562e52eece92a771bcd8346a8c4615cb7376eddf72ec";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TelegramEnvironment {
+    #[default]
+    Production,
+    Test,
+}
+
+impl TelegramConfig {
+    /// The Ed25519 key that checks Mini App data of the configured environment (32 bytes).
+    pub fn init_data_public_key(&self) -> Option<Vec<u8>> {
+        let hex_key = match self.environment {
+            TelegramEnvironment::Production => &self.init_data_public_key,
+            TelegramEnvironment::Test => &self.init_data_test_public_key,
+        };
+        hex::decode(hex_key).ok().filter(|k| k.len() == 32)
+    }
+}
+
+/// Telegram's own OpenID Connect provider (core.telegram.org/bots/telegram-login), used as an
+/// upstream: this server is the app towards Telegram.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamOidcConfig {
+    /// The issuer; its discovery document names the endpoints and the JWKS.
+    pub issuer: String,
+    /// The bot's numeric id (BotFather, Bot Settings, Web Login).
+    #[serde(deserialize_with = "string_or_number")]
+    pub client_id: String,
+    /// The secret BotFather shows. Prefer `client_secret_file`.
+    pub client_secret: Secret,
+    pub client_secret_file: Option<PathBuf>,
+    /// Scopes asked of Telegram: `openid` and `profile`; add `phone` to offer the phone number.
+    pub scopes: Vec<String>,
+    /// Shortest time between two JWKS fetches caused by an ID token with an unknown `kid`.
+    pub jwks_refetch_interval_secs: i64,
+    /// How long a call to Telegram may take, in seconds.
+    pub http_timeout_secs: u64,
+}
+
+impl Default for UpstreamOidcConfig {
+    fn default() -> Self {
+        UpstreamOidcConfig {
+            issuer: "https://oauth.telegram.org".into(),
+            client_id: String::new(),
+            client_secret: Secret::default(),
+            client_secret_file: None,
+            scopes: vec!["openid".into(), "profile".into()],
+            jwks_refetch_interval_secs: 60,
+            http_timeout_secs: 10,
+        }
+    }
+}
+
+/// A string that an environment variable may have turned into a number (`..._CLIENT_ID=123`).
+fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        S(String),
+        N(u64),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::S(s) => s,
+        Either::N(n) => n.to_string(),
+    })
+}
+
+/// The scopes Telegram's provider knows.
+const UPSTREAM_SCOPES: [&str; 4] = ["openid", "profile", "phone", "telegram:bot_access"];
+
+/// Dynamic client registration (RFC 7591) and its management API (RFC 7592).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrationConfig {
+    /// Serve `POST /register`; only callers holding the initial access token may register.
+    pub enabled: bool,
+    /// The bearer token registration requests must carry (RFC 7591 §3). Prefer
+    /// `initial_access_token_file`.
+    pub initial_access_token: Secret,
+    pub initial_access_token_file: Option<PathBuf>,
+}
+
+/// Shortest initial access token accepted: it must not be guessable.
+const MIN_INITIAL_ACCESS_TOKEN_LEN: usize = 32;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -87,6 +216,10 @@ pub struct TokenConfig {
     pub session_ttl_secs: i64,
     /// How long a started authorization waits for the user to log in.
     pub pending_authorization_ttl_secs: i64,
+    /// How long a device code waits for the user (RFC 8628 `expires_in`).
+    pub device_code_ttl_secs: i64,
+    /// The polling interval a device is told to keep (RFC 8628 `interval`).
+    pub device_poll_interval_secs: i64,
 }
 
 impl Default for Config {
@@ -97,8 +230,11 @@ impl Default for Config {
             database_url: "sqlite://data/telegram-oidc.db".into(),
             keys_dir: PathBuf::from("keys"),
             telegram: TelegramConfig::default(),
+            telegram_oidc: None,
             tokens: TokenConfig::default(),
             max_body_bytes: 64 * 1024,
+            email_domain: "telegram.invalid".into(),
+            registration: RegistrationConfig::default(),
             dev_mode: false,
         }
     }
@@ -112,8 +248,18 @@ impl Default for TelegramConfig {
             bot_username: String::new(),
             auth_date_window_secs: 300,
             clock_skew_secs: 30,
+            environment: TelegramEnvironment::Production,
+            init_data_public_key: TELEGRAM_PRODUCTION_PUBLIC_KEY.into(),
+            init_data_test_public_key: TELEGRAM_TEST_PUBLIC_KEY.into(),
             widget_script_url: "https://telegram.org/js/telegram-widget.js?22".into(),
             widget_mode: WidgetMode::Redirect,
+            bot_api_url: "https://api.telegram.org".into(),
+            updates: UpdateMode::None,
+            webhook_secret: Secret::default(),
+            webhook_secret_file: None,
+            register_webhook: false,
+            deep_link_ttl_secs: 300,
+            polling_timeout_secs: 30,
         }
     }
 }
@@ -127,6 +273,8 @@ impl Default for TokenConfig {
             refresh_token_ttl_secs: 30 * 24 * 3600,
             session_ttl_secs: 7 * 24 * 3600,
             pending_authorization_ttl_secs: 15 * 60,
+            device_code_ttl_secs: 600,
+            device_poll_interval_secs: 5,
         }
     }
 }
@@ -193,6 +341,35 @@ impl Config {
                 )
             })?;
             self.telegram.bot_token = Secret::new(token.trim());
+        }
+        if let Some(path) = &self.telegram.webhook_secret_file {
+            let secret = std::fs::read_to_string(path).map_err(|e| {
+                bad(
+                    "telegram.webhook_secret_file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            self.telegram.webhook_secret = Secret::new(secret.trim());
+        }
+        if let Some(upstream) = &mut self.telegram_oidc
+            && let Some(path) = &upstream.client_secret_file
+        {
+            let secret = std::fs::read_to_string(path).map_err(|e| {
+                bad(
+                    "telegram_oidc.client_secret_file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            upstream.client_secret = Secret::new(secret.trim());
+        }
+        if let Some(path) = &self.registration.initial_access_token_file {
+            let token = std::fs::read_to_string(path).map_err(|e| {
+                bad(
+                    "registration.initial_access_token_file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            self.registration.initial_access_token = Secret::new(token.trim());
         }
         Ok(())
     }
@@ -273,6 +450,8 @@ impl Config {
         if t.clock_skew_secs < 0 || t.clock_skew_secs > 600 {
             return Err(bad("telegram.clock_skew_secs", "must be between 0 and 600"));
         }
+        self.validate_bot()?;
+        self.validate_registration()?;
         let k = &self.tokens;
         for (name, value, min, max) in [
             ("tokens.code_ttl_secs", k.code_ttl_secs, 5, 600),
@@ -301,6 +480,18 @@ impl Config {
                 30,
                 86_400,
             ),
+            (
+                "tokens.device_code_ttl_secs",
+                k.device_code_ttl_secs,
+                60,
+                3600,
+            ),
+            (
+                "tokens.device_poll_interval_secs",
+                k.device_poll_interval_secs,
+                1,
+                60,
+            ),
         ] {
             if value < min || value > max {
                 return Err(bad(
@@ -309,8 +500,171 @@ impl Config {
                 ));
             }
         }
+        self.validate_miniapp_and_upstream()?;
         if self.max_body_bytes < 1024 || self.max_body_bytes > 16 * 1024 * 1024 {
             return Err(bad("max_body_bytes", "must be between 1024 and 16777216"));
+        }
+        Ok(())
+    }
+
+    /// Registration is open only to holders of a long enough initial access token.
+    fn validate_registration(&self) -> Result<(), ConfigError> {
+        let r = &self.registration;
+        let token = r.initial_access_token.expose();
+        if r.enabled && token.is_empty() {
+            return Err(bad(
+                "registration.initial_access_token",
+                "registration.enabled needs an initial access token (registration.initial_access_token_file or TGOIDC_REGISTRATION__INITIAL_ACCESS_TOKEN): without it anyone could register apps",
+            ));
+        }
+        if !token.is_empty()
+            && (token.len() < MIN_INITIAL_ACCESS_TOKEN_LEN
+                || !token.chars().all(|c| c.is_ascii_graphic()))
+        {
+            return Err(bad(
+                "registration.initial_access_token",
+                format!(
+                    "use at least {MIN_INITIAL_ACCESS_TOKEN_LEN} printable characters without spaces, e.g. the output of `openssl rand -hex 32`"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The Bot API settings: where it is, how updates arrive, and the webhook's secret.
+    fn validate_bot(&self) -> Result<(), ConfigError> {
+        let t = &self.telegram;
+        let api = url::Url::parse(&t.bot_api_url).map_err(|e| {
+            bad(
+                "telegram.bot_api_url",
+                format!("not a URL ({e}); the default is https://api.telegram.org"),
+            )
+        })?;
+        if api.query().is_some() || t.bot_api_url.ends_with('/') {
+            return Err(bad(
+                "telegram.bot_api_url",
+                "give the server only, without a trailing `/` or query, e.g. https://api.telegram.org",
+            ));
+        }
+        // The URL of every call carries the bot token.
+        if api.scheme() != "https" && !is_loopback_url(&api) {
+            return Err(bad(
+                "telegram.bot_api_url",
+                "the Bot API must be reached over https (plain http only on a loopback address)",
+            ));
+        }
+        let secret = t.webhook_secret.expose();
+        if !secret.is_empty()
+            && (secret.len() > 256
+                || !secret
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        {
+            return Err(bad(
+                "telegram.webhook_secret",
+                "Telegram accepts 1-256 characters of A-Z, a-z, 0-9, `_` and `-`",
+            ));
+        }
+        if t.updates == UpdateMode::Webhook && secret.is_empty() {
+            return Err(bad(
+                "telegram.webhook_secret",
+                "updates = \"webhook\" needs a secret (telegram.webhook_secret_file or TGOIDC_TELEGRAM__WEBHOOK_SECRET): without it anyone could post updates",
+            ));
+        }
+        if t.register_webhook && t.updates != UpdateMode::Webhook {
+            return Err(bad(
+                "telegram.register_webhook",
+                "registering the webhook only makes sense with updates = \"webhook\"",
+            ));
+        }
+        if t.deep_link_ttl_secs < 30 || t.deep_link_ttl_secs > 3600 {
+            return Err(bad(
+                "telegram.deep_link_ttl_secs",
+                "must be between 30 and 3600 seconds",
+            ));
+        }
+        if t.polling_timeout_secs < 1 || t.polling_timeout_secs > 60 {
+            return Err(bad(
+                "telegram.polling_timeout_secs",
+                "must be between 1 and 60 seconds",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The Mini App keys and Telegram's OpenID Connect provider.
+    fn validate_miniapp_and_upstream(&self) -> Result<(), ConfigError> {
+        for (name, value) in [
+            (
+                "telegram.init_data_public_key",
+                &self.telegram.init_data_public_key,
+            ),
+            (
+                "telegram.init_data_test_public_key",
+                &self.telegram.init_data_test_public_key,
+            ),
+        ] {
+            if hex::decode(value).map(|k| k.len()) != Ok(32) {
+                return Err(bad(
+                    name,
+                    "an Ed25519 public key is 64 hex digits (32 bytes)",
+                ));
+            }
+        }
+        let Some(u) = &self.telegram_oidc else {
+            return Ok(());
+        };
+        let issuer = url::Url::parse(&u.issuer).map_err(|e| {
+            bad(
+                "telegram_oidc.issuer",
+                format!("not a URL ({e}); Telegram's is https://oauth.telegram.org"),
+            )
+        })?;
+        if issuer.scheme() != "https" && !is_loopback_url(&issuer) {
+            return Err(bad(
+                "telegram_oidc.issuer",
+                "the issuer must use https (plain http only on a loopback address)",
+            ));
+        }
+        if u.client_id.is_empty() || !u.client_id.chars().all(|c| c.is_ascii_digit()) {
+            return Err(bad(
+                "telegram_oidc.client_id",
+                "set it to the bot's numeric id (the digits before `:` in the bot token)",
+            ));
+        }
+        if u.client_secret.is_empty() {
+            return Err(bad(
+                "telegram_oidc.client_secret",
+                "the client secret is missing: set telegram_oidc.client_secret_file to a file holding the secret BotFather shows under Bot Settings > Web Login",
+            ));
+        }
+        if !u.scopes.iter().any(|s| s == "openid") {
+            return Err(bad("telegram_oidc.scopes", "`openid` is required"));
+        }
+        if let Some(s) = u
+            .scopes
+            .iter()
+            .find(|s| !UPSTREAM_SCOPES.contains(&s.as_str()))
+        {
+            return Err(bad(
+                "telegram_oidc.scopes",
+                format!(
+                    "Telegram does not know the scope `{s}`; use {}",
+                    UPSTREAM_SCOPES.join(", ")
+                ),
+            ));
+        }
+        if u.jwks_refetch_interval_secs < 1 || u.jwks_refetch_interval_secs > 86_400 {
+            return Err(bad(
+                "telegram_oidc.jwks_refetch_interval_secs",
+                "must be between 1 and 86400 seconds",
+            ));
+        }
+        if u.http_timeout_secs < 1 || u.http_timeout_secs > 120 {
+            return Err(bad(
+                "telegram_oidc.http_timeout_secs",
+                "must be between 1 and 120 seconds",
+            ));
         }
         Ok(())
     }
@@ -394,6 +748,98 @@ mod tests {
         let mut c = valid();
         c.tokens.code_ttl_secs = 0;
         assert_eq!(c.validate().unwrap_err().setting, "tokens.code_ttl_secs");
+    }
+
+    #[test]
+    fn bot_settings_are_checked() {
+        let mut c = valid();
+        c.telegram.updates = UpdateMode::Webhook;
+        assert_eq!(c.validate().unwrap_err().setting, "telegram.webhook_secret");
+        c.telegram.webhook_secret = Secret::new("has spaces");
+        assert_eq!(c.validate().unwrap_err().setting, "telegram.webhook_secret");
+        c.telegram.webhook_secret = Secret::new("s3cret_-token");
+        c.validate().unwrap();
+        c.telegram.bot_api_url = "http://api.example.com".into();
+        assert_eq!(c.validate().unwrap_err().setting, "telegram.bot_api_url");
+        let mut c = valid();
+        c.telegram.register_webhook = true;
+        assert_eq!(
+            c.validate().unwrap_err().setting,
+            "telegram.register_webhook"
+        );
+        let mut c = valid();
+        c.tokens.device_poll_interval_secs = 0;
+        assert_eq!(
+            c.validate().unwrap_err().setting,
+            "tokens.device_poll_interval_secs"
+        );
+    }
+
+    #[test]
+    fn miniapp_and_upstream_settings_are_checked() {
+        let mut c = valid();
+        assert_eq!(
+            c.telegram
+                .init_data_public_key()
+                .map(hex::encode)
+                .as_deref(),
+            Some(TELEGRAM_PRODUCTION_PUBLIC_KEY)
+        );
+        c.telegram.environment = TelegramEnvironment::Test;
+        assert_eq!(
+            c.telegram
+                .init_data_public_key()
+                .map(hex::encode)
+                .as_deref(),
+            Some(TELEGRAM_TEST_PUBLIC_KEY)
+        );
+        c.telegram.init_data_test_public_key = "abcd".into();
+        assert_eq!(
+            c.validate().unwrap_err().setting,
+            "telegram.init_data_test_public_key"
+        );
+        let mut c = valid();
+        c.telegram_oidc = Some(UpstreamOidcConfig::default());
+        assert_eq!(c.validate().unwrap_err().setting, "telegram_oidc.client_id");
+        let u = c.telegram_oidc.as_mut().unwrap();
+        u.client_id = "123456".into();
+        u.client_secret = Secret::new("s");
+        c.validate().unwrap();
+        c.telegram_oidc.as_mut().unwrap().scopes = vec!["openid".into(), "email".into()];
+        assert_eq!(c.validate().unwrap_err().setting, "telegram_oidc.scopes");
+        c.telegram_oidc.as_mut().unwrap().scopes = vec!["profile".into()];
+        assert_eq!(c.validate().unwrap_err().setting, "telegram_oidc.scopes");
+        c.telegram_oidc.as_mut().unwrap().scopes = vec!["openid".into()];
+        c.telegram_oidc.as_mut().unwrap().issuer = "http://oauth.example.com".into();
+        assert_eq!(c.validate().unwrap_err().setting, "telegram_oidc.issuer");
+        let shown = format!(
+            "{:?}",
+            Some(UpstreamOidcConfig {
+                client_secret: Secret::new("TOPSECRETVALUE"),
+                ..Default::default()
+            })
+        );
+        assert!(!shown.contains("TOPSECRETVALUE"));
+    }
+
+    #[test]
+    fn registration_needs_a_strong_initial_access_token() {
+        let mut c = valid();
+        c.registration.enabled = true;
+        let err = c.validate().unwrap_err();
+        assert_eq!(err.setting, "registration.initial_access_token");
+        assert!(err.message.contains("anyone could register"), "{err}");
+        c.registration.initial_access_token = Secret::new("short");
+        assert_eq!(
+            c.validate().unwrap_err().setting,
+            "registration.initial_access_token"
+        );
+        c.registration.initial_access_token = Secret::new("a".repeat(31) + " ");
+        assert!(c.validate().is_err());
+        c.registration.initial_access_token = Secret::new("0123456789abcdef0123456789abcdef");
+        c.validate().unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("0123456789abcdef"), "{shown}");
     }
 
     #[test]

@@ -32,6 +32,12 @@ pub enum ErrorCode {
     ExpiredToken,
     InvalidRequestUri,
     PayloadTooLarge,
+    /// RFC 7591 §3.2.2: a redirect URI the registration refuses.
+    InvalidRedirectUri,
+    /// RFC 7591 §3.2.2: any other client metadata the registration refuses.
+    InvalidClientMetadata,
+    /// RFC 8693 §2.2.2: the `audience` or `resource` of a token exchange is not served here.
+    InvalidTarget,
 }
 
 impl ErrorCode {
@@ -61,6 +67,9 @@ impl ErrorCode {
             SlowDown => "slow_down",
             ExpiredToken => "expired_token",
             InvalidRequestUri => "invalid_request_uri",
+            InvalidRedirectUri => "invalid_redirect_uri",
+            InvalidClientMetadata => "invalid_client_metadata",
+            InvalidTarget => "invalid_target",
         }
     }
 

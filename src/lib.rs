@@ -30,12 +30,14 @@ use crate::app::App;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::keys::KeyStore;
-use crate::store::{PostgresStore, SqliteStore, Store, StoreError};
+use crate::store::{JobLock, PostgresStore, SqliteStore, Store, StoreError};
 
 /// How often expired rows are swept away.
 const CLEANUP_INTERVAL: Duration = Duration::from_secs(300);
 /// How often keys/ is re-read, so a rotation by another process is served without a restart.
 const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+/// The job lock that makes one node of many sweep expired rows.
+pub const CLEANUP_JOB: &str = "cleanup";
 
 /// Opens the store a database URL names and brings its schema up to date.
 pub async fn open_store(database_url: &str) -> Result<Arc<dyn Store>, StoreError> {
@@ -74,10 +76,11 @@ pub async fn launch_with_clock(
     config.validate()?;
     let store = open_store(&config.database_url).await?;
     let keys = Arc::new(KeyStore::open(&config.keys_dir, clock.now())?);
-    let app = Arc::new(App::new(config, store, keys, clock));
+    let app = Arc::new(App::new(config, store, keys, clock)?);
     let router = app::router(app.clone());
 
     let background = tokio::spawn(background_jobs(app.clone()));
+    let bot_updates = telegram::updates::start(&app).await;
     tracing::info!(
         address = %listener.local_addr()?,
         issuer = %app.config.issuer,
@@ -87,21 +90,19 @@ pub async fn launch_with_clock(
         .with_graceful_shutdown(shutdown)
         .await?;
     background.abort();
+    if let Some(poller) = bot_updates {
+        poller.abort();
+    }
     Ok(())
 }
 
 async fn background_jobs(app: Arc<App>) {
     let mut cleanup = tokio::time::interval(CLEANUP_INTERVAL);
     let mut reload = tokio::time::interval(KEY_RELOAD_INTERVAL);
+    let mut cleanup_lock: Option<JobLock> = None;
     loop {
         tokio::select! {
-            _ = cleanup.tick() => {
-                match app.store.delete_expired(app.now()).await {
-                    Ok(n) if n > 0 => tracing::info!(rows = n, "expired rows removed"),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "cleanup failed"),
-                }
-            }
+            _ = cleanup.tick() => cleanup_expired(&app, &mut cleanup_lock).await,
             _ = reload.tick() => {
                 match app.keys.reload() {
                     Ok(true) => {
@@ -113,6 +114,39 @@ async fn background_jobs(app: Arc<App>) {
                 }
             }
         }
+    }
+}
+
+/// Sweeps expired rows if this node holds the cleanup lock. The lock is kept from one run to
+/// the next, so of N nodes on one PostgreSQL exactly one sweeps each interval; when its
+/// database session ends (the node stops, the connection breaks), another node takes over.
+async fn cleanup_expired(app: &App, lock: &mut Option<JobLock>) {
+    if let Some(held) = lock.as_mut()
+        && !held.is_held().await
+    {
+        tracing::warn!("lost the cleanup lock");
+        *lock = None;
+    }
+    if lock.is_none() {
+        match app.store.try_lock_job(CLEANUP_JOB).await {
+            Ok(Some(taken)) => {
+                tracing::info!("this node now sweeps expired rows");
+                *lock = Some(taken);
+            }
+            Ok(None) => {
+                tracing::debug!("another node sweeps expired rows");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot take the cleanup lock");
+                return;
+            }
+        }
+    }
+    match app.store.delete_expired(app.now()).await {
+        Ok(n) if n > 0 => tracing::info!(rows = n, "expired rows removed"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cleanup failed"),
     }
 }
 

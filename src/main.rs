@@ -100,6 +100,26 @@ struct AddClient {
     /// A service account: client credentials grant for its scopes (any API scope names).
     #[arg(long)]
     service_account: bool,
+    /// Authenticate with JWTs signed by the keys in this JWK set file (private_key_jwt, RFC 7523) instead of a secret.
+    #[arg(long, conflicts_with_all = ["jwks_uri", "public"])]
+    jwks_file: Option<PathBuf>,
+    /// Authenticate with JWTs signed by the keys published at this URL (private_key_jwt).
+    #[arg(long, conflicts_with = "public")]
+    jwks_uri: Option<String>,
+    /// Allow token exchange (RFC 8693): the app trades Mini App initData or Login Widget data
+    /// for tokens at the token endpoint; implies consent to the app's scopes.
+    #[arg(long)]
+    token_exchange: bool,
+    /// The app is the Mini App of another bot with this numeric id: its initData is checked with
+    /// Telegram's Ed25519 key instead of this server's bot token.
+    #[arg(long, requires = "token_exchange")]
+    telegram_bot_id: Option<i64>,
+    /// Where the app may send the user after RP-initiated logout (exact match); repeat for more.
+    #[arg(long = "post-logout-redirect-uri")]
+    post_logout_redirect_uris: Vec<String>,
+    /// Where the app hears back-channel logout notifications.
+    #[arg(long)]
+    backchannel_logout_uri: Option<String>,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -231,12 +251,31 @@ fn print_client(c: &ClientRecord) {
     println!("name:           {}", s.name);
     println!("type:           {:?}", s.kind);
     println!("redirect_uris:  {}", s.redirect_uris.join(" "));
+    if !s.post_logout_redirect_uris.is_empty() {
+        println!("post_logout:    {}", s.post_logout_redirect_uris.join(" "));
+    }
+    if let Some(uri) = &s.backchannel_logout_uri {
+        println!("backchannel:    {uri}");
+    }
     println!("scopes:         {}", s.allowed_scopes.join(" "));
     println!("id_token_alg:   {}", s.id_token_alg);
     println!("access_token:   {:?}", s.access_token_format);
     println!("refresh:        {:?}", s.refresh_policy);
     println!("skip_consent:   {}", s.skip_consent);
     println!("service_acct:   {}", s.service_account);
+    match &s.token_exchange {
+        Some(t) => match t.telegram_bot_id {
+            Some(bot) => println!("token_exchange: yes, Mini App of bot {bot} (Ed25519)"),
+            None => println!("token_exchange: yes, this server's bot"),
+        },
+        None => println!("token_exchange: no"),
+    }
+    if s.uses_private_key_jwt() {
+        match &s.jwks_uri {
+            Some(uri) => println!("auth:           private_key_jwt, keys at {uri}"),
+            None => println!("auth:           private_key_jwt, inline keys"),
+        }
+    }
 }
 
 async fn client_command(config: &Config, command: ClientCommand) -> anyhow::Result<()> {
@@ -264,8 +303,32 @@ async fn client_command(config: &Config, command: ClientCommand) -> anyhow::Resu
                 },
                 skip_consent: a.skip_consent,
                 service_account: a.service_account,
+                jwks: match &a.jwks_file {
+                    Some(path) => Some(
+                        serde_json::from_str(
+                            &std::fs::read_to_string(path)
+                                .with_context(|| format!("cannot read {}", path.display()))?,
+                        )
+                        .with_context(|| format!("{} is not JSON", path.display()))?,
+                    ),
+                    None => None,
+                },
+                jwks_uri: a.jwks_uri,
+                post_logout_redirect_uris: a.post_logout_redirect_uris,
+                backchannel_logout_uri: a.backchannel_logout_uri,
+                ..Default::default()
             };
+            // Checked before the client exists, so a refusal leaves nothing half registered.
+            if a.telegram_bot_id.is_some_and(|id| id <= 0) {
+                bail!("--telegram-bot-id: a bot id is the positive number before `:` in its token");
+            }
             let (client, secret) = admin::add_client(store.as_ref(), new, system_now()).await?;
+            let client = if a.token_exchange {
+                admin::allow_token_exchange(store.as_ref(), &client.client_id, a.telegram_bot_id)
+                    .await?
+            } else {
+                client
+            };
             if a.json {
                 println!(
                     "{}",
@@ -364,6 +427,7 @@ async fn dev(listen: SocketAddr, data: PathBuf) -> anyhow::Result<()> {
                     refresh_policy: RefreshPolicy::OfflineAccess,
                     skip_consent: false,
                     service_account: false,
+                    ..Default::default()
                 },
                 system_now(),
             )

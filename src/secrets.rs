@@ -16,6 +16,12 @@ pub enum TokenKind {
     Session,
     ClientSecret,
     PendingAuthorization,
+    /// RFC 8628 `device_code`.
+    DeviceCode,
+    /// Ties a bot deep-link login to the browser that started it (a cookie).
+    BrowserBinding,
+    /// RFC 7592 registration access token: manages one dynamically registered client.
+    RegistrationAccessToken,
 }
 
 impl TokenKind {
@@ -27,6 +33,9 @@ impl TokenKind {
             TokenKind::Session => "tgs_",
             TokenKind::ClientSecret => "tgcs_",
             TokenKind::PendingAuthorization => "tgp_",
+            TokenKind::DeviceCode => "tgdc_",
+            TokenKind::BrowserBinding => "tgbb_",
+            TokenKind::RegistrationAccessToken => "tgra_",
         }
     }
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::{App, AppState};
 use crate::error::{ErrorCode, OAuthError};
-use crate::oidc::{pkce, scopes};
+use crate::oidc::{pkce, scopes, subject};
 use crate::secrets::{TokenKind, new_id, new_token, token_hash};
 use crate::store::{
     ClientKind, ClientRecord, CodeRecord, GrantRecord, PendingAuthorization, SessionRecord,
@@ -25,7 +25,7 @@ const MAX_NONCE_LEN: usize = 512;
 const MAX_HINT_LEN: usize = 256;
 
 /// A validated authorization request, kept in the database while the user logs in.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AuthorizationRequest {
     pub client_id: String,
     pub redirect_uri: String,
@@ -39,10 +39,23 @@ pub struct AuthorizationRequest {
     pub prompt_consent: bool,
     pub max_age: Option<i64>,
     pub login_hint: Option<String>,
+    /// `response_mode=form_post` (OAuth 2.0 Form Post Response Mode).
+    #[serde(default)]
+    pub form_post: bool,
+    /// The `sub` of a valid `id_token_hint`: the user the app expects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_sub: Option<String>,
+    /// The raw hint, checked against our keys before the request is stored.
+    #[serde(skip)]
+    pub id_token_hint: Option<String>,
     /// Hex SHA-256 of the session started by a login made for this very request: it satisfies
     /// `prompt=login` and `max_age` whatever the clock's resolution.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fresh_login_session: Option<String>,
+    /// Not an app's request but a device confirmation (RFC 8628 §3.3): hex SHA-256 of the user
+    /// code. After login the browser goes to the device page instead of back to an app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_verification: Option<String>,
 }
 
 /// Why an authorization request stops.
@@ -60,6 +73,7 @@ pub enum AuthorizeError {
         state: Option<String>,
         code: ErrorCode,
         description: String,
+        form_post: bool,
     },
 }
 
@@ -78,18 +92,29 @@ impl AuthorizeError {
                 status,
                 title,
                 message,
-            } => pages::error_page_at(app.base_path(), status, title, &message),
+            } => {
+                let mut page = pages::error_page_at(app.base_path(), status, title, &message);
+                // A browser or a person retrying an outage is told when (RFC 9110 §10.2.3).
+                if status == StatusCode::SERVICE_UNAVAILABLE {
+                    page.headers_mut().insert(
+                        header::RETRY_AFTER,
+                        axum::http::HeaderValue::from_static("5"),
+                    );
+                }
+                page
+            }
             AuthorizeError::Redirect {
                 redirect_uri,
                 state,
                 code,
                 description,
+                form_post,
             } => {
                 let mut params = vec![("error", code.as_str().to_owned())];
                 if !description.is_empty() {
                     params.push(("error_description", description));
                 }
-                redirect_to_client(app, &redirect_uri, state.as_deref(), params)
+                respond_to_client(app, &redirect_uri, state.as_deref(), params, form_post)
             }
         }
     }
@@ -113,6 +138,40 @@ impl From<crate::store::StoreError> for AuthorizeError {
     fn from(e: crate::store::StoreError) -> Self {
         OAuthError::from(e).into()
     }
+}
+
+/// The authorization response: `params`, `state` and `iss` for the app, as a 302 with a query
+/// or, for `response_mode=form_post`, as a self-submitting form (OAuth 2.0 Form Post).
+pub fn respond_to_client(
+    app: &App,
+    redirect_uri: &str,
+    state: Option<&str>,
+    params: Vec<(&str, String)>,
+    form_post: bool,
+) -> Response {
+    if !form_post {
+        return redirect_to_client(app, redirect_uri, state, params);
+    }
+    let mut fields: Vec<(String, String)> =
+        params.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    if let Some(state) = state {
+        fields.push(("state".into(), state.to_owned()));
+    }
+    fields.push(("iss".into(), app.config.issuer.clone()));
+    let nonce = pages::csp_nonce();
+    let origin = pages::origin_of(redirect_uri).unwrap_or_default();
+    let csp = format!(
+        "default-src 'none'; script-src 'nonce-{nonce}'; form-action {origin}; base-uri 'none'; frame-ancestors 'none'"
+    );
+    pages::render(
+        StatusCode::OK,
+        &pages::FormPostPage {
+            action: redirect_uri,
+            fields,
+            nonce: &nonce,
+        },
+        &csp,
+    )
 }
 
 /// A 302 to the app's redirect URI carrying `params`, `state` and `iss`.
@@ -189,24 +248,20 @@ pub fn validate(
             ));
         }
     };
-    // Exact string comparison (RFC 9700 §4.1.3): no normalisation, no prefix matching.
-    if !client
-        .settings
-        .redirect_uris
-        .iter()
-        .any(|r| r == redirect_uri)
-    {
+    if !redirect_uri_matches(client, redirect_uri) {
         return Err(AuthorizeError::page(format!(
             "The address to return to is not registered for the app \u{201c}{}\u{201d}.",
             client.settings.name
         )));
     }
     let state = single(params, "state").ok().flatten().map(str::to_owned);
+    let form_post = matches!(single(params, "response_mode"), Ok(Some("form_post")));
     let fail = |code: ErrorCode, description: &str| AuthorizeError::Redirect {
         redirect_uri: redirect_uri.to_owned(),
         state: state.clone(),
         code,
         description: description.to_owned(),
+        form_post,
     };
     if let Some((name, _)) = params
         .iter()
@@ -226,6 +281,7 @@ pub fn validate(
             state: None,
             code: ErrorCode::InvalidRequest,
             description: "state is too long".into(),
+            form_post,
         });
     }
     if get("request").is_some() {
@@ -251,11 +307,11 @@ pub fn validate(
         None => return Err(fail(ErrorCode::InvalidRequest, "response_type is missing")),
     }
     match get("response_mode") {
-        None | Some("query") => {}
+        None | Some("query") | Some("form_post") => {}
         Some(_) => {
             return Err(fail(
                 ErrorCode::InvalidRequest,
-                "only response_mode=query is supported",
+                "response_mode must be query or form_post",
             ));
         }
     }
@@ -353,7 +409,11 @@ pub fn validate(
         prompt_consent,
         max_age,
         login_hint,
+        form_post,
+        expected_sub: None,
+        id_token_hint: get("id_token_hint").map(str::to_owned),
         fresh_login_session: None,
+        device_verification: None,
     })
 }
 
@@ -408,7 +468,19 @@ async fn start(
             "The app that sent you here is not registered.",
         ));
     };
-    let request = validate(params, &client)?;
+    let mut request = validate(params, &client)?;
+    if let Some(hint) = request.id_token_hint.take() {
+        request.expected_sub = Some(check_id_token_hint(app, &client, &hint).ok_or_else(|| {
+            AuthorizeError::Redirect {
+                redirect_uri: request.redirect_uri.clone(),
+                state: request.state.clone(),
+                code: ErrorCode::InvalidRequest,
+                description: "id_token_hint is not an ID token this server issued to this app"
+                    .into(),
+                form_post: request.form_post,
+            }
+        })?);
+    }
     let now = app.now();
     let req_id = new_token(TokenKind::PendingAuthorization);
     let request_json = serde_json::to_string(&request).map_err(OAuthError::server_error)?;
@@ -476,6 +548,31 @@ pub async fn load_pending(
     Ok((request, pending.created_at, client))
 }
 
+/// The `sub` of an ID token we signed for `client`. An expired one is still a good hint
+/// (OpenID Connect Core §3.1.2.1).
+pub fn check_id_token_hint(app: &App, client: &ClientRecord, hint: &str) -> Option<String> {
+    let (header, claims) = app.keys.verify(hint).ok()?;
+    if header.get("typ").and_then(serde_json::Value::as_str) == Some("at+jwt")
+        || claims.get("iss").and_then(serde_json::Value::as_str) != Some(app.config.issuer.as_str())
+    {
+        return None;
+    }
+    let aud_ok = match claims.get("aud") {
+        Some(serde_json::Value::String(a)) => a == &client.client_id,
+        Some(serde_json::Value::Array(list)) => {
+            list.iter().any(|a| a.as_str() == Some(&client.client_id))
+        }
+        _ => false,
+    };
+    if !aud_ok {
+        return None;
+    }
+    claims
+        .get("sub")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned)
+}
+
 /// Whether the session satisfies the request's demands on the login itself.
 pub fn login_is_fresh_enough(
     request: &AuthorizationRequest,
@@ -516,9 +613,29 @@ pub async fn advance(
         state: request.state.clone(),
         code,
         description: description.to_owned(),
+        form_post: request.form_post,
+    };
+    let hinted_elsewhere = |s: &SessionRecord| {
+        request
+            .expected_sub
+            .as_ref()
+            .is_some_and(|sub| *sub != subject::subject_for(app, client, s.user_id))
     };
     let session = match session {
-        Some((_, s)) if login_is_fresh_enough(request, &s, pending_created_at, now) => s,
+        Some((_, s)) if hinted_elsewhere(&s) && request.prompt_none => {
+            return Err(to_app(
+                ErrorCode::LoginRequired,
+                "the logged-in user is not the one id_token_hint names",
+            ));
+        }
+        Some((_, s))
+            if login_is_fresh_enough(request, &s, pending_created_at, now)
+                && !hinted_elsewhere(&s)
+                || request.fresh_login_session.as_deref()
+                    == Some(hex::encode(&s.id_hash).as_str()) =>
+        {
+            s
+        }
         _ if request.prompt_none => {
             return Err(to_app(
                 ErrorCode::LoginRequired,
@@ -527,6 +644,12 @@ pub async fn advance(
         }
         _ => return Ok(see_other(&app.url(&format!("/login?req={req_id}")))),
     };
+    if request.device_verification.is_some() {
+        return Ok(see_other(&app.url(&format!(
+            "{}?req={req_id}",
+            crate::oidc::device::CONFIRM_PATH
+        ))));
+    }
     let consented = match app
         .store
         .get_consent(session.user_id, &client.client_id)
@@ -578,13 +701,61 @@ pub async fn issue_code(
         expires_at: now + ttl,
     };
     app.store.create_grant_with_code(&grant, &record).await?;
+    app.store
+        .record_session_client(
+            &session.id_hash,
+            &request.client_id,
+            session.user_id,
+            session.expires_at,
+        )
+        .await?;
     app.store.delete_pending(&token_hash(req_id)).await?;
-    Ok(redirect_to_client(
+    Ok(respond_to_client(
         app,
         &request.redirect_uri,
         request.state.as_deref(),
         vec![("code", code)],
+        request.form_post,
     ))
+}
+
+/// Exact string comparison (RFC 9700 §4.1.3): no normalisation, no prefix matching. The one
+/// allowance is RFC 8252 §7.3: a native (public) client registered with an IP loopback
+/// redirect may come back on any port, since the OS picks it at run time.
+pub fn redirect_uri_matches(client: &ClientRecord, requested: &str) -> bool {
+    client.settings.redirect_uris.iter().any(|registered| {
+        registered == requested
+            || (client.settings.kind == ClientKind::Public
+                && match (
+                    without_loopback_port(registered),
+                    without_loopback_port(requested),
+                ) {
+                    (Some(a), Some(b)) => a == b,
+                    _ => false,
+                })
+    })
+}
+
+/// `http://127.0.0.1:PORT/rest` or `http://[::1]:PORT/rest` with the port taken out; None
+/// for anything else.
+fn without_loopback_port(uri: &str) -> Option<String> {
+    let (host, rest) = ["http://127.0.0.1", "http://[::1]"]
+        .iter()
+        .find_map(|h| uri.strip_prefix(h).map(|rest| (*h, rest)))?;
+    let rest = match rest.strip_prefix(':') {
+        Some(after) => {
+            let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 || digits > 5 {
+                return None;
+            }
+            &after[digits..]
+        }
+        None => rest,
+    };
+    if !(rest.is_empty() || rest.starts_with('/') || rest.starts_with('?')) || rest.contains('#') {
+        return None;
+    }
+    Some(format!("{host}{rest}"))
 }
 
 pub fn see_other(location: &str) -> Response {

@@ -1,5 +1,6 @@
 //! Client authentication at the token endpoint (RFC 6749 §2.3): `client_secret_basic`,
-//! `client_secret_post`, or `none` for public clients (which then must use PKCE).
+//! `client_secret_post`, `private_key_jwt` (RFC 7523, in [`client_assertion`]), or `none` for
+//! public clients (which then must use PKCE).
 
 use axum::http::{HeaderMap, header};
 use base64::Engine;
@@ -7,6 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 
 use crate::app::App;
 use crate::error::{OAuthError, OAuthResult};
+use crate::oidc::client_assertion;
 use crate::secrets::{constant_time_eq, token_hash};
 use crate::store::{ClientKind, ClientRecord};
 
@@ -74,6 +76,29 @@ pub async fn authenticate(
     let basic = basic_credentials(headers)?;
     let post_id = param(params, "client_id");
     let post_secret = param(params, "client_secret");
+    let assertion_type = param(params, "client_assertion_type");
+    let assertion = param(params, "client_assertion");
+    if assertion_type.is_some() || assertion.is_some() {
+        if basic.is_some() || post_secret.is_some() {
+            return Err(OAuthError::invalid_request(
+                "use one client authentication method, not two",
+            ));
+        }
+        return match (assertion_type, assertion) {
+            (Some(client_assertion::JWT_BEARER), Some(jwt)) => {
+                client_assertion::authenticate(app, jwt, post_id).await
+            }
+            (Some(client_assertion::JWT_BEARER), None) => {
+                Err(OAuthError::invalid_request("client_assertion is missing"))
+            }
+            (None, _) => Err(OAuthError::invalid_request(
+                "client_assertion_type is missing",
+            )),
+            (Some(_), _) => Err(OAuthError::invalid_client(
+                "unsupported client_assertion_type",
+            )),
+        };
+    }
     let (client_id, secret, used_basic) = match (&basic, post_secret) {
         (Some(_), Some(_)) => {
             return Err(OAuthError::invalid_request(
@@ -113,6 +138,10 @@ pub async fn authenticate(
     let Some(client) = client else {
         return Err(denied());
     };
+    if client.settings.uses_private_key_jwt() {
+        // Registered keys, not a secret: anything else is refused (RFC 7591 §2).
+        return Err(denied());
+    }
     match (client.settings.kind, &client.secret_hash, presented) {
         (ClientKind::Confidential, Some(stored), Some(presented)) => {
             if constant_time_eq(stored, &presented) {

@@ -8,30 +8,37 @@ use serde_json::{Value, json};
 use crate::app::AppState;
 use crate::config::Config;
 use crate::keys::SigningAlg;
-use crate::oidc::scopes;
+use crate::oidc::{client_assertion, scopes};
 
 /// The discovery document: every value is one this server really honours.
 pub fn document(config: &Config) -> Value {
     let issuer = &config.issuer;
     let algs: Vec<&str> = SigningAlg::ALL.iter().map(|a| a.as_str()).collect();
-    json!({
+    let mut document = json!({
         "issuer": issuer,
         "authorization_endpoint": format!("{issuer}/authorize"),
         "token_endpoint": format!("{issuer}/token"),
+        "device_authorization_endpoint": format!("{issuer}/device_authorization"),
         "userinfo_endpoint": format!("{issuer}/userinfo"),
         "jwks_uri": format!("{issuer}/jwks.json"),
         "revocation_endpoint": format!("{issuer}/revoke"),
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "end_session_endpoint": format!("{issuer}/logout"),
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": false,
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "revocation_endpoint_auth_signing_alg_values_supported": client_assertion::SIGNING_ALGS,
         "introspection_endpoint": format!("{issuer}/introspect"),
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "introspection_endpoint_auth_signing_alg_values_supported": client_assertion::SIGNING_ALGS,
         "scopes_supported": scopes::SUPPORTED,
         "claims_supported": scopes::CLAIMS_SUPPORTED,
         "response_types_supported": ["code"],
-        "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
-        "subject_types_supported": ["public"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials", "urn:ietf:params:oauth:grant-type:token-exchange", "urn:ietf:params:oauth:grant-type:device_code"],
+        "subject_types_supported": ["public", "pairwise"],
+        "response_modes_supported": ["query", "form_post"],
         "id_token_signing_alg_values_supported": algs,
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+        "token_endpoint_auth_signing_alg_values_supported": client_assertion::SIGNING_ALGS,
         "code_challenge_methods_supported": ["S256"],
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "authorization_response_iss_parameter_supported": true,
@@ -40,7 +47,11 @@ pub fn document(config: &Config) -> Value {
         "request_uri_parameter_supported": false,
         "require_request_uri_registration": false,
         "ui_locales_supported": ["en"],
-    })
+    });
+    if config.registration.enabled {
+        document["registration_endpoint"] = json!(format!("{issuer}/register"));
+    }
+    document
 }
 
 pub async fn openid_configuration(State(app): State<AppState>) -> Response {

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use crate::app::{App, AppState};
 use crate::error::{OAuthError, OAuthResult};
 use crate::oidc::client_auth::{self, param};
+use crate::oidc::subject;
 use crate::oidc::token_lookup::{self, Found};
 use crate::store::ClientRecord;
 use crate::web;
@@ -42,7 +43,7 @@ async fn describe(app: &App, client: &ClientRecord, token: &str) -> OAuthResult<
     let now = app.now();
     let inactive = json!({ "active": false });
     let sub = |user: Option<i64>| match user {
-        Some(id) => id.to_string(),
+        Some(id) => subject::subject_for(app, client, id),
         None => client.client_id.clone(),
     };
     Ok(match token_lookup::find(app, token).await? {

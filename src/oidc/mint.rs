@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 use crate::app::App;
 use crate::error::{OAuthError, OAuthResult};
 use crate::keys::{SigningAlg, half_hash};
-use crate::oidc::scopes;
+use crate::oidc::{scopes, subject};
 use crate::secrets::{TokenKind, new_id, new_token, sha256, token_hash};
 use crate::store::{
     AccessTokenFormat, AccessTokenRecord, ClientRecord, GrantRecord, RefreshPolicy,
@@ -39,7 +39,7 @@ pub fn access_token(
         AccessTokenFormat::Jwt => {
             let jti = new_id();
             let sub = match grant.user_id {
-                Some(id) => id.to_string(),
+                Some(id) => subject::subject_for(app, client, id),
                 None => client.client_id.clone(),
             };
             let claims = json!({
@@ -89,7 +89,7 @@ pub fn id_token(app: &App, input: IdTokenInput<'_>) -> OAuthResult<String> {
     let alg = input.client.settings.id_token_alg;
     let mut claims = Map::new();
     claims.insert("iss".into(), json!(app.config.issuer));
-    claims.insert("sub".into(), json!(input.user.telegram_id.to_string()));
+
     claims.insert("aud".into(), json!(input.client.client_id));
     claims.insert("azp".into(), json!(input.client.client_id));
     claims.insert("iat".into(), json!(input.now));
@@ -99,13 +99,22 @@ pub fn id_token(app: &App, input: IdTokenInput<'_>) -> OAuthResult<String> {
     );
     claims.insert("auth_time".into(), json!(input.grant.auth_time));
     claims.insert("amr".into(), json!([input.grant.amr]));
-    claims.insert("at_hash".into(), json!(half_hash(alg, input.access_token)));
+    // An ID token issued alone (RFC 8693 `requested_token_type` id_token) has no access token
+    // to bind to.
+    if !input.access_token.is_empty() {
+        claims.insert("at_hash".into(), json!(half_hash(alg, input.access_token)));
+    }
     if input.include_nonce
         && let Some(nonce) = &input.grant.nonce
     {
         claims.insert("nonce".into(), json!(nonce));
     }
-    claims.extend(scopes::user_claims(input.scope, input.user));
+    claims.extend(subject::claims_for(
+        app,
+        input.client,
+        input.scope,
+        input.user,
+    ));
     app.keys
         .sign(alg, "JWT", &Value::Object(claims))
         .map_err(OAuthError::server_error)

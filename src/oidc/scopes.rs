@@ -8,10 +8,14 @@ pub const OPENID: &str = "openid";
 pub const PROFILE: &str = "profile";
 pub const TELEGRAM: &str = "telegram";
 pub const OFFLINE_ACCESS: &str = "offline_access";
+pub const PHONE: &str = "phone";
+pub const EMAIL: &str = "email";
 
-pub const SUPPORTED: [&str; 4] = [OPENID, PROFILE, TELEGRAM, OFFLINE_ACCESS];
+pub const SUPPORTED: [&str; 6] = [OPENID, PROFILE, EMAIL, TELEGRAM, OFFLINE_ACCESS, PHONE];
 
-pub const CLAIMS_SUPPORTED: [&str; 20] = [
+pub const CLAIMS_SUPPORTED: [&str; 24] = [
+    "email",
+    "email_verified",
     "iss",
     "sub",
     "aud",
@@ -32,6 +36,8 @@ pub const CLAIMS_SUPPORTED: [&str; 20] = [
     "telegram_id",
     "telegram_username",
     "sid",
+    "phone_number",
+    "phone_number_verified",
 ];
 
 /// A scope string split into its distinct values, in the order given.
@@ -68,6 +74,8 @@ pub fn describe(scope: &str) -> Option<&'static str> {
         PROFILE => Some("Your name, username and profile photo"),
         TELEGRAM => Some("Your numeric Telegram id and username"),
         OFFLINE_ACCESS => Some("Stay signed in when you are not using it"),
+        EMAIL => Some("An email address made for this app (Telegram has no email)"),
+        PHONE => Some("Your phone number, if you shared it with Telegram"),
         _ => None,
     }
 }
@@ -101,6 +109,14 @@ pub fn user_claims(scope: &str, user: &UserRecord) -> Map<String, Value> {
         if let Some(username) = &user.username {
             claims.insert("telegram_username".into(), json!(username));
         }
+    }
+    // OpenID Connect Core §5.4. Telegram shares the number its account was registered with,
+    // which Telegram itself verified.
+    if contains(scope, PHONE)
+        && let Some(phone) = &user.phone_number
+    {
+        claims.insert("phone_number".into(), json!(phone));
+        claims.insert("phone_number_verified".into(), json!(true));
     }
     claims
 }

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use crate::app::AppState;
 use crate::error::{ErrorCode, OAuthError, OAuthResult};
 use crate::oidc::client_auth::{self, param};
+use crate::oidc::grant_token_exchange;
 use crate::oidc::{grant_client_credentials, grant_code, grant_refresh};
 use crate::web;
 
@@ -22,6 +23,12 @@ pub async fn token(State(app): State<AppState>, headers: HeaderMap, body: Body) 
         match param(&params, "grant_type") {
             Some("authorization_code") => grant_code::exchange(&app, &client, &params, now).await,
             Some("refresh_token") => grant_refresh::exchange(&app, &client, &params, now).await,
+            Some(crate::oidc::grant_device::GRANT_TYPE) => {
+                crate::oidc::grant_device::exchange(&app, &client, &params, now).await
+            }
+            Some(grant_token_exchange::GRANT_TYPE) => {
+                grant_token_exchange::exchange(&app, &client, &params, now).await
+            }
             Some("client_credentials") => {
                 grant_client_credentials::exchange(&app, &client, &params, now).await
             }

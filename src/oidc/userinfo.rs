@@ -6,13 +6,13 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::app::{App, AppState};
 use crate::error::{ErrorCode, OAuthError, OAuthResult};
 use crate::oidc::client_auth::param;
 use crate::oidc::mint::ACCESS_TOKEN_ALG;
-use crate::oidc::scopes;
+use crate::oidc::{scopes, subject};
 use crate::secrets::{sha256, token_hash};
 use crate::store::AccessTokenRecord;
 use crate::web;
@@ -101,11 +101,17 @@ async fn respond(app: &App, token: Option<String>) -> Response {
             .get_user(user_id)
             .await?
             .ok_or_else(|| OAuthError::invalid_token("the user no longer exists"))?;
-        let mut claims = json!({ "sub": user.telegram_id.to_string() });
-        if let Value::Object(map) = &mut claims {
-            map.extend(scopes::user_claims(&record.scope, &user));
-        }
-        Ok(claims)
+        let client = app
+            .store
+            .get_client(&record.client_id)
+            .await?
+            .ok_or_else(|| OAuthError::invalid_token("the app of this token no longer exists"))?;
+        Ok(Value::Object(subject::claims_for(
+            app,
+            &client,
+            &record.scope,
+            &user,
+        )))
     }
     .await;
     match result {

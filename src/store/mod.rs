@@ -7,10 +7,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::keys::SigningAlg;
 
+pub mod flows;
+pub mod job_lock;
 pub mod postgres;
 mod sql;
+mod sql_flows;
 pub mod sqlite;
 
+pub use flows::FlowStore;
+pub use job_lock::JobLock;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -36,7 +41,9 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::Database(db) if db.is_unique_violation() => {
                 StoreError::Conflict(db.message().to_string())
             }
-            sqlx::Error::Database(db) if is_busy(db.message()) => {
+            sqlx::Error::Database(db)
+                if is_busy(db.message()) || is_connection_lost(db.code().as_deref()) =>
+            {
                 StoreError::Unavailable(db.message().to_string())
             }
             _ => StoreError::Internal(e.to_string()),
@@ -46,6 +53,13 @@ impl From<sqlx::Error> for StoreError {
 
 fn is_busy(message: &str) -> bool {
     message.contains("database is locked") || message.contains("the database system is")
+}
+
+/// PostgreSQL SQLSTATEs that mean the server went away or cannot take us right now, not that
+/// the statement was wrong: class 08 (connection exception), 57P01-57P03 (admin shutdown, crash
+/// shutdown, cannot connect now) and 53300 (too many connections).
+fn is_connection_lost(code: Option<&str>) -> bool {
+    code.is_some_and(|c| c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03" | "53300"))
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -95,9 +109,106 @@ pub struct ClientSettings {
     /// Skip the consent page (first-party apps).
     #[serde(default)]
     pub skip_consent: bool,
+    /// May trade Telegram login data (Mini App initData, widget data) for tokens at the token
+    /// endpoint (RFC 8693); `None`: may not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_exchange: Option<TokenExchangeSettings>,
     /// A service account: may use the client credentials grant for its allowed scopes.
     #[serde(default)]
     pub service_account: bool,
+    #[serde(default)]
+    pub subject_type: SubjectType,
+    /// The pairwise sector (OpenID Connect Core §8.1); by default the redirect URI's host.
+    #[serde(default)]
+    pub sector_identifier: Option<String>,
+    /// Release a synthetic `<sub>@<email_domain>` address under the `email` scope.
+    #[serde(default)]
+    pub synthetic_email: bool,
+    /// Where RP-initiated logout may send the browser back to (exact match).
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// OpenID Connect Back-Channel Logout 1.0: where logout tokens are posted.
+    #[serde(default)]
+    pub backchannel_logout_uri: Option<String>,
+    /// How the client proves itself at the token endpoint; `None` (clients registered before
+    /// this setting existed): with its secret if confidential, with nothing if public.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint_auth_method: Option<TokenEndpointAuthMethod>,
+    /// The public keys behind `private_key_jwt` (RFC 7523): an inline JWK set ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<serde_json::Value>,
+    /// ... or where the client publishes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    /// SHA-256 (hex) of the registration access token of a dynamically registered client
+    /// (RFC 7592); `None` for clients an admin registered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration_token_hash: Option<String>,
+    /// The registered `sector_identifier_uri` (OpenID Connect Registration §2), whose host
+    /// became `sector_identifier` once the document listed every redirect URI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sector_identifier_uri: Option<String>,
+}
+
+/// RFC 7591 §2 `token_endpoint_auth_method`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenEndpointAuthMethod {
+    ClientSecretBasic,
+    ClientSecretPost,
+    /// A JWT signed with one of the client's registered keys (RFC 7523 §2.2).
+    PrivateKeyJwt,
+    /// A public client.
+    None,
+}
+
+impl TokenEndpointAuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenEndpointAuthMethod::ClientSecretBasic => "client_secret_basic",
+            TokenEndpointAuthMethod::ClientSecretPost => "client_secret_post",
+            TokenEndpointAuthMethod::PrivateKeyJwt => "private_key_jwt",
+            TokenEndpointAuthMethod::None => "none",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TokenEndpointAuthMethod> {
+        [
+            TokenEndpointAuthMethod::ClientSecretBasic,
+            TokenEndpointAuthMethod::ClientSecretPost,
+            TokenEndpointAuthMethod::PrivateKeyJwt,
+            TokenEndpointAuthMethod::None,
+        ]
+        .into_iter()
+        .find(|m| m.as_str() == s)
+    }
+}
+
+impl ClientSettings {
+    /// Whether this client must authenticate with a signed JWT instead of a secret.
+    pub fn uses_private_key_jwt(&self) -> bool {
+        self.token_endpoint_auth_method == Some(TokenEndpointAuthMethod::PrivateKeyJwt)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SubjectType {
+    /// `sub` is the Telegram id.
+    #[default]
+    Public,
+    /// `sub` differs per sector and cannot be linked across sectors.
+    Pairwise,
+}
+
+/// How a client's token exchanges are checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenExchangeSettings {
+    /// The numeric id of another bot whose Mini App this client is: its initData is checked
+    /// with Telegram's Ed25519 key and `signature`. `None`: this server's bot, checked with the
+    /// bot token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telegram_bot_id: Option<i64>,
 }
 
 #[derive(Clone)]
@@ -213,6 +324,19 @@ pub struct RefreshTokenState {
     pub grant: GrantRecord,
 }
 
+/// A login started towards Telegram's OpenID Connect provider, waiting for its callback. The
+/// secrets of the flow (PKCE verifier, nonce, the pending authorization handle) stay in the
+/// browser's cookie; this row makes `state` single-use and binds it to that cookie.
+#[derive(Debug, Clone)]
+pub struct UpstreamLogin {
+    /// SHA-256 of the `state` sent to Telegram.
+    pub state_hash: Vec<u8>,
+    /// SHA-256 of the browser cookie the callback must carry.
+    pub binding_hash: Vec<u8>,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
 #[derive(Debug, Clone)]
 pub enum RedeemOutcome {
     Redeemed(CodeRecord),
@@ -235,7 +359,7 @@ pub enum RotateOutcome {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: FlowStore + Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
 
     async fn create_client(&self, client: &ClientRecord) -> StoreResult<()>;
@@ -254,6 +378,16 @@ pub trait Store: Send + Sync + 'static {
     async fn create_session(&self, session: &SessionRecord) -> StoreResult<()>;
     async fn get_session(&self, id_hash: &[u8], now: i64) -> StoreResult<Option<SessionRecord>>;
     async fn delete_session(&self, id_hash: &[u8]) -> StoreResult<()>;
+    /// Notes that `client_id` received a code in this browser session.
+    async fn record_session_client(
+        &self,
+        session_hash: &[u8],
+        client_id: &str,
+        user_id: i64,
+        expires_at: i64,
+    ) -> StoreResult<()>;
+    /// The apps of a session, forgotten as they are returned: a logout tells each one once.
+    async fn take_session_clients(&self, session_hash: &[u8]) -> StoreResult<Vec<(String, i64)>>;
 
     async fn create_pending(&self, pending: &PendingAuthorization) -> StoreResult<()>;
     async fn get_pending(
@@ -324,4 +458,34 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes rows whose life is over; returns how many.
     async fn delete_expired(&self, now: i64) -> StoreResult<u64>;
+
+    async fn create_upstream_login(&self, login: &UpstreamLogin) -> StoreResult<()>;
+    /// Uses an upstream login once, atomically: of many parallel callers with the same state
+    /// only one gets it, and only before it expires.
+    async fn take_upstream_login(
+        &self,
+        state_hash: &[u8],
+        now: i64,
+    ) -> StoreResult<Option<UpstreamLogin>>;
+
+    /// Takes the lock of a job that must run on one node at a time (expired-row cleanup, Bot
+    /// API polling), or `None` while another node or task holds it. The lock is held until the
+    /// [`JobLock`] is released or dropped; see [`job_lock`] for how.
+    async fn try_lock_job(&self, job: &str) -> StoreResult<Option<JobLock>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_connection_lost;
+
+    #[test]
+    fn a_lost_or_refused_postgres_connection_is_unavailable_not_a_bug() {
+        for code in ["08006", "08001", "57P01", "57P02", "57P03", "53300"] {
+            assert!(is_connection_lost(Some(code)), "{code}");
+        }
+        for code in ["23505", "42P01", "40001", "5"] {
+            assert!(!is_connection_lost(Some(code)), "{code}");
+        }
+        assert!(!is_connection_lost(None));
+    }
 }

@@ -6,7 +6,8 @@ use std::time::Duration;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use super::StoreError;
+use super::job_lock::{self, JobLock};
+use super::{StoreError, StoreResult};
 
 #[derive(Clone)]
 pub struct PostgresStore {
@@ -21,7 +22,8 @@ impl PostgresStore {
             .map_err(|e| StoreError::Internal(format!("bad postgres url: {e}")))?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
-            .acquire_timeout(Duration::from_secs(5))
+            // When the database is gone a request waits this long, then answers 503.
+            .acquire_timeout(Duration::from_secs(3))
             .connect_with(options)
             .await?;
         Ok(PostgresStore { pool })
@@ -34,6 +36,11 @@ impl PostgresStore {
             .await
             .map_err(|e| StoreError::Internal(format!("migration failed: {e}")))
     }
+
+    async fn lock_job(&self, job: &str) -> StoreResult<Option<JobLock>> {
+        job_lock::try_lock_postgres(&self.pool, job).await
+    }
 }
 
 super::sql::impl_sql_store!(PostgresStore, sqlx::Postgres);
+super::sql_flows::impl_flow_store!(PostgresStore, sqlx::Postgres);

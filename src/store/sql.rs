@@ -220,6 +220,38 @@ macro_rules! impl_sql_store {
                 Ok(())
             }
 
+            async fn record_session_client(
+                &self,
+                session_hash: &[u8],
+                client_id: &str,
+                user_id: i64,
+                expires_at: i64,
+            ) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO session_clients (session_hash, client_id, user_id, expires_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (session_hash, client_id) DO UPDATE SET expires_at = excluded.expires_at",
+                )
+                .bind(session_hash)
+                .bind(client_id)
+                .bind(user_id)
+                .bind(expires_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn take_session_clients(&self, session_hash: &[u8]) -> StoreResult<Vec<(String, i64)>> {
+                let rows = sqlx::query(
+                    "DELETE FROM session_clients WHERE session_hash = $1 RETURNING client_id, user_id",
+                )
+                .bind(session_hash)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| Ok((r.try_get("client_id")?, r.try_get("user_id")?)))
+                    .collect()
+            }
+
             async fn create_pending(&self, p: &PendingAuthorization) -> StoreResult<()> {
                 sqlx::query(
                     "INSERT INTO pending_authorizations (id_hash, client_id, request, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
@@ -559,11 +591,26 @@ macro_rules! impl_sql_store {
                 Ok(RotateOutcome::Rotated(grant))
             }
 
+            async fn create_upstream_login(&self, login: &UpstreamLogin) -> StoreResult<()> {
+                insert_upstream_login(&self.pool, login).await
+            }
+
+            async fn take_upstream_login(&self, state_hash: &[u8], now: i64) -> StoreResult<Option<UpstreamLogin>> {
+                use_upstream_login(&self.pool, state_hash, now).await
+            }
+
             async fn delete_expired(&self, now: i64) -> StoreResult<u64> {
                 let mut total = 0;
                 for (sql, cutoff) in [
                     ("DELETE FROM used_proofs WHERE expires_at < $1", now),
+                    ("DELETE FROM bot_logins WHERE expires_at < $1", now),
+                    (
+                        "DELETE FROM device_codes WHERE expires_at < $1",
+                        now - $crate::store::sql_flows::DEVICE_CODE_MEMORY_SECS,
+                    ),
+                    ("DELETE FROM upstream_logins WHERE expires_at < $1", now),
                     ("DELETE FROM sessions WHERE expires_at < $1", now),
+                    ("DELETE FROM session_clients WHERE expires_at < $1", now),
                     ("DELETE FROM pending_authorizations WHERE expires_at < $1", now),
                     ("DELETE FROM codes WHERE expires_at < $1", now - CODE_REUSE_MEMORY_SECS),
                     ("DELETE FROM access_tokens WHERE expires_at < $1", now),
@@ -574,6 +621,46 @@ macro_rules! impl_sql_store {
                 }
                 Ok(total)
             }
+
+            async fn try_lock_job(&self, job: &str) -> StoreResult<Option<JobLock>> {
+                // The one place the backends differ: an advisory lock, or a lock in the process.
+                self.lock_job(job).await
+            }
+        }
+
+        async fn insert_upstream_login(pool: &sqlx::Pool<$db>, l: &UpstreamLogin) -> StoreResult<()> {
+            sqlx::query(
+                "INSERT INTO upstream_logins (state_hash, binding_hash, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&l.state_hash)
+            .bind(&l.binding_hash)
+            .bind(l.created_at)
+            .bind(l.expires_at)
+            .execute(pool)
+            .await?;
+            Ok(())
+        }
+
+        async fn use_upstream_login(
+            pool: &sqlx::Pool<$db>,
+            state_hash: &[u8],
+            now: i64,
+        ) -> StoreResult<Option<UpstreamLogin>> {
+            let row = sqlx::query(
+                "UPDATE upstream_logins SET used_at = $2 WHERE state_hash = $1 AND used_at IS NULL AND expires_at > $2 \
+                 RETURNING state_hash, binding_hash, created_at, expires_at",
+            )
+            .bind(state_hash)
+            .bind(now)
+            .fetch_optional(pool)
+            .await?;
+            let Some(row) = row else { return Ok(None) };
+            Ok(Some(UpstreamLogin {
+                state_hash: row.try_get("state_hash")?,
+                binding_hash: row.try_get("binding_hash")?,
+                created_at: row.try_get("created_at")?,
+                expires_at: row.try_get("expires_at")?,
+            }))
         }
 
         async fn insert_grant<'c, E>(executor: E, g: &GrantRecord) -> StoreResult<()>

@@ -6,11 +6,13 @@ use std::time::Duration;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use super::StoreError;
+use super::job_lock::{JobLock, LocalJobLocks};
+use super::{StoreError, StoreResult};
 
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    jobs: LocalJobLocks,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -37,7 +39,27 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore {
+            pool,
+            jobs: LocalJobLocks::default(),
+        })
+    }
+
+    /// One SQLite file serves one node, so its run-once jobs need only a lock in the process.
+    async fn lock_job(&self, job: &str) -> StoreResult<Option<JobLock>> {
+        Ok(self.jobs.try_lock(job))
+    }
+
+    /// The journal mode and busy timeout (ms) a pooled connection runs with, for checks.
+    pub async fn journal_settings(&self) -> StoreResult<(String, i64)> {
+        let mut conn = self.pool.acquire().await?;
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut *conn)
+            .await?;
+        let timeout: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok((mode, timeout))
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
@@ -49,3 +71,4 @@ impl SqliteStore {
 }
 
 super::sql::impl_sql_store!(SqliteStore, sqlx::Sqlite);
+super::sql_flows::impl_flow_store!(SqliteStore, sqlx::Sqlite);

@@ -1,6 +1,11 @@
 //! The login adapters. Each one turns one of Telegram's ways of proving "this is user N" into a
 //! [`TelegramIdentity`]; nothing after that point knows which adapter made it.
 
+pub mod bot;
+pub mod deeplink;
+pub mod updates;
+pub mod upstream_oidc;
+pub mod webapp;
 pub mod widget;
 
 use serde::{Deserialize, Serialize};
@@ -11,12 +16,22 @@ use serde::{Deserialize, Serialize};
 pub enum ProofMethod {
     /// The Login Widget's HMAC-signed fields.
     TelegramWidget,
+    /// A Mini App's `initData`, checked by HMAC with the bot token or by Telegram's Ed25519 key.
+    MiniApp,
+    /// An ID token from Telegram's own OpenID Connect provider.
+    TelegramOidc,
+    /// The user pressed Approve in the bot chat after opening a `t.me/<bot>?start=` link; the
+    /// update came through the authenticated webhook or `getUpdates` with our token.
+    BotDeepLink,
 }
 
 impl ProofMethod {
     pub fn amr(self) -> &'static str {
         match self {
             ProofMethod::TelegramWidget => "telegram_widget",
+            ProofMethod::MiniApp => "telegram_miniapp",
+            ProofMethod::TelegramOidc => "telegram_oidc",
+            ProofMethod::BotDeepLink => "telegram_bot",
         }
     }
 }

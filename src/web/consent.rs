@@ -148,6 +148,7 @@ pub async fn consent_decision(
                 state: request.state,
                 code: ErrorCode::AccessDenied,
                 description: "the user denied the request".into(),
+                form_post: request.form_post,
             }
             .into_response(&app)
         }

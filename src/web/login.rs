@@ -47,12 +47,25 @@ pub async fn login_page(
     let app_origin = pages::origin_of(&request.redirect_uri).unwrap_or_default();
     let csp = format!(
         "default-src 'none'; script-src 'nonce-{nonce}' {script_origin}; frame-src https://oauth.telegram.org; \
-         img-src 'self' data: https://telegram.org https://t.me; style-src 'self'; \
+         img-src 'self' data: https://telegram.org https://t.me; style-src 'self'; connect-src 'self'; \
          form-action 'self' {app_origin}; base-uri 'none'; frame-ancestors 'none'"
     );
-    pages::render(
+    // The bot link is offered beside the widget; when it cannot be prepared, the rest still works.
+    let (bot_login, bot_cookie) = if web::deeplink::enabled(&app) {
+        match web::deeplink::for_login_page(&app, &query.req, &client).await {
+            Ok((view, cookie)) => (Some(view), Some(cookie)),
+            Err(e) => {
+                tracing::warn!(error = %e, "the bot login link could not be prepared");
+                (None, None)
+            }
+        }
+    } else {
+        (None, None)
+    };
+    let mut response = pages::render(
         StatusCode::OK,
         &pages::LoginPage {
+            bot_login,
             base: app.base_path(),
             client_name: &client.settings.name,
             bot_username: &app.config.telegram.bot_username,
@@ -61,9 +74,26 @@ pub async fn login_page(
             js_mode: app.config.telegram.widget_mode == crate::config::WidgetMode::Callback,
             nonce: &nonce,
             emulator_url,
+            telegram_oidc_url: app.telegram_oidc.as_ref().map(|_| {
+                format!(
+                    "{}{}?req={}",
+                    app.base_path(),
+                    web::upstream::START_PATH,
+                    query.req
+                )
+            }),
+            shares_phone: app
+                .config
+                .telegram_oidc
+                .as_ref()
+                .is_some_and(|u| u.scopes.iter().any(|s| s == "phone")),
         },
         &csp,
-    )
+    );
+    if let Some(cookie) = bot_cookie {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
 }
 
 /// `data-auth-url` mode: Telegram redirects here with the signed fields in the query.
@@ -162,16 +192,9 @@ async fn widget_login(
     }
 }
 
-/// The one path every login method ends in: the user record is refreshed, a browser session
-/// starts, and the pending authorization `req` notes that its login happened. Returns the
-/// `Set-Cookie` value.
-pub async fn complete_login(
-    app: &App,
-    identity: &TelegramIdentity,
-    headers: &HeaderMap,
-    req: &str,
-    mut request: AuthorizationRequest,
-) -> Result<axum::http::HeaderValue, AuthorizeError> {
+/// Creates or refreshes the user record of a proven identity; every login method, with a
+/// browser or without, goes through here.
+pub async fn save_user(app: &App, identity: &TelegramIdentity) -> crate::store::StoreResult<()> {
     let now = app.now();
     let created_at = match app.store.get_user(identity.id).await? {
         Some(existing) => existing.created_at,
@@ -190,7 +213,20 @@ pub async fn complete_login(
             created_at,
             updated_at: now,
         })
-        .await?;
+        .await
+}
+
+/// The one path every login method ends in: the user record is refreshed, a browser session
+/// starts, and the pending authorization `req` notes that its login happened. Returns the
+/// `Set-Cookie` value.
+pub async fn complete_login(
+    app: &App,
+    identity: &TelegramIdentity,
+    headers: &HeaderMap,
+    req: &str,
+    mut request: AuthorizationRequest,
+) -> Result<axum::http::HeaderValue, AuthorizeError> {
+    save_user(app, identity).await?;
     let (cookie, session_hash) =
         web::start_session(app, identity.id, identity.method.amr(), headers).await?;
     request.fresh_login_session = Some(hex::encode(session_hash));

@@ -2,9 +2,11 @@
 //! session cookie, and the HTML pages.
 
 pub mod consent;
+pub mod deeplink;
 pub mod emulator;
 pub mod login;
 pub mod pages;
+pub mod upstream;
 
 use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -132,7 +134,7 @@ pub fn session_cookie_name(app: &App) -> &'static str {
     }
 }
 
-fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()

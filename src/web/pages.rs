@@ -25,6 +25,12 @@ pub struct LoginPage<'a> {
     pub js_mode: bool,
     pub nonce: &'a str,
     pub emulator_url: Option<String>,
+    /// The start of a login through Telegram's own OpenID Connect provider, when configured.
+    pub telegram_oidc_url: Option<String>,
+    /// Whether that login asks Telegram for the phone number.
+    pub shares_phone: bool,
+    /// A login confirmed in the bot chat: link, QR code, and where to check for the answer.
+    pub bot_login: Option<crate::web::deeplink::BotLoginView>,
 }
 
 #[derive(Template)]
@@ -57,6 +63,34 @@ pub struct DemoCallbackPage<'a> {
     pub client_id: &'a str,
     pub redirect_uri: &'a str,
     pub token_endpoint: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "form_post.html")]
+pub struct FormPostPage<'a> {
+    pub action: &'a str,
+    pub fields: Vec<(String, String)>,
+    pub nonce: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+pub struct MessagePage<'a> {
+    pub base: &'a str,
+    pub title: &'a str,
+    pub message: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "logout.html")]
+pub struct LogoutPage<'a> {
+    pub base: &'a str,
+    pub client_name: Option<&'a str>,
+    pub action: &'a str,
+    pub csrf: &'a str,
+    pub client_id: &'a str,
+    pub post_logout_redirect_uri: &'a str,
+    pub state: &'a str,
 }
 
 /// A fresh nonce for inline scripts allowed by the content security policy.

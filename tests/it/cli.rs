@@ -9,7 +9,7 @@ use crate::harness::{BOT_TOKEN, BOT_USERNAME};
 
 const BIN: &str = env!("CARGO_BIN_EXE_telegram-oidc");
 
-fn write_config(dir: &Path) -> std::path::PathBuf {
+pub fn write_config(dir: &Path) -> std::path::PathBuf {
     let token_file = dir.join("bot_token");
     std::fs::write(&token_file, format!("{BOT_TOKEN}\n")).unwrap();
     let path = dir.join("telegram-oidc.toml");
@@ -34,7 +34,7 @@ bot_token_file = "{token}"
     path
 }
 
-fn run(config: &Path, args: &[&str]) -> (bool, String, String) {
+pub fn run(config: &Path, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(BIN)
         .arg("--config")
         .arg(config)

@@ -148,6 +148,7 @@ impl TestApp {
                 refresh_policy: spec.refresh,
                 skip_consent: spec.skip_consent,
                 service_account: spec.service_account,
+                ..Default::default()
             },
             self.now(),
         )

@@ -2,7 +2,23 @@
 
 mod abuse;
 mod cli;
+mod client_assertion;
+mod conformance;
+mod deeplink;
+mod device;
+mod fake_bot_api;
+mod fake_telegram_oidc;
 mod flow;
+mod hammer;
 mod harness;
+mod job_lock;
+mod logout;
+mod miniapp;
+mod multinode;
+mod outage;
+mod pitfalls;
+mod registration;
 mod revocation;
+mod secrets_scan;
 mod store;
+mod upstream;

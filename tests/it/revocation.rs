@@ -228,6 +228,7 @@ async fn a_service_account_gets_only_an_access_token_for_its_scopes() {
             refresh_policy: telegram_oidc::store::RefreshPolicy::Never,
             skip_consent: false,
             service_account: true,
+            ..Default::default()
         },
         app.now(),
     )

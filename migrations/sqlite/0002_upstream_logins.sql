@@ -1,0 +1,10 @@
+-- Logins started towards Telegram's OpenID Connect provider: `state` is single-use and bound
+-- to a browser cookie. Only SHA-256 digests are stored; the flow's secrets stay in the cookie.
+CREATE TABLE upstream_logins (
+    state_hash    BLOB PRIMARY KEY,
+    binding_hash  BLOB NOT NULL,
+    created_at    INTEGER NOT NULL,
+    expires_at    INTEGER NOT NULL,
+    used_at       INTEGER
+);
+CREATE INDEX upstream_logins_expires ON upstream_logins (expires_at);

@@ -1,0 +1,594 @@
+//! Dynamic client registration (RFC 7591) and its management API (RFC 7592). Served only when
+//! `registration.enabled`; registering needs the configured initial access token, and each
+//! registered client gets its own registration access token (only its SHA-256 is stored) to
+//! read, replace or delete its registration.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::admin::{self, AdminError, NewClient};
+use crate::app::{App, AppState};
+use crate::error::{ErrorCode, OAuthError, OAuthResult, Style};
+use crate::keys::SigningAlg;
+use crate::oidc::{client_assertion, scopes};
+use crate::secrets::{TokenKind, constant_time_eq, new_token, sha256, token_hash};
+use crate::store::{ClientKind, ClientRecord, RefreshPolicy, SubjectType, TokenEndpointAuthMethod};
+
+const MAX_REDIRECT_URIS: usize = 20;
+const MAX_URI_LEN: usize = 2000;
+const MAX_SECTOR_DOCUMENT_BYTES: usize = 64 * 1024;
+const DEFAULT_CLIENT_NAME: &str = "Unnamed app";
+
+const AUTHORIZATION_CODE: &str = "authorization_code";
+const REFRESH_TOKEN: &str = "refresh_token";
+const CLIENT_CREDENTIALS: &str = "client_credentials";
+
+/// The client metadata of RFC 7591 §2 (and OpenID Connect Registration §2) this server
+/// honours. Anything else a client sends is ignored (§2: "the authorization server MUST
+/// ignore any client metadata sent by the client that it does not understand").
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ClientMetadata {
+    redirect_uris: Option<Vec<String>>,
+    client_name: Option<String>,
+    token_endpoint_auth_method: Option<String>,
+    grant_types: Option<Vec<String>>,
+    response_types: Option<Vec<String>>,
+    scope: Option<String>,
+    id_token_signed_response_alg: Option<String>,
+    jwks: Option<Value>,
+    jwks_uri: Option<String>,
+    post_logout_redirect_uris: Option<Vec<String>>,
+    backchannel_logout_uri: Option<String>,
+    subject_type: Option<String>,
+    sector_identifier_uri: Option<String>,
+    /// RFC 7592 §2.2: a replacement names the client it replaces ...
+    client_id: Option<String>,
+    /// ... and may repeat its current secret, never choose a new one.
+    client_secret: Option<String>,
+}
+
+fn bad_metadata(description: impl Into<String>) -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidClientMetadata, description)
+}
+
+fn bad_redirect_uri(description: impl Into<String>) -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidRedirectUri, description)
+}
+
+/// A registration, checked and turned into what [`admin::build_client`] takes.
+struct Registration {
+    new: NewClient,
+    method: TokenEndpointAuthMethod,
+    sector_identifier_uri: Option<String>,
+}
+
+/// Checks the metadata against RFC 7591 §2 and this server's rules.
+async fn check_metadata(meta: ClientMetadata) -> OAuthResult<Registration> {
+    let method = match meta.token_endpoint_auth_method.as_deref() {
+        None => TokenEndpointAuthMethod::ClientSecretBasic,
+        Some(m) => TokenEndpointAuthMethod::parse(m).ok_or_else(|| {
+            bad_metadata(format!(
+                "token_endpoint_auth_method `{m}` is not supported; use client_secret_basic, client_secret_post, private_key_jwt or none"
+            ))
+        })?,
+    };
+    let requested_scopes = meta.scope.as_deref().map(scopes::parse);
+    let wants_offline = requested_scopes
+        .as_ref()
+        .is_some_and(|s| s.iter().any(|s| s == scopes::OFFLINE_ACCESS));
+
+    let grant_types = meta
+        .grant_types
+        .unwrap_or_else(|| vec![AUTHORIZATION_CODE.to_owned()]);
+    for g in &grant_types {
+        if ![AUTHORIZATION_CODE, REFRESH_TOKEN, CLIENT_CREDENTIALS].contains(&g.as_str()) {
+            return Err(bad_metadata(format!(
+                "grant type `{g}` cannot be registered; use authorization_code, refresh_token or client_credentials"
+            )));
+        }
+    }
+    let has = |g: &str| grant_types.iter().any(|x| x == g);
+    let code_flow = has(AUTHORIZATION_CODE);
+    let service_account = has(CLIENT_CREDENTIALS);
+    if !code_flow && !service_account {
+        return Err(bad_metadata(
+            "grant_types needs authorization_code or client_credentials",
+        ));
+    }
+    // §2.1: response_types and grant_types must agree; only the code flow is served here.
+    let response_types = meta.response_types.unwrap_or_else(|| {
+        if code_flow {
+            vec!["code".to_owned()]
+        } else {
+            Vec::new()
+        }
+    });
+    if response_types.iter().any(|r| r != "code") {
+        return Err(bad_metadata("only the response type `code` is supported"));
+    }
+    if code_flow == response_types.is_empty() {
+        return Err(bad_metadata(
+            "response type `code` goes with the authorization_code grant, and only with it",
+        ));
+    }
+
+    let redirect_uris = if code_flow {
+        let uris = meta.redirect_uris.unwrap_or_default();
+        if uris.is_empty() {
+            return Err(bad_redirect_uri(
+                "redirect_uris is required for the authorization_code grant",
+            ));
+        }
+        if uris.len() > MAX_REDIRECT_URIS {
+            return Err(bad_redirect_uri(format!(
+                "at most {MAX_REDIRECT_URIS} redirect URIs"
+            )));
+        }
+        for uri in &uris {
+            if uri.len() > MAX_URI_LEN {
+                return Err(bad_redirect_uri("a redirect URI is too long"));
+            }
+            admin::check_redirect_uri(uri).map_err(|e| bad_redirect_uri(e.to_string()))?;
+        }
+        uris
+    } else {
+        // Without the code flow there is nothing to redirect to.
+        Vec::new()
+    };
+
+    let kind = match method {
+        TokenEndpointAuthMethod::None => ClientKind::Public,
+        _ => ClientKind::Confidential,
+    };
+    if service_account && kind == ClientKind::Public {
+        return Err(bad_metadata(
+            "the client_credentials grant needs an authenticating client, not `none`",
+        ));
+    }
+    let (jwks, jwks_uri) = if method == TokenEndpointAuthMethod::PrivateKeyJwt {
+        match (meta.jwks, meta.jwks_uri) {
+            (Some(_), Some(_)) => {
+                return Err(bad_metadata(
+                    "send jwks or jwks_uri, not both (RFC 7591 §2)",
+                ));
+            }
+            (None, None) => {
+                return Err(bad_metadata("private_key_jwt needs jwks or jwks_uri"));
+            }
+            (Some(set), None) => {
+                client_assertion::check_jwks(&set).map_err(bad_metadata)?;
+                (Some(set), None)
+            }
+            (None, Some(uri)) => {
+                client_assertion::check_jwks_uri(&uri).map_err(bad_metadata)?;
+                (None, Some(uri))
+            }
+        }
+    } else {
+        // Keys serve only private_key_jwt here (no request objects, no encryption).
+        (None, None)
+    };
+
+    let mut allowed = match requested_scopes {
+        Some(list) => {
+            for s in &list {
+                if !scopes::SUPPORTED.contains(&s.as_str()) {
+                    return Err(bad_metadata(format!(
+                        "unknown scope `{s}`; known scopes: {}",
+                        scopes::SUPPORTED.join(" ")
+                    )));
+                }
+            }
+            list
+        }
+        None if code_flow => vec![
+            scopes::OPENID.to_owned(),
+            scopes::PROFILE.to_owned(),
+            scopes::TELEGRAM.to_owned(),
+        ],
+        None => Vec::new(),
+    };
+    // Asking for offline_access is asking for refresh tokens.
+    let refresh = code_flow && (has(REFRESH_TOKEN) || wants_offline);
+    if refresh && !allowed.iter().any(|s| s == scopes::OFFLINE_ACCESS) {
+        allowed.push(scopes::OFFLINE_ACCESS.to_owned());
+    }
+
+    let id_token_alg = match meta.id_token_signed_response_alg.as_deref() {
+        None => SigningAlg::RS256,
+        Some(a) => SigningAlg::parse(a).ok_or_else(|| {
+            bad_metadata(format!(
+                "id_token_signed_response_alg `{a}` is not supported; use RS256, ES256 or EdDSA"
+            ))
+        })?,
+    };
+    let subject_type = match meta.subject_type.as_deref() {
+        None | Some("public") => SubjectType::Public,
+        Some("pairwise") => SubjectType::Pairwise,
+        Some(other) => {
+            return Err(bad_metadata(format!(
+                "subject_type `{other}` is not supported; use public or pairwise"
+            )));
+        }
+    };
+    let sector_identifier = match &meta.sector_identifier_uri {
+        Some(uri) => Some(check_sector_identifier(uri, &redirect_uris).await?),
+        None => None,
+    };
+    let name = meta
+        .client_name
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| DEFAULT_CLIENT_NAME.to_owned());
+    Ok(Registration {
+        new: NewClient {
+            name,
+            kind,
+            redirect_uris,
+            scopes: allowed,
+            id_token_alg,
+            refresh_policy: if refresh {
+                RefreshPolicy::OfflineAccess
+            } else {
+                RefreshPolicy::Never
+            },
+            skip_consent: false,
+            service_account,
+            subject_type,
+            sector_identifier,
+            post_logout_redirect_uris: meta.post_logout_redirect_uris.unwrap_or_default(),
+            backchannel_logout_uri: meta.backchannel_logout_uri,
+            jwks,
+            jwks_uri,
+            ..NewClient::default()
+        },
+        method,
+        sector_identifier_uri: meta.sector_identifier_uri,
+    })
+}
+
+/// OpenID Connect Registration §5: the sector identifier document is a JSON array that must
+/// list every redirect URI, so no client can borrow another's pairwise sector. The sector is
+/// its host (Core §8.1).
+async fn check_sector_identifier(uri: &str, redirect_uris: &[String]) -> OAuthResult<String> {
+    client_assertion::check_remote_url("sector_identifier_uri", uri).map_err(bad_metadata)?;
+    let host = url::Url::parse(uri)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .ok_or_else(|| bad_metadata("sector_identifier_uri has no host"))?;
+    let document = client_assertion::fetch_json(uri, MAX_SECTOR_DOCUMENT_BYTES)
+        .await
+        .map_err(|e| bad_metadata(format!("sector_identifier_uri could not be read: {e}")))?;
+    let listed: Vec<&str> = document
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if let Some(missing) = redirect_uris.iter().find(|u| !listed.contains(&u.as_str())) {
+        return Err(bad_metadata(format!(
+            "the sector_identifier_uri document does not list the redirect URI `{missing}`"
+        )));
+    }
+    Ok(host)
+}
+
+/// The bearer token of `Authorization: Bearer` (RFC 6750 §2.1); 401 when there is none.
+fn bearer(headers: &HeaderMap) -> OAuthResult<&str> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        let mut e = OAuthError::invalid_token("a bearer token is required");
+        e.style = Style::BearerNoCredentials;
+        return Err(e);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| OAuthError::invalid_request("malformed Authorization header").bearer())?;
+    match value.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Ok(token.trim())
+        }
+        _ => Err(OAuthError::invalid_token(
+            "use the Bearer authorization scheme",
+        )),
+    }
+}
+
+/// RFC 7591 §3: only holders of the initial access token may register.
+fn check_initial_access_token(app: &App, headers: &HeaderMap) -> OAuthResult<()> {
+    let presented = bearer(headers)?;
+    let expected = app.config.registration.initial_access_token.expose();
+    // Both sides hashed: the comparison takes the same time whatever their lengths.
+    if expected.is_empty()
+        || !constant_time_eq(&sha256(presented.as_bytes()), &sha256(expected.as_bytes()))
+    {
+        return Err(OAuthError::invalid_token(
+            "the initial access token is not valid",
+        ));
+    }
+    Ok(())
+}
+
+/// RFC 7592 §2: the client the registration access token belongs to. An unknown client and a
+/// wrong token look the same.
+async fn registered_client(
+    app: &App,
+    headers: &HeaderMap,
+    client_id: &str,
+) -> OAuthResult<(ClientRecord, String)> {
+    let presented = bearer(headers)?;
+    let denied = || OAuthError::invalid_token("the registration access token is not valid");
+    if client_id.len() > 256 {
+        return Err(denied());
+    }
+    let client = app.store.get_client(client_id).await?.ok_or_else(denied)?;
+    let stored = client
+        .settings
+        .registration_token_hash
+        .as_deref()
+        .and_then(|h| hex::decode(h).ok())
+        .ok_or_else(denied)?;
+    if !constant_time_eq(&stored, &token_hash(presented)) {
+        return Err(denied());
+    }
+    Ok((client, presented.to_owned()))
+}
+
+async fn read_metadata(app: &App, headers: &HeaderMap, body: Body) -> OAuthResult<ClientMetadata> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if !content_type.starts_with("application/json") {
+        return Err(OAuthError::invalid_request(
+            "the body must be application/json (RFC 7591 §3.1)",
+        ));
+    }
+    let bytes = axum::body::to_bytes(body, app.config.max_body_bytes)
+        .await
+        .map_err(|_| {
+            OAuthError::new(ErrorCode::PayloadTooLarge, "the request body is too large")
+        })?;
+    let value: Value = serde_json::from_slice(&bytes)
+        .map_err(|_| OAuthError::invalid_request("the body is not JSON"))?;
+    if !value.is_object() {
+        return Err(bad_metadata("the client metadata must be a JSON object"));
+    }
+    serde_json::from_value(value)
+        .map_err(|e| bad_metadata(format!("malformed client metadata: {e}")))
+}
+
+fn admin_error(e: AdminError) -> OAuthError {
+    match e {
+        AdminError::Invalid(message) => bad_metadata(message),
+        other => OAuthError::server_error(other),
+    }
+}
+
+/// The effective authentication method of a client, stored or implied by its kind.
+fn auth_method(client: &ClientRecord) -> TokenEndpointAuthMethod {
+    match (
+        client.settings.token_endpoint_auth_method,
+        client.settings.kind,
+    ) {
+        (Some(m), _) => m,
+        (None, ClientKind::Public) => TokenEndpointAuthMethod::None,
+        (None, ClientKind::Confidential) => TokenEndpointAuthMethod::ClientSecretBasic,
+    }
+}
+
+/// The client information response (RFC 7591 §3.2.1, RFC 7592 §3): the metadata as
+/// registered, which may differ from what was asked.
+fn client_information(
+    app: &App,
+    client: &ClientRecord,
+    secret: Option<&str>,
+    registration_token: &str,
+) -> Value {
+    let s = &client.settings;
+    let code_flow = !s.redirect_uris.is_empty();
+    let mut grant_types = Vec::new();
+    if code_flow {
+        grant_types.push(AUTHORIZATION_CODE);
+        if s.refresh_policy != RefreshPolicy::Never {
+            grant_types.push(REFRESH_TOKEN);
+        }
+    }
+    if s.service_account {
+        grant_types.push(CLIENT_CREDENTIALS);
+    }
+    let mut info: Map<String, Value> = match json!({
+        "client_id": client.client_id,
+        "client_id_issued_at": client.created_at,
+        "client_name": s.name,
+        "redirect_uris": s.redirect_uris,
+        "grant_types": grant_types,
+        "response_types": if code_flow { vec!["code"] } else { Vec::new() },
+        "token_endpoint_auth_method": auth_method(client).as_str(),
+        "scope": scopes::join(&s.allowed_scopes),
+        "id_token_signed_response_alg": s.id_token_alg.as_str(),
+        "subject_type": match s.subject_type {
+            SubjectType::Public => "public",
+            SubjectType::Pairwise => "pairwise",
+        },
+        "registration_access_token": registration_token,
+        "registration_client_uri": app.url(&format!("/register/{}", client.client_id)),
+    }) {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    };
+    if let Some(secret) = secret {
+        info.insert("client_secret".into(), json!(secret));
+    }
+    if client.secret_hash.is_some() {
+        // §3.2.1: required with a secret; 0 = it does not expire.
+        info.insert("client_secret_expires_at".into(), json!(0));
+    }
+    let optional = [
+        ("jwks", s.jwks.clone()),
+        ("jwks_uri", s.jwks_uri.clone().map(Value::from)),
+        (
+            "backchannel_logout_uri",
+            s.backchannel_logout_uri.clone().map(Value::from),
+        ),
+        (
+            "sector_identifier_uri",
+            s.sector_identifier_uri.clone().map(Value::from),
+        ),
+        (
+            "post_logout_redirect_uris",
+            (!s.post_logout_redirect_uris.is_empty()).then(|| json!(s.post_logout_redirect_uris)),
+        ),
+    ];
+    for (name, value) in optional {
+        if let Some(value) = value {
+            info.insert(name.into(), value);
+        }
+    }
+    Value::Object(info)
+}
+
+fn json_response(status: StatusCode, body: Value) -> Response {
+    let mut response = (status, Json(body)).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+fn uses_secret(method: TokenEndpointAuthMethod) -> bool {
+    matches!(
+        method,
+        TokenEndpointAuthMethod::ClientSecretBasic | TokenEndpointAuthMethod::ClientSecretPost
+    )
+}
+
+/// `POST /register` (RFC 7591 §3).
+pub async fn register(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let result: OAuthResult<Value> = async {
+        check_initial_access_token(&app, &headers)?;
+        let meta = read_metadata(&app, &headers, body).await?;
+        let registration = check_metadata(meta).await?;
+        let now = app.now();
+        let (mut client, secret) =
+            admin::build_client(registration.new, now).map_err(admin_error)?;
+        let registration_token = new_token(TokenKind::RegistrationAccessToken);
+        client.settings.token_endpoint_auth_method = Some(registration.method);
+        client.settings.sector_identifier_uri = registration.sector_identifier_uri;
+        client.settings.registration_token_hash = Some(hex::encode(token_hash(&registration_token)));
+        app.store.create_client(&client).await?;
+        tracing::info!(client_id = %client.client_id, method = registration.method.as_str(), "client registered");
+        Ok(client_information(&app, &client, secret.as_deref(), &registration_token))
+    }
+    .await;
+    match result {
+        Ok(body) => json_response(StatusCode::CREATED, body),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `GET /register/{client_id}` (RFC 7592 §2.1).
+pub async fn read(
+    State(app): State<AppState>,
+    Path(client_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match registered_client(&app, &headers, &client_id).await {
+        Ok((client, token)) => json_response(
+            StatusCode::OK,
+            client_information(&app, &client, None, &token),
+        ),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `PUT /register/{client_id}` (RFC 7592 §2.2): replaces the metadata as a whole. The secret
+/// stays unless the authentication method stops or starts needing one.
+pub async fn update(
+    State(app): State<AppState>,
+    Path(client_id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result: OAuthResult<Value> = async {
+        let (old, token) = registered_client(&app, &headers, &client_id).await?;
+        let meta = read_metadata(&app, &headers, body).await?;
+        if meta.client_id.as_deref().is_some_and(|id| id != old.client_id) {
+            return Err(bad_metadata("client_id must be this client's id"));
+        }
+        if let Some(presented) = &meta.client_secret {
+            let matches = old
+                .secret_hash
+                .as_deref()
+                .is_some_and(|stored| constant_time_eq(stored, &token_hash(presented)));
+            if !matches {
+                return Err(bad_metadata(
+                    "client_secret does not match the current secret; a client cannot choose its secret",
+                ));
+            }
+        }
+        let registration = check_metadata(meta).await?;
+        let (mut client, new_secret) =
+            admin::build_client(registration.new, old.created_at).map_err(admin_error)?;
+        client.client_id = old.client_id.clone();
+        let secret = if !uses_secret(registration.method) {
+            client.secret_hash = None;
+            None
+        } else if old.secret_hash.is_some() && uses_secret(auth_method(&old)) {
+            client.secret_hash = old.secret_hash.clone();
+            None
+        } else {
+            new_secret
+        };
+        let s = &mut client.settings;
+        s.token_endpoint_auth_method = Some(registration.method);
+        s.sector_identifier_uri = registration.sector_identifier_uri;
+        s.registration_token_hash = old.settings.registration_token_hash.clone();
+        // What an admin set beyond the client's metadata stays as it was.
+        s.access_token_format = old.settings.access_token_format;
+        s.skip_consent = old.settings.skip_consent;
+        s.token_exchange = old.settings.token_exchange.clone();
+        s.synthetic_email = old.settings.synthetic_email;
+        if !app.store.update_client(&client).await? {
+            return Err(OAuthError::invalid_token(
+                "the registration access token is not valid",
+            ));
+        }
+        tracing::info!(client_id = %client.client_id, "client registration replaced");
+        Ok(client_information(&app, &client, secret.as_deref(), &token))
+    }
+    .await;
+    match result {
+        Ok(body) => json_response(StatusCode::OK, body),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `DELETE /register/{client_id}` (RFC 7592 §2.3): the client, its grants and its tokens go.
+pub async fn delete(
+    State(app): State<AppState>,
+    Path(client_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let result: OAuthResult<()> = async {
+        let (client, _) = registered_client(&app, &headers, &client_id).await?;
+        app.store.delete_client(&client.client_id).await?;
+        tracing::info!(client_id = %client.client_id, "client registration deleted");
+        Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => (
+            StatusCode::NO_CONTENT,
+            [(header::CACHE_CONTROL, "no-store")],
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
+}

@@ -1,0 +1,66 @@
+//! Who the user is to each app: the `sub` claim and the claims released with it.
+//!
+//! `public` subjects are the Telegram id. `pairwise` subjects (OpenID Connect Core §8.1) are an
+//! HMAC of the sector and the Telegram id under a server secret: stable for one sector,
+//! unlinkable across sectors.
+
+use aws_lc_rs::hmac;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Map, Value, json};
+
+use crate::app::App;
+use crate::oidc::scopes;
+use crate::store::{ClientRecord, SubjectType, UserRecord};
+
+/// The sector of a pairwise client: its registered sector identifier, else the host of its
+/// first redirect URI (§8.1).
+pub fn sector_of(client: &ClientRecord) -> String {
+    if let Some(sector) = &client.settings.sector_identifier {
+        return sector.clone();
+    }
+    client
+        .settings
+        .redirect_uris
+        .first()
+        .and_then(|u| url::Url::parse(u).ok())
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_else(|| client.client_id.clone())
+}
+
+pub fn subject_for(app: &App, client: &ClientRecord, telegram_id: i64) -> String {
+    match client.settings.subject_type {
+        SubjectType::Public => telegram_id.to_string(),
+        SubjectType::Pairwise => {
+            let key = hmac::Key::new(hmac::HMAC_SHA256, app.subject_secret());
+            let sector = sector_of(client);
+            let mut message = Vec::with_capacity(sector.len() + 24);
+            message.extend_from_slice(sector.as_bytes());
+            message.push(0);
+            message.extend_from_slice(telegram_id.to_string().as_bytes());
+            URL_SAFE_NO_PAD.encode(hmac::sign(&key, &message).as_ref())
+        }
+    }
+}
+
+/// `sub` plus the claims the scope releases to this client.
+pub fn claims_for(
+    app: &App,
+    client: &ClientRecord,
+    scope: &str,
+    user: &UserRecord,
+) -> Map<String, Value> {
+    let sub = subject_for(app, client, user.telegram_id);
+    let mut claims = scopes::user_claims(scope, user);
+    // Apps that insist on an email (Grafana, oauth2-proxy) get a synthetic, unverified one
+    // when their registration asks for it.
+    if client.settings.synthetic_email && scopes::contains(scope, scopes::EMAIL) {
+        claims.insert(
+            "email".into(),
+            json!(format!("{sub}@{}", app.config.email_domain)),
+        );
+        claims.insert("email_verified".into(), json!(false));
+    }
+    claims.insert("sub".into(), json!(sub));
+    claims
+}

@@ -1,0 +1,183 @@
+//! How the bot's updates arrive: Telegram calls our webhook, or we long-poll `getUpdates`.
+//! Both hand each update to [`deeplink::handle_update`]; neither keeps state of its own beyond
+//! the poll offset, so any node can take either role.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::bot::{BotApi, BotApiError, Update};
+use super::deeplink::{self, HandleError};
+use crate::app::{App, AppState};
+use crate::config::UpdateMode;
+use crate::secrets::constant_time_eq;
+use crate::store::JobLock;
+
+pub const WEBHOOK_PATH: &str = "/telegram/webhook";
+/// The job lock that keeps the long poll on one node: `getUpdates` serves one caller, and two
+/// pollers would take each other's updates.
+pub const POLLING_JOB: &str = "telegram-polling";
+const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
+const MIN_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How often a node that does not poll checks whether the poller's lock became free.
+const LOCK_RETRY: Duration = Duration::from_secs(15);
+
+/// `POST /telegram/webhook`: an update from Telegram, proven by the secret token it echoes in
+/// `X-Telegram-Bot-Api-Secret-Token` (compared in constant time). Without it: 401, nothing done.
+pub async fn webhook(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let expected = app.config.telegram.webhook_secret.expose().as_bytes();
+    let presented = headers
+        .get(SECRET_HEADER)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    if expected.is_empty() || !constant_time_eq(presented, expected) {
+        tracing::warn!("a webhook call without the right secret token was refused");
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let Some(bot) = app.bot.as_deref() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let update: Update = match serde_json::from_slice(&body) {
+        Ok(update) => update,
+        // From Telegram itself (the secret matched), so a shape we do not read is acknowledged:
+        // refusing it would only make Telegram send it again and again.
+        Err(e) if e.is_data() => return StatusCode::OK.into_response(),
+        Err(_) => return StatusCode::BAD_REQUEST.into_response(),
+    };
+    match deeplink::handle_update(&app, bot, &update).await {
+        Ok(()) => StatusCode::OK.into_response(),
+        // Nothing changed: Telegram redelivers a failed update later.
+        Err(HandleError::Store(e)) => {
+            tracing::warn!(error = %e, update_id = update.update_id, "update not handled; Telegram will resend it");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+        // The state change is done; only the reply in the chat went missing.
+        Err(HandleError::Bot(e)) => {
+            tracing::warn!(error = %e, update_id = update.update_id, "the bot could not answer in the chat");
+            StatusCode::OK.into_response()
+        }
+    }
+}
+
+/// Starts what the update mode needs: registers the webhook (if asked to) before the server
+/// serves, or spawns the long poll. The returned task is aborted at shutdown.
+pub async fn start(app: &Arc<App>) -> Option<tokio::task::JoinHandle<()>> {
+    let bot = app.bot.clone()?;
+    let telegram = &app.config.telegram;
+    match telegram.updates {
+        UpdateMode::Webhook if telegram.register_webhook => {
+            let url = app.url(WEBHOOK_PATH);
+            match bot
+                .set_webhook(&url, telegram.webhook_secret.expose())
+                .await
+            {
+                Ok(()) => tracing::info!(url = %url, "webhook registered with Telegram"),
+                // Serving goes on: the webhook may already be registered from an earlier start.
+                Err(e) => tracing::warn!(error = %e, "registering the webhook failed"),
+            }
+            None
+        }
+        UpdateMode::Polling => Some(tokio::spawn(poll(app.clone(), bot))),
+        UpdateMode::Webhook | UpdateMode::None => None,
+    }
+}
+
+/// The long poll: while this node holds the polling lock, `getUpdates` with the next offset
+/// (which confirms every earlier update to Telegram), each update handled in order.
+async fn poll(app: Arc<App>, bot: Arc<BotApi>) {
+    let timeout = app.config.telegram.polling_timeout_secs;
+    let mut offset: Option<i64> = None;
+    let mut backoff = MIN_BACKOFF;
+    let mut lock: Option<JobLock> = None;
+    loop {
+        if !hold_lock(&app, &mut lock).await {
+            tokio::time::sleep(LOCK_RETRY).await;
+            continue;
+        }
+        let failed = match bot.get_updates(offset, timeout).await {
+            Ok(updates) => handle_batch(&app, &bot, updates, &mut offset).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "getUpdates failed");
+                match e {
+                    BotApiError::Refused {
+                        retry_after: Some(secs),
+                        ..
+                    } => Some(Duration::from_secs(secs.min(MAX_BACKOFF.as_secs()))),
+                    _ => Some(backoff),
+                }
+            }
+        };
+        match failed {
+            Some(wait) => {
+                tokio::time::sleep(wait).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            None => backoff = MIN_BACKOFF,
+        }
+    }
+}
+
+/// Handles polled updates in order and moves the offset past each one handled. A store failure
+/// stops the batch without moving past that update, so the next poll gets it again; the
+/// returned wait says how long to back off.
+async fn handle_batch(
+    app: &App,
+    bot: &BotApi,
+    updates: Vec<Result<Update, i64>>,
+    offset: &mut Option<i64>,
+) -> Option<Duration> {
+    for update in updates {
+        let id = match update {
+            Ok(update) => {
+                match deeplink::handle_update(app, bot, &update).await {
+                    Ok(()) => {}
+                    Err(HandleError::Store(e)) => {
+                        tracing::warn!(error = %e, update_id = update.update_id, "update not handled; polling it again");
+                        return Some(MIN_BACKOFF);
+                    }
+                    Err(HandleError::Bot(e)) => {
+                        tracing::warn!(error = %e, update_id = update.update_id, "the bot could not answer in the chat");
+                    }
+                }
+                update.update_id
+            }
+            Err(id) => {
+                tracing::warn!(
+                    update_id = id,
+                    "an update this server cannot read was skipped"
+                );
+                id
+            }
+        };
+        *offset = Some(offset.map_or(id + 1, |o| o.max(id + 1)));
+    }
+    None
+}
+
+/// Whether this node may poll now: it keeps the lock once taken, and notices losing it.
+async fn hold_lock(app: &App, lock: &mut Option<JobLock>) -> bool {
+    if let Some(held) = lock.as_mut() {
+        if held.is_held().await {
+            return true;
+        }
+        tracing::warn!("lost the Telegram polling lock");
+        *lock = None;
+    }
+    match app.store.try_lock_job(POLLING_JOB).await {
+        Ok(Some(taken)) => {
+            tracing::info!("this node now polls Telegram for updates");
+            *lock = Some(taken);
+            true
+        }
+        Ok(None) => false,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot take the Telegram polling lock");
+            false
+        }
+    }
+}

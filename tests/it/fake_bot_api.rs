@@ -1,0 +1,282 @@
+//! A local stand-in for the Telegram Bot API: `POST /bot<token>/<method>` for the methods the
+//! server calls (sendMessage, editMessageText, answerCallbackQuery, getUpdates with long
+//! polling, setWebhook), refusing any other token. Every call is recorded for assertions;
+//! updates queued by a test are served by getUpdates or delivered to the server's webhook.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use crate::harness::{BOT_TOKEN, TestApp, TgUser};
+
+pub const WEBHOOK_SECRET: &str = "webhook-secret_for-tests-0123456789";
+const SECRET_HEADER: &str = "X-Telegram-Bot-Api-Secret-Token";
+/// The longest the fake holds a getUpdates call, whatever `timeout` asks.
+const MAX_LONG_POLL: Duration = Duration::from_secs(2);
+/// How long a test waits for the server to make an expected call.
+const CALL_WAIT: Duration = Duration::from_secs(15);
+
+/// One Bot API call as the server made it.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: String,
+    pub body: Value,
+}
+
+#[derive(Default)]
+struct FakeState {
+    calls: Mutex<Vec<Call>>,
+    /// Updates not yet confirmed by a getUpdates offset.
+    queued: Mutex<Vec<Value>>,
+    changed: Notify,
+    next_message_id: AtomicI64,
+}
+
+pub struct FakeBotApi {
+    pub base: String,
+    state: Arc<FakeState>,
+    next_update_id: AtomicI64,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeBotApi {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn method(
+    State(state): State<Arc<FakeState>>,
+    Path((bot, method)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    if bot != format!("bot{BOT_TOKEN}") {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"ok": false, "error_code": 401, "description": "Unauthorized"})),
+        )
+            .into_response();
+    }
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let result = match method.as_str() {
+        "sendMessage" | "editMessageText" => {
+            let id = match body.get("message_id").and_then(Value::as_i64) {
+                Some(id) => id,
+                None => state.next_message_id.fetch_add(1, Ordering::SeqCst) + 100,
+            };
+            json!({
+                "message_id": id,
+                "date": 0,
+                "chat": { "id": body["chat_id"], "type": "private" },
+                "text": body["text"],
+            })
+        }
+        "answerCallbackQuery" | "setWebhook" => json!(true),
+        "getUpdates" => {
+            let offset = body.get("offset").and_then(Value::as_i64).unwrap_or(0);
+            let wait =
+                Duration::from_secs(body["timeout"].as_u64().unwrap_or(0)).min(MAX_LONG_POLL);
+            let deadline = tokio::time::Instant::now() + wait;
+            loop {
+                let notified = state.changed.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                let ready: Vec<Value> = {
+                    let mut queued = state.queued.lock().unwrap();
+                    // An offset confirms every earlier update: Telegram forgets them.
+                    queued.retain(|u| u["update_id"].as_i64().unwrap_or(0) >= offset);
+                    queued.clone()
+                };
+                if !ready.is_empty() {
+                    break json!(ready);
+                }
+                if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                    break json!([]);
+                }
+            }
+        }
+        _ => {
+            return (
+                StatusCode::NOT_FOUND,
+                axum::Json(json!({"ok": false, "error_code": 404, "description": "Not Found"})),
+            )
+                .into_response();
+        }
+    };
+    state.calls.lock().unwrap().push(Call {
+        method: method.clone(),
+        body,
+    });
+    state.changed.notify_waiters();
+    axum::Json(json!({"ok": true, "result": result})).into_response()
+}
+
+impl FakeBotApi {
+    pub async fn start() -> FakeBotApi {
+        let state = Arc::new(FakeState::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let router = Router::new()
+            .route("/{bot}/{method}", post(method))
+            .with_state(state.clone());
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router).await.unwrap();
+        });
+        FakeBotApi {
+            base,
+            state,
+            next_update_id: AtomicI64::new(1000),
+            server,
+        }
+    }
+
+    /// Every recorded call of `method` (getUpdates calls included).
+    pub fn calls(&self, method: &str) -> Vec<Call> {
+        self.state
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.method == method)
+            .cloned()
+            .collect()
+    }
+
+    /// Waits until the server has made `count` calls of `method`; returns them all.
+    pub async fn wait_for(&self, method: &str, count: usize) -> Vec<Call> {
+        let deadline = tokio::time::Instant::now() + CALL_WAIT;
+        loop {
+            let notified = self.state.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let calls = self.calls(method);
+            if calls.len() >= count {
+                return calls;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!(
+                    "the server made {} {method} calls, expected {count}",
+                    calls.len()
+                );
+            }
+        }
+    }
+
+    /// Gives an update its id; `update` is the rest of it (`message` or `callback_query`).
+    pub fn update(&self, mut update: Value) -> Value {
+        update["update_id"] = json!(self.next_update_id.fetch_add(1, Ordering::SeqCst));
+        update
+    }
+
+    /// Queues an update for getUpdates.
+    pub fn push_update(&self, update: Value) {
+        self.state.queued.lock().unwrap().push(update);
+        self.state.changed.notify_waiters();
+    }
+
+    /// Posts an update to the server's webhook as Telegram does, with `secret` in the header.
+    pub async fn deliver(
+        &self,
+        app: &TestApp,
+        update: &Value,
+        secret: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = reqwest::Client::new()
+            .post(app.url("/telegram/webhook"))
+            .json(update);
+        if let Some(secret) = secret {
+            request = request.header(SECRET_HEADER, secret);
+        }
+        request.send().await.unwrap()
+    }
+}
+
+pub fn from_json(user: &TgUser) -> Value {
+    let mut from = json!({
+        "id": user.id,
+        "is_bot": false,
+        "first_name": user.first_name,
+        "language_code": "en",
+    });
+    if let Some(username) = &user.username {
+        from["username"] = json!(username);
+    }
+    from
+}
+
+/// A private-chat text message from `user`.
+pub fn message(user: &TgUser, text: &str) -> Value {
+    json!({
+        "message": {
+            "message_id": 1,
+            "date": 0,
+            "from": from_json(user),
+            "chat": { "id": user.id, "type": "private" },
+            "text": text,
+        }
+    })
+}
+
+/// `user` presses a button with `data` under message `message_id` in their chat with the bot.
+pub fn button(user: &TgUser, chat_id: i64, message_id: i64, data: &str) -> Value {
+    json!({
+        "callback_query": {
+            "id": format!("cq-{}-{message_id}", user.id),
+            "chat_instance": "1",
+            "from": from_json(user),
+            "message": {
+                "message_id": message_id,
+                "date": 0,
+                "chat": { "id": chat_id, "type": "private" },
+            },
+            "data": data,
+        }
+    })
+}
+
+/// The `callback_data` of each button of a recorded sendMessage.
+pub fn buttons(call: &Call) -> Vec<String> {
+    call.body["reply_markup"]["inline_keyboard"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|row| row.as_array().cloned().unwrap_or_default())
+        .filter_map(|b| b["callback_data"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// A server whose bot talks to `fake`, hearing updates as `mode` says; `adjust` may change more.
+pub async fn app_with_bot(
+    fake: &FakeBotApi,
+    mode: telegram_oidc::config::UpdateMode,
+    adjust: impl FnOnce(&mut telegram_oidc::config::Config),
+) -> TestApp {
+    let base = fake.base.clone();
+    TestApp::start_with(move |c| {
+        c.telegram.bot_api_url = base;
+        c.telegram.updates = mode;
+        c.telegram.webhook_secret = telegram_oidc::config::Secret::new(WEBHOOK_SECRET);
+        c.telegram.polling_timeout_secs = 1;
+        adjust(c);
+    })
+    .await
+}
+
+/// The claims of a JWT, unverified (the tests that need verification use a real client).
+pub fn jwt_claims(jwt: &str) -> Value {
+    use base64::Engine;
+    let part = jwt.split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}

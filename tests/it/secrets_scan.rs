@@ -1,0 +1,207 @@
+//! After a complete run through the real binary, neither the database nor the log holds a
+//! secret, code or token in plain text.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use telegram_oidc::oidc::pkce;
+
+use crate::harness::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_telegram-oidc");
+const VERIFIER: &str = "scan-verifier-0123456789-abcdefghijklmnopqrstuvwxyz";
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[tokio::test]
+async fn no_plaintext_secret_in_the_database_or_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("scan.db");
+    let config = dir.path().join("scan.toml");
+    std::fs::write(dir.path().join("bot_token"), BOT_TOKEN).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "issuer = \"http://127.0.0.1:9\"\nlisten = \"127.0.0.1:0\"\ndatabase_url = \"sqlite://{}\"\nkeys_dir = \"{}\"\n[telegram]\nbot_username = \"{BOT_USERNAME}\"\nbot_token_file = \"{}\"\n",
+            db.display(),
+            dir.path().join("keys").display(),
+            dir.path().join("bot_token").display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["--config"])
+        .arg(&config)
+        .args([
+            "client",
+            "add",
+            "--name",
+            "Scan",
+            "--redirect-uri",
+            "https://app.example.test/cb",
+            "--access-token-format",
+            "opaque",
+            "--refresh",
+            "always",
+            "--skip-consent",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let added: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let client_id = added["client_id"].as_str().unwrap().to_string();
+    let client_secret = added["client_secret"].as_str().unwrap().to_string();
+
+    let mut server = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(server.stderr.take().unwrap());
+    let mut log = Vec::new();
+    let address = loop {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "server exited");
+        log.extend_from_slice(line.as_bytes());
+        if let Some(rest) = line.split("address=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    // The log is drained while the flow runs, so the server never blocks on a full pipe.
+    let drain = std::thread::spawn(move || {
+        let mut rest = Vec::new();
+        let _ = stderr.read_to_end(&mut rest);
+        rest
+    });
+    let base = format!("http://{address}");
+    let issuer = "http://127.0.0.1:9";
+    let local = |url: &str| url.replacen(issuer, &base, 1);
+    let browser = Browser::new();
+    let mut secrets = vec![
+        client_secret.clone(),
+        BOT_TOKEN.split(':').nth(1).unwrap().to_string(),
+    ];
+
+    let authorize = format!(
+        "{base}/authorize?response_type=code&client_id={client_id}&redirect_uri=https%3A%2F%2Fapp.example.test%2Fcb&scope=openid%20profile&state=s&code_challenge={}&code_challenge_method=S256",
+        pkce::s256(VERIFIER)
+    );
+    let resp = browser.get(&authorize).await;
+    let login = local(&location(resp.headers()));
+    let req = req_of(&login);
+    let fields = widget_fields(
+        &TgUser::new(1234),
+        telegram_oidc::clock::system_now(),
+        BOT_TOKEN,
+    );
+    let resp = browser
+        .get(&format!("{base}/login/telegram/{req}?{}", encode(&fields)))
+        .await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    for cookie in resp.headers().get_all("set-cookie") {
+        let value = cookie.to_str().unwrap();
+        let session = value.split(';').next().unwrap().split_once('=').unwrap().1;
+        secrets.push(session.to_string());
+    }
+    let resp = browser.get(&local(&location(resp.headers()))).await;
+    let back = location(resp.headers());
+    let code = query_param(&back, "code").unwrap();
+    secrets.push(code.clone());
+
+    let http = reqwest::Client::new();
+    let tokens: Value = http
+        .post(format!("{base}/token"))
+        .basic_auth(&client_id, Some(&client_secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", "https://app.example.test/cb"),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = tokens["access_token"].as_str().unwrap().to_string();
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_string();
+    let refreshed: Value = http
+        .post(format!("{base}/token"))
+        .basic_auth(&client_id, Some(&client_secret))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let info = http
+        .get(format!("{base}/userinfo"))
+        .bearer_auth(refreshed["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(info.status(), StatusCode::OK);
+    // A failed attempt with a wrong secret must not be logged either.
+    let wrong = format!("{client_secret}x");
+    http.post(format!("{base}/token"))
+        .basic_auth(&client_id, Some(&wrong))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", "tgrt_x")])
+        .send()
+        .await
+        .unwrap();
+    secrets.extend([
+        access,
+        refresh,
+        refreshed["access_token"].as_str().unwrap().to_string(),
+        refreshed["refresh_token"].as_str().unwrap().to_string(),
+        wrong,
+    ]);
+
+    Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(server.wait().unwrap().success());
+    log.extend(drain.join().unwrap());
+    assert!(
+        contains(&log, "finished processing request") || contains(&log, "request"),
+        "the log was captured"
+    );
+
+    let mut stored = std::fs::read(&db).unwrap();
+    for suffix in ["-wal", "-shm"] {
+        if let Ok(bytes) = std::fs::read(format!("{}{suffix}", db.display())) {
+            stored.extend(bytes);
+        }
+    }
+    assert!(stored.len() > 4096, "the database was read");
+    for secret in &secrets {
+        assert!(secret.len() >= 20, "a real secret: {secret}");
+        assert!(
+            !contains(&stored, secret),
+            "plaintext secret in the database: {}…",
+            &secret[..8]
+        );
+        assert!(
+            !contains(&log, secret),
+            "plaintext secret in the log: {}…",
+            &secret[..8]
+        );
+    }
+}
