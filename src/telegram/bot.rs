@@ -317,6 +317,16 @@ mod tests {
         assert_eq!(cq.data.as_deref(), Some("a:xyz"));
     }
 
+    #[tokio::test]
+    async fn errors_never_carry_the_token() {
+        // Port 1 on loopback refuses connections: the error comes from reqwest, URL and all.
+        let api = BotApi::new("http://127.0.0.1:1", Secret::new("123:SECRET_TOKEN_VALUE")).unwrap();
+        let err = api.send_message(1, "hi", &[]).await.unwrap_err();
+        let shown = format!("{err} {err:?}");
+        assert!(matches!(err, BotApiError::Unreachable(_)), "{shown}");
+        assert!(!shown.contains("SECRET_TOKEN_VALUE"), "{shown}");
+    }
+
     #[test]
     fn debug_hides_the_token() {
         let api = BotApi::new(
