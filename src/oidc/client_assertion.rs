@@ -480,7 +480,7 @@ fn check_claims(
         return Err("aud does not name this server");
     }
     let exp = numeric_date(claims.get("exp")).ok_or("no exp")?;
-    if exp + SKEW_SECS <= now {
+    if exp.saturating_add(SKEW_SECS) <= now {
         return Err("expired");
     }
     if exp > now + MAX_LIFETIME_SECS + SKEW_SECS {

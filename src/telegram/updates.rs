@@ -102,7 +102,12 @@ async fn poll(app: Arc<App>, bot: Arc<BotApi>) {
         let failed = match bot.get_updates(offset, timeout).await {
             Ok(updates) => handle_batch(&app, &bot, updates, &mut offset).await,
             Err(e) => {
-                tracing::warn!(error = %e, "getUpdates failed");
+                if matches!(e, BotApiError::Refused { code: 409, .. }) {
+                    // Telegram serves updates one way at a time (core.telegram.org/bots/api#getupdates).
+                    tracing::warn!(error = %e, "getUpdates refused: a webhook is registered for this bot; delete it (deleteWebhook) or set telegram.updates = \"webhook\"");
+                } else {
+                    tracing::warn!(error = %e, "getUpdates failed");
+                }
                 match e {
                     BotApiError::Refused {
                         retry_after: Some(secs),

@@ -154,7 +154,6 @@ Group www-data
 ErrorLog "$WORK/apache/error_log"
 LogLevel warn auth_openidc:info
 LoadModule mpm_event_module $MODULES/mod_mpm_event.so
-LoadModule unixd_module $MODULES/mod_unixd.so
 LoadModule authz_core_module $MODULES/mod_authz_core.so
 LoadModule authz_user_module $MODULES/mod_authz_user.so
 LoadModule authn_core_module $MODULES/mod_authn_core.so
@@ -204,7 +203,7 @@ curl -fsS -o /dev/null "$APACHE_URL/loggedout.html" || {
 # --- the scenarios ----------------------------------------------------------------------------
 export ISSUER APACHE_URL NODE_URL PY_URL OUT
 export E2E_CLIENTS="$WORK/clients"
-export E2E_CLI="$BIN --config $CLI_CONFIG"
+export E2E_BIN="$BIN" E2E_CLI_CONFIG="$CLI_CONFIG"
 export TMPDIR="$WORK/tmp"
 RESULTS="$WORK/results.txt"
 : >"$RESULTS"

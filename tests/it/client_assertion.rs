@@ -446,6 +446,10 @@ async fn refuses_bad_assertions(app: TestApp) {
             Box::new(|c| c["exp"] = json!(c["iat"].as_i64().unwrap() + 3600)),
         ),
         (
+            "exp at the end of time",
+            Box::new(|c| c["exp"] = json!(i64::MAX)),
+        ),
+        (
             "no exp",
             Box::new(|c| {
                 c.as_object_mut().unwrap().remove("exp");
