@@ -33,6 +33,7 @@ pub struct App {
     pub telegram_oidc: Option<Arc<crate::telegram::upstream_oidc::UpstreamOidc>>,
     /// The server secret behind pairwise subjects; in keys/ so every node derives the same.
     subject_secret: [u8; 32],
+    last_forced_reload: std::sync::atomic::AtomicI64,
     /// Client JWK sets fetched from their `jwks_uri` (private_key_jwt).
     pub client_jwks: oidc::client_assertion::JwksCache,
     /// The Bot API client, when the bot hears updates (`telegram.updates` is not `none`).
@@ -74,6 +75,7 @@ impl App {
         Ok(App {
             bot,
             telegram_oidc,
+            last_forced_reload: std::sync::atomic::AtomicI64::new(0),
             subject_secret,
             base_path,
             config,
@@ -122,6 +124,33 @@ impl App {
             *cache = Some((now, bytes.clone()));
         }
         bytes
+    }
+
+    /// Verifies a JWT signed by one of our keys. A `kid` this node has not loaded yet may be a
+    /// key another node just rotated in: the key directory is read again (at most once a
+    /// second) before the token is refused.
+    pub fn verify_jwt(
+        &self,
+        token: &str,
+    ) -> Result<(serde_json::Value, serde_json::Value), crate::keys::KeyError> {
+        match self.keys.verify(token) {
+            Err(crate::keys::KeyError::InvalidToken(reason)) if reason.contains("kid") => {
+                let now = self.now();
+                let due = self
+                    .last_forced_reload
+                    .fetch_update(
+                        std::sync::atomic::Ordering::SeqCst,
+                        std::sync::atomic::Ordering::SeqCst,
+                        |last| (now > last).then_some(now),
+                    )
+                    .is_ok();
+                if due && matches!(self.keys.reload(), Ok(true)) {
+                    self.invalidate_jwks();
+                }
+                self.keys.verify(token)
+            }
+            other => other,
+        }
     }
 
     /// Forgets the rendered JWKS (after a key rotation or reload).

@@ -35,7 +35,9 @@ use crate::store::{JobLock, PostgresStore, SqliteStore, Store, StoreError};
 /// How often expired rows are swept away.
 const CLEANUP_INTERVAL: Duration = Duration::from_secs(300);
 /// How often keys/ is re-read, so a rotation by another process is served without a restart.
-const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+/// Short, because until a node has read a key another node rotated in, it cannot verify or
+/// publish what that node signs; a reload that finds nothing new is one directory listing.
+const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 /// The job lock that makes one node of many sweep expired rows.
 pub const CLEANUP_JOB: &str = "cleanup";
 

@@ -551,7 +551,7 @@ pub async fn load_pending(
 /// The `sub` of an ID token we signed for `client`. An expired one is still a good hint
 /// (OpenID Connect Core §3.1.2.1).
 pub fn check_id_token_hint(app: &App, client: &ClientRecord, hint: &str) -> Option<String> {
-    let (header, claims) = app.keys.verify(hint).ok()?;
+    let (header, claims) = app.verify_jwt(hint).ok()?;
     if header.get("typ").and_then(serde_json::Value::as_str) == Some("at+jwt")
         || claims.get("iss").and_then(serde_json::Value::as_str) != Some(app.config.issuer.as_str())
     {

@@ -67,7 +67,7 @@ async fn parse(app: &App, params: &[(String, String)]) -> Result<LogoutRequest, 
     // The hint's audience names the app when client_id is absent.
     if client_id.is_none()
         && let Some(hint) = hint
-        && let Ok((_, claims)) = app.keys.verify(hint)
+        && let Ok((_, claims)) = app.verify_jwt(hint)
     {
         client_id = match claims.get("aud") {
             Some(serde_json::Value::String(a)) => Some(a.clone()),

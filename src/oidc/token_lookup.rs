@@ -29,7 +29,7 @@ pub async fn find(app: &App, token: &str) -> OAuthResult<Found> {
         );
     }
     let key = if token.matches('.').count() == 2 {
-        let Ok((header, claims)) = app.keys.verify(token) else {
+        let Ok((header, claims)) = app.verify_jwt(token) else {
             return Ok(Found::Unknown);
         };
         if header.get("typ").and_then(Value::as_str) != Some("at+jwt")

@@ -47,7 +47,7 @@ pub async fn check_access_token(
         return Err(invalid());
     }
     let key = if token.matches('.').count() == 2 {
-        let (header, claims) = app.keys.verify(token).map_err(|_| invalid())?;
+        let (header, claims) = app.verify_jwt(token).map_err(|_| invalid())?;
         if header.get("typ").and_then(Value::as_str) != Some("at+jwt")
             || header.get("alg").and_then(Value::as_str) != Some(ACCESS_TOKEN_ALG.as_str())
             || claims.get("iss").and_then(Value::as_str) != Some(app.config.issuer.as_str())

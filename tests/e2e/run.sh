@@ -152,14 +152,14 @@ ServerName $APACHE_HOST:$APACHE_PORT
 User www-data
 Group www-data
 ErrorLog "$WORK/apache/error_log"
-LogLevel warn auth_openidc:info
+# debug: the scenarios read which key mod_auth_openidc verified an ID token with.
+LogLevel warn auth_openidc:debug
 LoadModule mpm_event_module $MODULES/mod_mpm_event.so
 LoadModule authz_core_module $MODULES/mod_authz_core.so
 LoadModule authz_user_module $MODULES/mod_authz_user.so
 LoadModule authn_core_module $MODULES/mod_authn_core.so
 LoadModule dir_module $MODULES/mod_dir.so
 LoadModule include_module $MODULES/mod_include.so
-LoadModule log_config_module $MODULES/mod_log_config.so
 LoadModule auth_openidc_module $MODULES/mod_auth_openidc.so
 LogFormat "%h \"%r\" %>s" short
 CustomLog "$WORK/apache/access_log" short
@@ -173,7 +173,7 @@ OIDCRedirectURI $APACHE_URL/protected/redirect_uri
 OIDCCryptoPassphrase $(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')
 OIDCScope "openid profile telegram"
 OIDCRemoteUserClaim sub
-OIDCInfoHook iat id_token_hint id_token userinfo session
+OIDCInfoHook iat access_token id_token userinfo session
 OIDCDefaultLoggedOutURL $APACHE_URL/loggedout.html
 
 <Location /protected>
@@ -202,6 +202,7 @@ curl -fsS -o /dev/null "$APACHE_URL/loggedout.html" || {
 
 # --- the scenarios ----------------------------------------------------------------------------
 export ISSUER APACHE_URL NODE_URL PY_URL OUT
+export APACHE_ERROR_LOG="$WORK/apache/error_log"
 export E2E_CLIENTS="$WORK/clients"
 export E2E_BIN="$BIN" E2E_CLI_CONFIG="$CLI_CONFIG"
 export TMPDIR="$WORK/tmp"
