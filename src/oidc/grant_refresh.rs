@@ -22,48 +22,22 @@ pub async fn exchange(
         return Err(OAuthError::invalid_grant("the refresh token is invalid"));
     }
     let presented_hash = token_hash(presented);
+    // Read first, so the access and ID tokens can be minted before the token is used and then
+    // stored in the same transaction as the rotation: a failure in between loses nothing.
+    let Some(found) = app.store.get_refresh_token(&presented_hash).await? else {
+        return Err(OAuthError::invalid_grant(
+            "the refresh token is invalid or expired",
+        ));
+    };
+    let grant = found.grant;
+    if grant.client_id != client.client_id {
+        return Err(OAuthError::invalid_grant(
+            "the refresh token is invalid or expired",
+        ));
+    }
     // A narrower scope may be asked for, never a wider one (RFC 6749 §6). Checked before the
     // token is used, so a refused request leaves the token as it was.
-    let asked = param(params, "scope");
-    if let Some(asked) = asked {
-        let granted = app
-            .store
-            .refresh_token_scope(&presented_hash, &client.client_id)
-            .await?;
-        if let Some(granted) = granted
-            && !scopes::is_subset(asked, &granted)
-        {
-            return Err(OAuthError::invalid_scope(
-                "the requested scope exceeds what was granted",
-            ));
-        }
-    }
-    let (successor, successor_record) = mint::refresh_token(app, "", now);
-    let outcome = app
-        .store
-        .rotate_refresh_token(
-            &token_hash(presented),
-            &client.client_id,
-            &successor_record,
-            now,
-        )
-        .await?;
-    let grant = match outcome {
-        RotateOutcome::Rotated(grant) => grant,
-        RotateOutcome::Replayed { grant_id } => {
-            app.store.revoke_grant(&grant_id, now).await?;
-            tracing::warn!(client_id = %client.client_id, "refresh token replayed; its family is revoked");
-            return Err(OAuthError::invalid_grant(
-                "the refresh token was already used",
-            ));
-        }
-        RotateOutcome::Invalid => {
-            return Err(OAuthError::invalid_grant(
-                "the refresh token is invalid or expired",
-            ));
-        }
-    };
-    let scope = match asked {
+    let scope = match param(params, "scope") {
         Some(asked) if scopes::is_subset(asked, &grant.scope) => {
             scopes::join(&scopes::parse(asked))
         }
@@ -99,7 +73,32 @@ pub async fn exchange(
     } else {
         None
     };
-    app.store.store_tokens(Some(&access.record), None).await?;
+    let (successor, successor_record) = mint::refresh_token(app, &grant.id, now);
+    let outcome = app
+        .store
+        .rotate_refresh_token_issuing(
+            &presented_hash,
+            &client.client_id,
+            &successor_record,
+            Some(&access.record),
+            now,
+        )
+        .await?;
+    match outcome {
+        RotateOutcome::Rotated(_) => {}
+        RotateOutcome::Replayed { grant_id } => {
+            app.store.revoke_grant(&grant_id, now).await?;
+            tracing::warn!(client_id = %client.client_id, "refresh token replayed; its family is revoked");
+            return Err(OAuthError::invalid_grant(
+                "the refresh token was already used",
+            ));
+        }
+        RotateOutcome::Invalid => {
+            return Err(OAuthError::invalid_grant(
+                "the refresh token is invalid or expired",
+            ));
+        }
+    }
     Ok(mint::token_response(
         app,
         &access.token,

@@ -454,6 +454,20 @@ pub trait Store: FlowStore + Send + Sync + 'static {
         client_id: &str,
         successor: &RefreshTokenRecord,
         now: i64,
+    ) -> StoreResult<RotateOutcome> {
+        self.rotate_refresh_token_issuing(old_hash, client_id, successor, None, now)
+            .await
+    }
+    /// As [`Store::rotate_refresh_token`], storing the access token issued with the successor
+    /// in the same transaction: either the caller gets both, or the old token stays unused.
+    /// The access token must belong to the grant of `old_hash`, else nothing is stored.
+    async fn rotate_refresh_token_issuing(
+        &self,
+        old_hash: &[u8],
+        client_id: &str,
+        successor: &RefreshTokenRecord,
+        access: Option<&AccessTokenRecord>,
+        now: i64,
     ) -> StoreResult<RotateOutcome>;
 
     /// Deletes rows whose life is over; returns how many.

@@ -522,11 +522,12 @@ macro_rules! impl_sql_store {
                 })
             }
 
-            async fn rotate_refresh_token(
+            async fn rotate_refresh_token_issuing(
                 &self,
                 old_hash: &[u8],
                 client_id: &str,
                 successor: &RefreshTokenRecord,
+                access: Option<&AccessTokenRecord>,
                 now: i64,
             ) -> StoreResult<RotateOutcome> {
                 let mut tx = self.pool.begin().await?;
@@ -573,6 +574,25 @@ macro_rules! impl_sql_store {
                     return Ok(RotateOutcome::Invalid);
                 };
                 let grant = grant_from_row(&grant)?;
+                if let Some(a) = access {
+                    if a.grant_id != grant_id {
+                        // Rolled back: the old token stays as it was.
+                        return Err(StoreError::Internal("access token of another grant".into()));
+                    }
+                    sqlx::query(
+                        "INSERT INTO access_tokens (token_hash, grant_id, client_id, user_id, scope, created_at, expires_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .bind(&a.token_hash)
+                    .bind(&a.grant_id)
+                    .bind(&a.client_id)
+                    .bind(a.user_id)
+                    .bind(&a.scope)
+                    .bind(a.created_at)
+                    .bind(a.expires_at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 sqlx::query(
                     "INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
                 )

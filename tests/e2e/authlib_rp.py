@@ -107,6 +107,12 @@ def parse(response):
     return p
 
 
+def page_error(response):
+    """What an error page tells the person, for the FAIL line."""
+    m = re.search(r'<p class="error"[^>]*>(.*?)</p>', response.text, re.S)
+    return m.group(1).strip() if m else response.text[:200]
+
+
 def walk_to(session, response, stop_prefix):
     """Follows redirects by hand until one leaves for `stop_prefix` (the app)."""
     for _ in range(10):
@@ -137,7 +143,8 @@ def browser_login(auth_url, user, lang="en"):
     r, done = walk_to(s, s.post(urljoin(r.url, form["action"]), data=fields, allow_redirects=False), CALLBACK)
     if done:
         return done, login_lang
-    expect(r.url.startswith(f"{ISSUER}/consent"), f"expected the consent page, got {r.status_code} {r.url}")
+    expect(r.url.startswith(f"{ISSUER}/consent"),
+           f"expected the consent page, got {r.status_code} {r.url}: {page_error(r)}")
     form = parse(r).forms[0]
     expect(("decision", "approve") in form["buttons"], f"no Allow button on the consent page: {form}")
     r, done = walk_to(s, s.post(urljoin(r.url, form["action"]), data=dict(form["fields"], decision="approve"),

@@ -117,18 +117,6 @@ export async function openidClientScenario(browser, config, user) {
   if (!flow) return { context, page };
   const { tokens } = flow;
 
-  await check('openid-client: a replayed authorization code is refused with invalid_grant', async () => {
-    await expectOAuthError(
-      oidc.authorizationCodeGrant(config, flow.callback, {
-        pkceCodeVerifier: flow.request.codeVerifier,
-        expectedState: flow.request.state,
-        expectedNonce: flow.request.nonce,
-      }),
-      'invalid_grant',
-      'second redemption',
-    );
-  });
-
   await check('openid-client: userinfo answers for the access token with the same subject', async () => {
     const info = await oidc.fetchUserInfo(config, tokens.access_token, String(user.id));
     assertEqual(info.telegram_id, user.id, 'telegram_id');
@@ -170,6 +158,20 @@ export async function openidClientScenario(browser, config, user) {
       if (!refused) throw e;
     }
     assert(refused, 'userinfo accepted a revoked access token');
+  });
+  await check('openid-client: a replayed authorization code is refused, and what it first issued stops working', async () => {
+    await expectOAuthError(
+      oidc.authorizationCodeGrant(config, flow.callback, {
+        pkceCodeVerifier: flow.request.codeVerifier,
+        expectedState: flow.request.state,
+        expectedNonce: flow.request.nonce,
+      }),
+      'invalid_grant',
+      'second redemption',
+    );
+    // RFC 6749 §4.1.2: the provider should revoke the tokens issued for a code used twice.
+    const answer = await oidc.tokenIntrospection(config, tokens.access_token);
+    assertEqual(answer.active, false, 'the first access token after the replay');
   });
   return { context, page, tokens };
 }

@@ -379,6 +379,66 @@ async fn scenario(store: Arc<dyn Store>) {
         RedeemOutcome::NotFound
     ));
 
+    // Rotation and the access token it issues are stored together or not at all.
+    let g5 = grant(&c.client_id, uid, now);
+    store.create_grant(&g5).await.unwrap();
+    let r5 = refresh(&g5.id, now, 100);
+    store.store_tokens(None, Some(&r5)).await.unwrap();
+    let stray = AccessTokenRecord {
+        token_hash: random_bytes::<32>().to_vec(),
+        grant_id: "another-grant".into(),
+        client_id: c.client_id.clone(),
+        user_id: Some(uid),
+        scope: "openid".into(),
+        created_at: now,
+        expires_at: now + 60,
+    };
+    assert!(
+        store
+            .rotate_refresh_token_issuing(
+                &r5.token_hash,
+                &c.client_id,
+                &refresh("", now, 100),
+                Some(&stray),
+                now
+            )
+            .await
+            .is_err()
+    );
+    assert!(
+        store
+            .get_access_token(&stray.token_hash)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let fine = AccessTokenRecord {
+        grant_id: g5.id.clone(),
+        ..stray.clone()
+    };
+    let next = refresh("", now, 100);
+    assert!(matches!(
+        store
+            .rotate_refresh_token_issuing(&r5.token_hash, &c.client_id, &next, Some(&fine), now)
+            .await
+            .unwrap(),
+        RotateOutcome::Rotated(_)
+    ));
+    assert!(
+        store
+            .get_access_token(&fine.token_hash)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .get_refresh_token(&next.token_hash)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
     // Removing a client revokes its grants.
     let g4 = grant(&other.client_id, uid, now);
     store.create_grant(&g4).await.unwrap();

@@ -1,0 +1,269 @@
+//! The telegram-oidc benchmark: starts the real server on loopback, loads it from this process
+//! over keep-alive HTTP/1.1 connections, and prints requests per second, latency percentiles,
+//! errors and the server's peak memory next to the figures it has to beat.
+//!
+//! `cargo run --release --manifest-path bench/Cargo.toml -- --all`
+
+mod bare;
+mod crypto;
+mod load;
+mod report;
+mod server;
+mod workloads;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::report::{Row, Target};
+use crate::server::{ServerSpec, Store};
+use crate::workloads::Workload;
+
+#[derive(Parser)]
+#[command(name = "telegram-oidc-bench", about = "Benchmarks telegram-oidc on loopback")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The bare axum server the discovery and JWKS figures are compared with (run by the
+    /// benchmark as its own process).
+    BareServer {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        #[arg(long)]
+        discovery: PathBuf,
+        #[arg(long)]
+        jwks: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Every workload on SQLite and PostgreSQL, the 256-connection memory runs and cold start.
+    #[arg(long)]
+    all: bool,
+    /// Workloads to run (comma separated); default: all of them.
+    #[arg(long, value_delimiter = ',')]
+    workloads: Vec<Workload>,
+    /// Stores to run the database workloads on.
+    #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
+    stores: Vec<Store>,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 64)]
+    conns: usize,
+    /// Connections of the memory runs (peak RSS target); 0 skips them.
+    #[arg(long, default_value_t = 256)]
+    rss_conns: usize,
+    /// Measured seconds per workload.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Unmeasured seconds before each measurement.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Threads of the load generator's runtime. One leaves the other core of a two-core
+    /// machine to the server.
+    #[arg(long, default_value_t = 1)]
+    client_threads: usize,
+    /// The server binary; default: target/release/telegram-oidc of the repository.
+    #[arg(long)]
+    bin: Option<PathBuf>,
+    /// Do not run `cargo build --release` first.
+    #[arg(long)]
+    no_build: bool,
+    /// PostgreSQL server (no database name): the benchmark drops and creates the database
+    /// `telegram_oidc_bench` on it for every workload.
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
+    pg: String,
+    /// Skip the cold-start measurement.
+    #[arg(long)]
+    no_cold_start: bool,
+    /// Record a CPU profile of the server (perf record, call graphs) during each measurement
+    /// into this directory.
+    #[arg(long)]
+    perf: Option<PathBuf>,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Scratch directory for databases, keys and logs.
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Some(Command::BareServer {
+        listen,
+        discovery,
+        jwks,
+    }) = cli.command
+    {
+        return bare::serve(listen, &discovery, &jwks);
+    }
+    run(cli.run)
+}
+
+fn repo_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let root = repo_root();
+    if !args.no_build {
+        eprintln!("building the server: cargo build --release");
+        let status = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
+            .args(["build", "--release", "--bin", "telegram-oidc"])
+            .current_dir(&root)
+            .status()?;
+        anyhow::ensure!(status.success(), "cargo build --release failed");
+    }
+    let bin = args
+        .bin
+        .clone()
+        .unwrap_or_else(|| root.join("target/release/telegram-oidc"));
+    anyhow::ensure!(
+        bin.exists(),
+        "{} does not exist: run `cargo build --release` in the repository first",
+        bin.display()
+    );
+    let work_dir = args
+        .work_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("telegram-oidc-bench-{}", std::process::id())));
+    std::fs::create_dir_all(&work_dir)?;
+    if let Some(dir) = &args.perf {
+        std::fs::create_dir_all(dir)?;
+    }
+    let workloads = if args.workloads.is_empty() {
+        Workload::ALL.to_vec()
+    } else {
+        args.workloads.clone()
+    };
+    let mut stores = args.stores.clone();
+    if stores.contains(&Store::Postgres) && !server::postgres_reachable(&args.pg) {
+        eprintln!(
+            "PostgreSQL at {} cannot be reached with psql: the PostgreSQL runs are skipped",
+            args.pg
+        );
+        stores.retain(|s| *s != Store::Postgres);
+    }
+
+    let machine = report::Machine::describe();
+    eprintln!("{machine}");
+    eprintln!("measuring the raw signing rates (one thread, 2 s each)");
+    let raw = crypto::raw_signing_rates(Duration::from_secs(2));
+    eprintln!(
+        "raw signing: RS256 {:.0}/s, ES256 {:.0}/s, EdDSA {:.0}/s",
+        raw.rs256, raw.es256, raw.eddsa
+    );
+
+    let keys_dir = work_dir.join("keys");
+    server::prepare_keys(&bin, &work_dir, &keys_dir)?;
+    let spec = ServerSpec {
+        bin: bin.clone(),
+        work_dir: work_dir.clone(),
+        keys_dir: keys_dir.clone(),
+        pg: args.pg.clone(),
+    };
+    let runtime = load::runtime(args.client_threads)?;
+    let settings = load::Settings {
+        duration: Duration::from_secs_f64(args.duration),
+        warmup: Duration::from_secs_f64(args.warmup),
+        perf_dir: args.perf.clone(),
+    };
+
+    let mut rows: Vec<Row> = Vec::new();
+    let mut cold = Vec::new();
+    if !args.no_cold_start && (args.all || args.workloads.is_empty()) {
+        for store in &stores {
+            cold.extend(server::cold_starts(&spec, *store, &runtime)?);
+        }
+    }
+
+    let mut bare_rps: std::collections::HashMap<Workload, f64> = Default::default();
+    let mut runs: Vec<(Workload, Store, usize)> = Vec::new();
+    for w in &workloads {
+        if w.uses_store() {
+            for s in &stores {
+                runs.push((*w, *s, args.conns));
+            }
+        } else {
+            runs.push((*w, Store::Sqlite, args.conns));
+        }
+    }
+    if args.rss_conns > 0 && (args.all || args.workloads.is_empty()) {
+        for w in [Workload::Discovery, Workload::CcOpaque, Workload::LoginEs256] {
+            if workloads.contains(&w) {
+                runs.push((w, Store::Sqlite, args.rss_conns));
+            }
+        }
+    }
+    for (workload, store, conns) in runs {
+        eprintln!("== {} on {} with {conns} connections", workload.name(), store.name(workload));
+        let outcome = runtime.block_on(workloads::run(&spec, workload, store, conns, &settings))?;
+        let rps = outcome.result.rps();
+        if let Some(bare) = outcome.bare {
+            bare_rps.insert(workload, bare.rps());
+            rows.push(Row::new(
+                workload.bare_name().unwrap_or("bare"),
+                "-",
+                conns,
+                &bare,
+                outcome.bare_rss_kb,
+                Target::None,
+            ));
+        }
+        let target = report::target_for(workload, store, conns, &raw, bare_rps.get(&workload).copied());
+        let mut row = Row::new(
+            workload.name(),
+            store.name(workload),
+            conns,
+            &outcome.result,
+            outcome.peak_rss_kb,
+            target,
+        );
+        row.server_cpu = outcome.server_cpu;
+        row.client_cpu = outcome.client_cpu;
+        rows.push(row);
+        eprintln!(
+            "   {:.0}/s p50 {} p99 {} errors {} peak RSS {} server CPU {:.2} cores",
+            rps,
+            report::fmt_us(outcome.result.p50_us()),
+            report::fmt_us(outcome.result.p99_us()),
+            outcome.result.errors,
+            report::fmt_kb(outcome.peak_rss_kb),
+            outcome.server_cpu,
+        );
+        if let Some(first) = &outcome.result.first_error {
+            eprintln!("   first error: {first}");
+        }
+    }
+
+    let text = report::render(&machine, &raw, &rows, &cold, &args_summary(&args));
+    println!("{text}");
+    if let Some(path) = &args.json {
+        std::fs::write(path, report::json(&machine, &raw, &rows, &cold).to_string())?;
+    }
+    if args.work_dir.is_none() {
+        let _ = std::fs::remove_dir_all(&work_dir);
+    }
+    let failed = rows.iter().filter(|r| r.pass == Some(false)).count()
+        + cold.iter().filter(|c| !c.pass()).count();
+    if failed > 0 {
+        eprintln!("{failed} figure(s) missed their target");
+    }
+    Ok(())
+}
+
+fn args_summary(args: &RunArgs) -> String {
+    format!(
+        "{} s measured after {} s warm-up per workload; {} load-generator thread(s); fresh server and database per workload",
+        args.duration, args.warmup, args.client_threads
+    )
+}
