@@ -45,6 +45,8 @@ pub struct NewClient {
     pub jwks: Option<serde_json::Value>,
     /// Where the client publishes its JWK set, for `private_key_jwt`.
     pub jwks_uri: Option<String>,
+    /// May use the device authorization grant.
+    pub device_flow: bool,
 }
 
 impl Default for NewClient {
@@ -66,6 +68,7 @@ impl Default for NewClient {
             backchannel_logout_uri: None,
             jwks: None,
             jwks_uri: None,
+            device_flow: false,
         }
     }
 }
@@ -206,6 +209,7 @@ pub fn build_client(
             jwks_uri: new.jwks_uri,
             registration_token_hash: None,
             sector_identifier_uri: None,
+            device_flow: new.device_flow,
         },
         created_at: now,
     };

@@ -34,6 +34,8 @@ pub struct App {
     /// The server secret behind pairwise subjects; in keys/ so every node derives the same.
     subject_secret: [u8; 32],
     last_forced_reload: std::sync::atomic::AtomicI64,
+    /// Wrong device user codes in the current minute: (minute, count).
+    user_code_misses: std::sync::Mutex<(i64, u32)>,
     /// Client JWK sets fetched from their `jwks_uri` (private_key_jwt).
     pub client_jwks: oidc::client_assertion::JwksCache,
     /// The Bot API client, when the bot hears updates (`telegram.updates` is not `none`).
@@ -41,6 +43,9 @@ pub struct App {
 }
 
 pub type AppState = Arc<App>;
+
+/// Wrong device user codes accepted per minute per node before `/device` answers 429.
+pub const USER_CODE_MISSES_PER_MINUTE: u32 = 30;
 
 /// How long a rendered JWKS is served before it is rendered again.
 const JWKS_CACHE_SECS: i64 = 5;
@@ -76,6 +81,7 @@ impl App {
             bot,
             telegram_oidc,
             last_forced_reload: std::sync::atomic::AtomicI64::new(0),
+            user_code_misses: std::sync::Mutex::new((0, 0)),
             subject_secret,
             base_path,
             config,
@@ -150,6 +156,29 @@ impl App {
                 self.keys.verify(token)
             }
             other => other,
+        }
+    }
+
+    /// Whether another device user code may be tried now: at most
+    /// `USER_CODE_MISSES_PER_MINUTE` wrong codes a minute on this node, whoever types them.
+    /// 8 letters of 20 give 2.6e10 codes; at this rate a 10-minute code survives any guessing.
+    pub fn user_code_attempt_allowed(&self, now: i64) -> bool {
+        match self.user_code_misses.lock() {
+            Ok(misses) => misses.0 != now / 60 || misses.1 < USER_CODE_MISSES_PER_MINUTE,
+            Err(_) => false,
+        }
+    }
+
+    pub fn note_user_code_miss(&self, now: i64) {
+        if let Ok(mut misses) = self.user_code_misses.lock() {
+            if misses.0 == now / 60 {
+                misses.1 += 1;
+            } else {
+                *misses = (now / 60, 1);
+            }
+            if misses.1 == USER_CODE_MISSES_PER_MINUTE {
+                tracing::warn!("device user code guessing throttled for this minute");
+            }
         }
     }
 

@@ -100,6 +100,9 @@ struct AddClient {
     /// A service account: client credentials grant for its scopes (any API scope names).
     #[arg(long)]
     service_account: bool,
+    /// May use the device authorization grant (TVs, consoles, CLIs).
+    #[arg(long)]
+    device_flow: bool,
     /// Authenticate with JWTs signed by the keys in this JWK set file (private_key_jwt, RFC 7523) instead of a secret.
     #[arg(long, conflicts_with_all = ["jwks_uri", "public"])]
     jwks_file: Option<PathBuf>,
@@ -303,6 +306,7 @@ async fn client_command(config: &Config, command: ClientCommand) -> anyhow::Resu
                 },
                 skip_consent: a.skip_consent,
                 service_account: a.service_account,
+                device_flow: a.device_flow,
                 jwks: match &a.jwks_file {
                     Some(path) => Some(
                         serde_json::from_str(

@@ -97,6 +97,12 @@ pub async fn device_authorization(
         let params = web::read_form_params(&app, &headers, body).await?;
         client_auth::reject_duplicates(&params)?;
         let client = client_auth::authenticate(&app, &headers, &params).await?;
+        if !client.settings.device_flow {
+            return Err(OAuthError::new(
+                crate::error::ErrorCode::UnauthorizedClient,
+                "this client is not registered for the device authorization grant",
+            ));
+        }
         start(&app, &client, param(&params, "scope")).await
     }
     .await;
@@ -250,16 +256,32 @@ pub async fn enter_code(
         Err(_) => String::new(),
     };
     let unknown = "This code is not valid or has expired. Check the code on your device.";
+    let now = app.now();
+    // RFC 8628 §5.1: user codes are short, so guessing is throttled before any lookup.
+    if !app.user_code_attempt_allowed(now) {
+        let mut response = enter_page_with(
+            &app,
+            StatusCode::TOO_MANY_REQUESTS,
+            "",
+            Some("Too many wrong codes were tried. Wait a minute and try again."),
+        );
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("60"),
+        );
+        return response;
+    }
     let Some(code) = normalize_user_code(&typed) else {
+        app.note_user_code_miss(now);
         return enter_page_with(&app, StatusCode::BAD_REQUEST, "", Some(unknown));
     };
-    let now = app.now();
     let user_code_hash = token_hash(&code);
     let found = match app.store.find_device_code(&user_code_hash, now).await {
         Ok(found) => found,
         Err(e) => return AuthorizeError::from(e).into_response(&app),
     };
     let Some(device) = found else {
+        app.note_user_code_miss(now);
         return enter_page_with(&app, StatusCode::BAD_REQUEST, "", Some(unknown));
     };
     let request = AuthorizationRequest {

@@ -148,6 +148,10 @@ pub struct ClientSettings {
     /// became `sector_identifier` once the document listed every redirect URI.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sector_identifier_uri: Option<String>,
+    /// May start the device authorization grant (RFC 8628). Off unless registered: a known
+    /// client id would otherwise let anyone phish users with its name on the approval page.
+    #[serde(default)]
+    pub device_flow: bool,
 }
 
 /// RFC 7591 §2 `token_endpoint_auth_method`.

@@ -20,6 +20,7 @@ const GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 async fn public_client(app: &TestApp) -> TestClient {
     app.client(ClientSpec {
         kind: ClientKind::Public,
+        device_flow: true,
         ..Default::default()
     })
     .await
@@ -479,4 +480,58 @@ async fn device_codes_are_bound_to_their_client() {
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "invalid_scope");
+    // A client not registered for the device flow cannot start one.
+    let web = app
+        .client(ClientSpec {
+            kind: ClientKind::Public,
+            ..Default::default()
+        })
+        .await;
+    let resp = reqwest::Client::new()
+        .post(app.url("/device_authorization"))
+        .form(&[("client_id", web.id()), ("scope", "openid")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "unauthorized_client");
+}
+
+#[tokio::test]
+async fn guessing_user_codes_is_throttled() {
+    let app = TestApp::start().await;
+    let browser = Browser::new();
+    let limit = telegram_oidc::app::USER_CODE_MISSES_PER_MINUTE;
+    // Start at a minute boundary so the window does not roll over mid-test.
+    app.clock.advance(60 - app.now().rem_euclid(60));
+    for i in 0..limit {
+        let resp = browser
+            .post_form(
+                &app.url("/device"),
+                &[("user_code".into(), format!("BBBB-{:04}", i))],
+            )
+            .await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "attempt {i}");
+    }
+    let resp = browser
+        .post_form(
+            &app.url("/device"),
+            &[("user_code".into(), "BCDF-GHJK".into())],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(resp.headers()["retry-after"], "60");
+    app.clock.advance(60);
+    let resp = browser
+        .post_form(
+            &app.url("/device"),
+            &[("user_code".into(), "BCDF-GHJK".into())],
+        )
+        .await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::BAD_REQUEST,
+        "a new minute, a new allowance"
+    );
 }

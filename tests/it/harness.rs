@@ -49,6 +49,7 @@ pub struct ClientSpec {
     pub refresh: RefreshPolicy,
     pub skip_consent: bool,
     pub service_account: bool,
+    pub device_flow: bool,
 }
 
 impl Default for ClientSpec {
@@ -60,6 +61,7 @@ impl Default for ClientSpec {
             refresh: RefreshPolicy::OfflineAccess,
             skip_consent: false,
             service_account: false,
+            device_flow: false,
         }
     }
 }
@@ -148,6 +150,7 @@ impl TestApp {
                 refresh_policy: spec.refresh,
                 skip_consent: spec.skip_consent,
                 service_account: spec.service_account,
+                device_flow: spec.device_flow,
                 ..Default::default()
             },
             self.now(),

@@ -54,6 +54,7 @@ fn client(now: i64) -> ClientRecord {
             jwks_uri: Some("https://a.example/jwks.json".into()),
             registration_token_hash: Some("00ff".into()),
             sector_identifier_uri: None,
+            device_flow: false,
         },
         created_at: now,
     }
