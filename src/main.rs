@@ -123,6 +123,16 @@ struct AddClient {
     /// Where the app hears back-channel logout notifications.
     #[arg(long)]
     backchannel_logout_uri: Option<String>,
+    /// Pairwise subjects: `sub` differs per sector and cannot be linked across sectors.
+    #[arg(long)]
+    pairwise: bool,
+    /// The pairwise sector (default: the host of the first redirect URI).
+    #[arg(long, requires = "pairwise")]
+    sector_identifier: Option<String>,
+    /// Release a synthetic `<sub>@<email_domain>` address (email_verified false) under the
+    /// `email` scope, for apps that refuse users without an email.
+    #[arg(long)]
+    synthetic_email: bool,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -320,7 +330,13 @@ async fn client_command(config: &Config, command: ClientCommand) -> anyhow::Resu
                 jwks_uri: a.jwks_uri,
                 post_logout_redirect_uris: a.post_logout_redirect_uris,
                 backchannel_logout_uri: a.backchannel_logout_uri,
-                ..Default::default()
+                subject_type: if a.pairwise {
+                    telegram_oidc::store::SubjectType::Pairwise
+                } else {
+                    telegram_oidc::store::SubjectType::Public
+                },
+                sector_identifier: a.sector_identifier,
+                synthetic_email: a.synthetic_email,
             };
             // Checked before the client exists, so a refusal leaves nothing half registered.
             if a.telegram_bot_id.is_some_and(|id| id <= 0) {

@@ -142,6 +142,72 @@ fn clients_are_added_listed_shown_rotated_and_removed() {
 }
 
 #[test]
+fn client_add_sets_subjects_email_logout_and_device_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let (ok, stdout, stderr) = run(
+        &config,
+        &[
+            "client",
+            "add",
+            "--name",
+            "Grafana",
+            "--redirect-uri",
+            "https://grafana.example.com/login/generic_oauth",
+            "--scopes",
+            "openid,profile,email",
+            "--pairwise",
+            "--sector-identifier",
+            "example.com",
+            "--synthetic-email",
+            "--post-logout-redirect-uri",
+            "https://grafana.example.com/login",
+            "--backchannel-logout-uri",
+            "https://grafana.example.com/backchannel",
+            "--device-flow",
+            "--json",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    let added: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let s = &added["settings"];
+    assert_eq!(s["subject_type"], "pairwise");
+    assert_eq!(s["sector_identifier"], "example.com");
+    assert_eq!(s["synthetic_email"], true);
+    assert_eq!(s["device_flow"], true);
+    assert_eq!(
+        s["post_logout_redirect_uris"][0],
+        "https://grafana.example.com/login"
+    );
+    assert_eq!(
+        s["backchannel_logout_uri"],
+        "https://grafana.example.com/backchannel"
+    );
+    assert!(
+        s["allowed_scopes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x == "email")
+    );
+    // A back-channel URI must be https (or loopback), like every URI the server calls or sends to.
+    let (ok, _, stderr) = run(
+        &config,
+        &[
+            "client",
+            "add",
+            "--name",
+            "Bad",
+            "--redirect-uri",
+            "https://a.example.com/cb",
+            "--backchannel-logout-uri",
+            "http://a.example.com/bc",
+        ],
+    );
+    assert!(!ok, "{stderr}");
+}
+
+#[test]
 fn keys_rotate_and_list() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path());

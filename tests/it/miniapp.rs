@@ -328,7 +328,7 @@ async fn forged_stale_future_and_malformed_init_data_are_refused() {
 
     let forged = init_data(&app, id).replace("Ada", "Eve");
     let stale = sign(launch(id, now - 301), BOT_TOKEN, None);
-    let future = sign(launch(id, now + 31), BOT_TOKEN, None);
+    let future = sign(launch(id, now + 40), BOT_TOKEN, None);
     let other_bot = sign(
         launch(id, now),
         "5550002222:TEST-another-bot-token_xxxxxxxx",
