@@ -5,7 +5,7 @@ use serde_json::Value;
 use crate::app::App;
 use crate::error::{OAuthError, OAuthResult};
 use crate::oidc::client_auth::param;
-use crate::oidc::{mint, pkce, scopes};
+use crate::oidc::{mint, pkce};
 use crate::secrets::token_hash;
 use crate::store::{ClientRecord, RedeemOutcome};
 
@@ -77,33 +77,5 @@ pub async fn exchange(
         .await?
         .ok_or_else(|| OAuthError::invalid_grant("the user no longer exists"))?;
 
-    let access = mint::access_token(app, client, &grant, &grant.scope, now)?;
-    let id_token = if scopes::contains(&grant.scope, scopes::OPENID) {
-        Some(mint::id_token(
-            app,
-            mint::IdTokenInput {
-                client,
-                grant: &grant,
-                user: &user,
-                scope: &grant.scope,
-                access_token: &access.token,
-                include_nonce: true,
-                now,
-            },
-        )?)
-    } else {
-        None
-    };
-    let refresh =
-        mint::wants_refresh(client, &grant.scope).then(|| mint::refresh_token(app, &grant.id, now));
-    app.store
-        .store_tokens(Some(&access.record), refresh.as_ref().map(|(_, r)| r))
-        .await?;
-    Ok(mint::token_response(
-        app,
-        &access.token,
-        &grant.scope,
-        id_token,
-        refresh.map(|(t, _)| t),
-    ))
+    mint::issue_for_grant(app, client, &grant, &user, true, now).await
 }

@@ -6,7 +6,7 @@ use serde_json::Value;
 use crate::app::App;
 use crate::error::{ErrorCode, OAuthError, OAuthResult};
 use crate::oidc::client_auth::param;
-use crate::oidc::{mint, scopes};
+use crate::oidc::mint;
 use crate::secrets::{TokenKind, new_id, token_hash};
 use crate::store::flows::{DevicePoll, DeviceStatus};
 use crate::store::{ClientRecord, GrantRecord};
@@ -101,33 +101,5 @@ pub async fn exchange(
         expires_at: now + app.config.tokens.access_token_ttl_secs,
     };
     app.store.create_grant(&grant).await?;
-    let access = mint::access_token(app, client, &grant, &grant.scope, now)?;
-    let id_token = if scopes::contains(&grant.scope, scopes::OPENID) {
-        Some(mint::id_token(
-            app,
-            mint::IdTokenInput {
-                client,
-                grant: &grant,
-                user: &user,
-                scope: &grant.scope,
-                access_token: &access.token,
-                include_nonce: false,
-                now,
-            },
-        )?)
-    } else {
-        None
-    };
-    let refresh =
-        mint::wants_refresh(client, &grant.scope).then(|| mint::refresh_token(app, &grant.id, now));
-    app.store
-        .store_tokens(Some(&access.record), refresh.as_ref().map(|(_, r)| r))
-        .await?;
-    Ok(mint::token_response(
-        app,
-        &access.token,
-        &grant.scope,
-        id_token,
-        refresh.map(|(t, _)| t),
-    ))
+    mint::issue_for_grant(app, client, &grant, &user, false, now).await
 }

@@ -162,3 +162,43 @@ pub fn token_response(
     }
     body
 }
+
+/// The whole token response for a user's grant: access token, an ID token when `openid` was
+/// granted, a refresh token when the client's policy gives one, all stored in one transaction.
+pub async fn issue_for_grant(
+    app: &App,
+    client: &ClientRecord,
+    grant: &GrantRecord,
+    user: &UserRecord,
+    include_nonce: bool,
+    now: i64,
+) -> OAuthResult<Value> {
+    let access = access_token(app, client, grant, &grant.scope, now)?;
+    let id_token = if scopes::contains(&grant.scope, scopes::OPENID) {
+        Some(id_token(
+            app,
+            IdTokenInput {
+                client,
+                grant,
+                user,
+                scope: &grant.scope,
+                access_token: &access.token,
+                include_nonce,
+                now,
+            },
+        )?)
+    } else {
+        None
+    };
+    let refresh = wants_refresh(client, &grant.scope).then(|| refresh_token(app, &grant.id, now));
+    app.store
+        .store_tokens(Some(&access.record), refresh.as_ref().map(|(_, r)| r))
+        .await?;
+    Ok(token_response(
+        app,
+        &access.token,
+        &grant.scope,
+        id_token,
+        refresh.map(|(t, _)| t),
+    ))
+}
