@@ -26,6 +26,8 @@ use crate::secrets::{TokenKind, constant_time_eq, new_token, random_bytes, token
 use crate::store::flows::{DeviceApproval, DeviceCodeRecord, DeviceStatus};
 use crate::store::{ClientRecord, PendingAuthorization, StoreError};
 use crate::telegram::deeplink::{self, Purpose};
+// The templates call these as `self::t(...)`.
+use crate::web::i18n::{lang, t, tf};
 use crate::web::{self, OAuthForm, pages};
 
 pub const AUTHORIZATION_PATH: &str = "/device_authorization";

@@ -46,7 +46,7 @@ pub fn document(config: &Config) -> Value {
         "request_parameter_supported": false,
         "request_uri_parameter_supported": false,
         "require_request_uri_registration": false,
-        "ui_locales_supported": ["en"],
+        "ui_locales_supported": ["en", "ru"],
     });
     if config.registration.enabled {
         document["registration_endpoint"] = json!(format!("{issuer}/register"));

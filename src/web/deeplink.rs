@@ -24,6 +24,8 @@ use crate::store::flows::{BotLoginRecord, BotLoginStatus};
 use crate::store::{ClientRecord, StoreError};
 use crate::telegram::TelegramIdentity;
 use crate::telegram::deeplink::{self, COLLECT_SECS, Purpose};
+// The templates call these as `self::t(...)`.
+use crate::web::i18n::{lang, t};
 use crate::web::{self, OAuthForm, pages};
 
 pub const STATUS_PATH: &str = "/login/bot/status";

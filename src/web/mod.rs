@@ -4,6 +4,7 @@
 pub mod consent;
 pub mod deeplink;
 pub mod emulator;
+pub mod i18n;
 pub mod login;
 pub mod pages;
 pub mod upstream;

@@ -5,6 +5,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
 use crate::secrets::random_bytes;
+// The templates call these as `self::t(...)`.
+use crate::web::i18n::{lang, t, tf};
 
 #[derive(Template)]
 #[template(path = "error.html")]

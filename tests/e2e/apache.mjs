@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import {
   ISSUER,
   approveConsentIfAsked,
+  arriveAt,
   assert,
   assertEqual,
   check,
@@ -48,7 +49,7 @@ export async function loginToApache(browser, user) {
   await page.goto(PROTECTED);
   await telegramLogin(page, user);
   await approveConsentIfAsked(page);
-  await page.waitForURL(PROTECTED);
+  await arriveAt(page, PROTECTED);
   return page;
 }
 
@@ -78,14 +79,14 @@ export async function apacheScenario(browser, user) {
   await check('apache: RP-initiated logout ends the session at Apache and at the provider', async () => {
     const seen = await requestsToIssuer(page.context(), async () => {
       await page.goto(`${REDIRECT_URI}?logout=${encodeURIComponent(LOGGED_OUT)}`);
-      await page.waitForURL(LOGGED_OUT);
+      await arriveAt(page, LOGGED_OUT);
     });
     assert(
       seen.some((u) => u.startsWith(`${ISSUER}/logout?`)),
       `Apache did not send the browser to end_session_endpoint: ${seen.join(', ')}`,
     );
     await page.goto(PROTECTED);
-    await page.waitForURL((url) => url.href.startsWith(`${ISSUER}/login`));
+    await arriveAt(page, (url) => url.href.startsWith(`${ISSUER}/login`));
   });
   await page.context().close();
 }

@@ -2,8 +2,20 @@
 // sign-on and back-channel logout between them, a key rotation between two logins, and the
 // pages at two widths, two colour schemes and two languages. Run by run.sh.
 
+import { join } from 'node:path';
 import { APACHE_PROTECTED, apacheAfterRotation, apacheInfo, apacheScenario, hasApacheSession } from './apache.mjs';
-import { ISSUER, approveConsentIfAsked, assert, assertEqual, check, failures, launchBrowser, rotateKey } from './lib.mjs';
+import {
+  ISSUER,
+  OUT,
+  approveConsentIfAsked,
+  arriveAt,
+  assert,
+  assertEqual,
+  check,
+  failures,
+  launchBrowser,
+  rotateKey,
+} from './lib.mjs';
 import {
   configure,
   deviceFlow,
@@ -14,8 +26,6 @@ import {
   startAppServer,
 } from './openid_client.mjs';
 import { pagesScenario } from './pages.mjs';
-import { join } from 'node:path';
-import { OUT } from './lib.mjs';
 
 // Telegram users as the emulator signs them; Cyrillic names travel through the widget's HMAC,
 // the ID token and userinfo unchanged.
@@ -42,9 +52,10 @@ try {
       await page.goto(APACHE_PROTECTED);
       assert(!page.url().startsWith(`${ISSUER}/login`), 'the login page was shown again');
       await approveConsentIfAsked(page);
-      await page.waitForURL(APACHE_PROTECTED);
+      await arriveAt(page, APACHE_PROTECTED);
       const info = await apacheInfo(page);
       assertEqual(info.id_token.sub, String(MARIA.id), 'sub at Apache');
+      assert(await hasApacheSession(page), 'no session at Apache after single sign-on');
       ssoPage = page;
     });
 

@@ -85,21 +85,33 @@ export function jwtHeader(jwt) {
   return JSON.parse(Buffer.from(jwt.split('.')[0], 'base64url').toString('utf8'));
 }
 
-export function jwtClaims(jwt) {
-  return JSON.parse(Buffer.from(jwt.split('.')[1], 'base64url').toString('utf8'));
-}
-
 const onIssuer = (path) => (url) => url.href.startsWith(`${ISSUER}${path}`);
+
+/**
+ * Waits until the page is at `url` (a string or a predicate); when it is not, the error says
+ * where the browser is and what that page says (an RP's or the provider's error page).
+ */
+export async function arriveAt(page, url, timeout = 15_000) {
+  try {
+    await page.waitForURL(url, { timeout });
+  } catch (e) {
+    const text = await page
+      .locator('body')
+      .innerText({ timeout: 2_000 })
+      .catch(() => '');
+    throw new Error(`the browser is at ${page.url()} instead of ${typeof url === 'string' ? url : 'the expected page'}; the page says: ${text.replace(/\s+/g, ' ').slice(0, 300)}`, { cause: e });
+  }
+}
 
 /**
  * Signs in on the provider's login page through the dev-mode Telegram emulator, as a person
  * would: follow the emulator link, type the Telegram user, submit. `shots` names screenshots.
  */
 export async function telegramLogin(page, user, shots) {
-  await page.waitForURL(onIssuer('/login'));
+  await arriveAt(page, onIssuer('/login'));
   if (shots) await shots('login');
   await page.locator('a[href*="/dev/telegram"]').click();
-  await page.waitForURL(onIssuer('/dev/telegram'));
+  await arriveAt(page, onIssuer('/dev/telegram'));
   if (shots) await shots('emulator');
   await page.fill('#id', String(user.id));
   await page.fill('#first_name', user.first_name);
@@ -113,7 +125,7 @@ export async function telegramLogin(page, user, shots) {
 
 /** Allows the app on the consent page. */
 export async function approveConsent(page, shots) {
-  await page.waitForURL(onIssuer('/consent'));
+  await arriveAt(page, onIssuer('/consent'));
   if (shots) await shots('consent');
   await Promise.all([
     page.waitForURL((url) => !url.href.startsWith(`${ISSUER}/consent`)),

@@ -7,6 +7,7 @@ import * as oidc from 'openid-client';
 import {
   ISSUER,
   approveConsentIfAsked,
+  arriveAt,
   assert,
   assertEqual,
   check,
@@ -74,7 +75,7 @@ async function codeFlow(config, page, user) {
   await page.goto(request.url.href);
   if (page.url().startsWith(`${ISSUER}/login`)) await telegramLogin(page, user);
   await approveConsentIfAsked(page);
-  await page.waitForURL((url) => url.href.startsWith(CALLBACK));
+  await arriveAt(page, (url) => url.href.startsWith(CALLBACK));
   const callback = new URL(page.url());
   const tokens = await oidc.authorizationCodeGrant(config, callback, {
     pkceCodeVerifier: request.codeVerifier,
@@ -187,7 +188,7 @@ export async function openidClientLogout(config, page, idToken) {
       state,
     });
     await page.goto(url.href);
-    await page.waitForURL((u) => u.href.startsWith(LOGGED_OUT));
+    await arriveAt(page, (u) => u.href.startsWith(LOGGED_OUT));
     assertEqual(new URL(page.url()).searchParams.get('state'), state, 'state');
     ok = true;
   });
@@ -201,11 +202,10 @@ export async function deviceFlow(browser, config, user, shots) {
     const context = await browser.newContext();
     const page = await context.newPage();
     await page.goto(start.verification_uri);
-    if (shots) await shots(page, 'device');
     await page.fill('#user_code', start.user_code);
     await Promise.all([page.waitForURL((u) => u.pathname !== '/device'), page.locator('form button[type=submit]').click()]);
     if (page.url().startsWith(`${ISSUER}/login`)) await telegramLogin(page, user);
-    await page.waitForURL((u) => u.href.startsWith(`${ISSUER}/device/confirm`));
+    await arriveAt(page, (u) => u.href.startsWith(`${ISSUER}/device/confirm`));
     if (shots) await shots(page, 'device-confirm');
     await page.locator('button[name=decision][value=approve]').click();
     await page.waitForLoadState();

@@ -12,6 +12,7 @@ import {
   client,
   telegramLogin,
   approveConsent,
+  arriveAt,
 } from './lib.mjs';
 import { CALLBACK, authorizationRequest } from './openid_client.mjs';
 
@@ -30,6 +31,42 @@ function unlabelledControls(page) {
     }
     for (const el of document.querySelectorAll('button, a')) {
       if (!(el.textContent.trim() || el.getAttribute('aria-label'))) bad.push(el.outerHTML);
+    }
+    return bad;
+  });
+}
+
+/**
+ * Text whose contrast with the background behind it is below WCAG 2.2's 4.5:1 (criterion 1.4.3,
+ * normal-size text). Backgrounds that are not opaque are looked through to the next ancestor.
+ */
+function lowContrastText(page) {
+  return page.evaluate(() => {
+    const rgb = (value) => {
+      const m = value.match(/^rgba?\(([\d.]+),\s*([\d.]+),\s*([\d.]+)(?:,\s*([\d.]+))?\)$/);
+      return m ? { c: [m[1], m[2], m[3]].map(Number), a: m[4] === undefined ? 1 : Number(m[4]) } : null;
+    };
+    const luminance = ([r, g, b]) => {
+      const lin = (v) => (v / 255 <= 0.04045 ? v / 255 / 12.92 : ((v / 255 + 0.055) / 1.055) ** 2.4);
+      return 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b);
+    };
+    const background = (el) => {
+      for (let e = el; e; e = e.parentElement) {
+        const bg = rgb(getComputedStyle(e).backgroundColor);
+        if (bg && bg.a === 1) return bg.c;
+        if (bg === null || bg.a > 0) return null;
+      }
+      return [255, 255, 255];
+    };
+    const bad = [];
+    for (const el of document.querySelectorAll('h1, p, li, label, button, a.button')) {
+      if (!el.textContent.trim()) continue;
+      const fg = rgb(getComputedStyle(el).color);
+      const bg = background(el);
+      if (!fg || !bg) continue;
+      const [hi, lo] = [luminance(fg.c), luminance(bg)].sort((x, y) => y - x);
+      const ratio = (hi + 0.05) / (lo + 0.05);
+      if (ratio < 4.5) bad.push(`"${el.textContent.trim().slice(0, 30)}" ${ratio.toFixed(2)}:1`);
     }
     return bad;
   });
@@ -64,6 +101,7 @@ async function variant(browser, config, { device, scheme, lang }, problems) {
     await page.screenshot({ path: join(OUT, `${name}-${device}-${scheme}-${lang}.png`), fullPage: true });
     const where = `${name} (${device}, ${scheme}, ${lang})`;
     for (const control of await unlabelledControls(page)) problems.push(`${where}: unlabelled ${control}`);
+    for (const text of await lowContrastText(page)) problems.push(`${where}: low contrast ${text}`);
     const htmlLang = await page.evaluate(() => document.documentElement.lang);
     if (htmlLang !== lang) problems.push(`${where}: <html lang="${htmlLang}">, expected ${lang}`);
     const heading = await page.locator('h1').first().innerText();
@@ -79,7 +117,7 @@ async function variant(browser, config, { device, scheme, lang }, problems) {
   await telegramLogin(page, user, shot);
   await approveConsent(page, shot);
   // No JavaScript ran, and the browser is back at the app with a code.
-  await page.waitForURL((u) => u.href.startsWith(CALLBACK));
+  await arriveAt(page, (u) => u.href.startsWith(CALLBACK));
   assert(new URL(page.url()).searchParams.get('code'), 'no code at the app without JavaScript');
 
   await page.goto(`${ISSUER}/authorize?response_type=code&client_id=no-such-app&scope=openid`);
@@ -110,6 +148,7 @@ export async function pagesScenario(browser, config) {
     ['every control has a label or text', (p) => p.includes('unlabelled')],
     ['<html lang> and the headings follow Accept-Language (en, ru)', (p) => p.includes('<html lang') || p.includes('heading')],
     ['the background follows the light or dark preference', (p) => p.includes('luminance')],
+    ['text contrast is at least 4.5:1 (WCAG 2.2, 1.4.3)', (p) => p.includes('low contrast')],
   ];
   for (const [what, matches] of kinds) {
     await check(`pages: ${what}`, async () => {

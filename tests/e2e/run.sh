@@ -118,7 +118,7 @@ cli client add --json --name "Apache mod_auth_openidc" \
   --post-logout-redirect-uri "$APACHE_URL/loggedout.html" \
   --backchannel-logout-uri "$APACHE_URL/protected/redirect_uri?logout=backchannel" \
   --scopes openid,profile,telegram >"$WORK/clients/apache.json" || die "client add (Apache) failed"
-cli client add --json --name "openid-client app" \
+cli client add --json --name "openid-client app" --device-flow \
   --redirect-uri "$NODE_URL/cb" --post-logout-redirect-uri "$NODE_URL/loggedout" \
   >"$WORK/clients/node.json" || die "client add (openid-client) failed"
 cli client add --json --name "authlib app" --redirect-uri "$PY_URL/callback" \
@@ -234,10 +234,8 @@ passed=$(grep -c '^PASS ' "$RESULTS")
 failed=$(grep -c '^FAIL ' "$RESULTS")
 if [ "$failed" -gt 0 ] || [ "$passed" -eq 0 ]; then
   echo
-  echo "---- Apache mod_auth_openidc: error_log (errors and warnings) ----"
-  grep -E '\[(auth_openidc|core|mpm_event):(error|warn|crit|alert|emerg)\]' "$WORK/apache/error_log" | tail -n 60
-  echo "---- Apache mod_auth_openidc: error_log (last lines above debug) ----"
-  grep -v ':debug\]' "$WORK/apache/error_log" | tail -n 40
+  echo "---- Apache mod_auth_openidc: error_log (all but debug lines) ----"
+  grep -v ':debug\]' "$WORK/apache/error_log" | tail -n 60
   echo "---- Apache access_log (last lines) ----"
   tail -n 30 "$WORK/apache/access_log"
   echo "---- telegram-oidc log (warnings, errors, last lines) ----"

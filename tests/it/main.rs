@@ -11,6 +11,7 @@ mod fake_telegram_oidc;
 mod flow;
 mod hammer;
 mod harness;
+mod i18n;
 mod job_lock;
 mod logout;
 mod miniapp;

@@ -1,0 +1,312 @@
+//! The pages' language: English or Russian, chosen per request from `Accept-Language`
+//! (RFC 9110 §12.5.4), since so many Telegram users read Russian.
+//!
+//! English text is its own message id, as in gettext: templates write
+//! `{{ self::t("Deny") }}` (the page's module imports [`t`]) and messages built in Rust pass
+//! through the same lookup when a page shows them. Text without a translation stays English.
+//! The language is set once per request by [`negotiate`], a middleware, and read where a page
+//! is rendered, so handlers need not carry it.
+
+use axum::extract::Request;
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::Response;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    En,
+    Ru,
+}
+
+impl Lang {
+    /// The BCP 47 tag, for `<html lang>` and `Content-Language`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::Ru => "ru",
+        }
+    }
+
+    /// The best supported language of an `Accept-Language` value; English when none fits.
+    pub fn from_accept_language(value: &str) -> Lang {
+        let mut best = (Lang::En, 0.0_f32);
+        for item in value.split(',') {
+            let mut parts = item.split(';');
+            let tag = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = parts
+                .find_map(|p| p.trim().strip_prefix("q=").map(str::to_owned))
+                .map_or(Some(1.0), |q| q.trim().parse::<f32>().ok())
+                .filter(|q| (0.0..=1.0).contains(q))
+                .unwrap_or(0.0);
+            let primary = tag.split('-').next().unwrap_or("");
+            let lang = match primary {
+                "ru" => Lang::Ru,
+                "en" => Lang::En,
+                _ => continue,
+            };
+            // Equal weights keep the first listed: the user's order breaks ties.
+            if q > best.1 {
+                best = (lang, q);
+            }
+        }
+        best.0
+    }
+}
+
+tokio::task_local! {
+    static LANG: Lang;
+}
+
+/// The language of the request being served (English outside a request).
+pub fn current() -> Lang {
+    LANG.try_with(|l| *l).unwrap_or(Lang::En)
+}
+
+/// Middleware: serves the request in the language its `Accept-Language` prefers.
+pub async fn negotiate(request: Request, next: Next) -> Response {
+    let lang = request
+        .headers()
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+        .map_or(Lang::En, Lang::from_accept_language);
+    let mut response = LANG.scope(lang, next.run(request)).await;
+    let headers = response.headers_mut();
+    let is_html = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if is_html {
+        headers.insert(
+            header::CONTENT_LANGUAGE,
+            HeaderValue::from_static(lang.code()),
+        );
+        headers.append(header::VARY, HeaderValue::from_static("Accept-Language"));
+    }
+    response
+}
+
+/// `<html lang>` of the page being rendered.
+pub fn lang() -> &'static str {
+    current().code()
+}
+
+/// `text` in the request's language.
+pub fn t(text: &str) -> &str {
+    match current() {
+        Lang::En => text,
+        Lang::Ru => russian(text).unwrap_or(text),
+    }
+}
+
+/// `text` in the request's language with `{}` replaced by `value`.
+pub fn tf(text: &str, value: &str) -> String {
+    t(text).replacen("{}", value, 1)
+}
+
+fn russian(text: &str) -> Option<&'static str> {
+    Some(match text {
+        // base.html
+        "Telegram login" => "Вход через Telegram",
+        // login.html
+        "Sign in" => "Вход",
+        "Sign in to {}" => "Вход в {}",
+        "{} asks you to confirm who you are with your Telegram account." => {
+            "{} просит подтвердить, кто вы, с помощью аккаунта Telegram."
+        }
+        "Log in with Telegram" => "Войти через Telegram",
+        "Or use the Telegram login button:" => "Или воспользуйтесь кнопкой входа Telegram:",
+        "Development mode: Telegram is replaced by a local emulator that signs login data exactly as Telegram does." => {
+            "Режим разработки: вместо Telegram работает локальный эмулятор, который подписывает данные входа так же, как Telegram."
+        }
+        "Log in with the Telegram emulator" => "Войти через эмулятор Telegram",
+        "The Telegram login button needs JavaScript." => {
+            "Для кнопки входа Telegram нужен JavaScript."
+        }
+        "Your Telegram id, name, username and photo are shared with this sign-in service, and your phone number if you agree at Telegram. Your messages are not." => {
+            "Этот сервис входа получит ваш id в Telegram, имя, имя пользователя и фото, а номер телефона — если вы согласитесь в Telegram. Ваши сообщения он не получит."
+        }
+        "Only your Telegram id, name, username and photo are shared with this sign-in service. Your phone number and messages are not." => {
+            "Этот сервис входа получит только ваш id в Telegram, имя, имя пользователя и фото. Номер телефона и сообщения он не получит."
+        }
+        // consent.html, device_confirm.html
+        "Allow access" => "Разрешить доступ",
+        "{} wants to use your Telegram account" => "{} хочет использовать ваш аккаунт Telegram",
+        "Signed in as" => "Вы вошли как",
+        "If you allow it, {} will get:" => "Если вы разрешите, {} получит:",
+        "Deny" => "Отклонить",
+        "Allow" => "Разрешить",
+        "Approve" => "Подтвердить",
+        "Confirm that you are you, with your Telegram account" => {
+            "Подтверждение, что это вы, через аккаунт Telegram"
+        }
+        "Your name, username and profile photo" => "Ваше имя, имя пользователя и фото профиля",
+        "Your numeric Telegram id and username" => "Ваш числовой id в Telegram и имя пользователя",
+        "Stay signed in when you are not using it" => {
+            "Доступ, даже когда вы не пользуетесь приложением"
+        }
+        "An email address made for this app (Telegram has no email)" => {
+            "Адрес почты, созданный для этого приложения (в Telegram нет почты)"
+        }
+        "Your phone number, if you shared it with Telegram" => {
+            "Ваш номер телефона, если вы поделились им в Telegram"
+        }
+        // emulator.html
+        "Telegram emulator" => "Эмулятор Telegram",
+        "Development mode only. What you type here is signed with the development bot token exactly as Telegram signs Login Widget data, and sent to the same callback the real widget uses." => {
+            "Только в режиме разработки. Введённые здесь данные подписываются токеном бота для разработки так же, как Telegram подписывает данные виджета входа, и отправляются на тот же адрес, что и у настоящего виджета."
+        }
+        "Telegram id" => "Id в Telegram",
+        "First name" => "Имя",
+        "Last name" => "Фамилия",
+        "Username" => "Имя пользователя",
+        "Log in as this Telegram user" => "Войти как этот пользователь Telegram",
+        // error.html, message.html
+        "If you came here from an app, go back to it and try again." => {
+            "Если вы пришли сюда из приложения, вернитесь в него и попробуйте снова."
+        }
+        // logout.html
+        "Sign out" => "Выйти",
+        "Sign out?" => "Выйти?",
+        "{} asks to end your Telegram sign-in on this device. Apps you signed in to are told." => {
+            "{} просит завершить ваш вход через Telegram на этом устройстве. Приложения, в которые вы входили, получат уведомление."
+        }
+        "End your Telegram sign-in on this device. Apps you signed in to are told." => {
+            "Завершить вход через Telegram на этом устройстве. Приложения, в которые вы входили, получат уведомление."
+        }
+        "Stay signed in" => "Остаться в системе",
+        "You are signed out" => "Вы вышли",
+        "Your Telegram sign-in on this device has ended." => {
+            "Ваш вход через Telegram на этом устройстве завершён."
+        }
+        "You are still signed in" => "Вы всё ещё в системе",
+        "Nothing was changed. You can close this page." => {
+            "Ничего не изменилось. Эту страницу можно закрыть."
+        }
+        // device.html, device_confirm.html
+        "Sign in a device" => "Вход на устройстве",
+        "Enter the code your TV, console or command line shows." => {
+            "Введите код, который показывает телевизор, приставка или командная строка."
+        }
+        "Code" => "Код",
+        "Continue" => "Продолжить",
+        "Next you log in with Telegram, then choose whether the device may use your account." => {
+            "Затем вы войдёте через Telegram и решите, может ли устройство пользоваться вашим аккаунтом."
+        }
+        "Sign in {} on your device?" => "Войти в {} на вашем устройстве?",
+        "Approve only if you started this on your own device just now. {} will get:" => {
+            "Подтверждайте, только если вы сами только что начали вход на своём устройстве. {} получит:"
+        }
+        // form_post.html
+        "Returning to the app" => "Возврат в приложение",
+        "Continue to the app" => "Перейти в приложение",
+        // Error pages built in Rust.
+        "Not found" => "Не найдено",
+        "There is nothing at this address." => "По этому адресу ничего нет.",
+        "Something went wrong" => "Что-то пошло не так",
+        "This sign-in request cannot be used" => "Этот запрос на вход нельзя использовать",
+        "This sign-out request cannot be used" => "Этот запрос на выход нельзя использовать",
+        "The app that sent you here is not registered." => {
+            "Приложение, которое направило вас сюда, не зарегистрировано."
+        }
+        "The app that sent you here is no longer registered." => {
+            "Приложение, которое направило вас сюда, больше не зарегистрировано."
+        }
+        "The request does not name an app (client_id is missing)." => {
+            "В запросе не указано приложение (нет client_id)."
+        }
+        "The request has no redirect_uri." => "В запросе нет redirect_uri.",
+        "This sign-in has expired" => "Время на вход истекло",
+        "This sign-in has expired. Go back to the app and start again." => {
+            "Время на вход истекло. Вернитесь в приложение и начните снова."
+        }
+        "Go back to the app and sign in again." => "Вернитесь в приложение и войдите снова.",
+        "Go back to the app and start signing in again." => {
+            "Вернитесь в приложение и начните вход заново."
+        }
+        "Sign-in cancelled" => "Вход отменён",
+        "Telegram login refused" => "Вход через Telegram отклонён",
+        "The Telegram login could not be completed" => "Не удалось завершить вход через Telegram",
+        "The Telegram login could not be read" => "Не удалось прочитать данные входа Telegram",
+        "This Telegram login was already used. Please log in again." => {
+            "Эти данные входа Telegram уже использованы. Войдите снова."
+        }
+        "The answer could not be read" => "Не удалось прочитать ответ",
+        "This answer was not accepted" => "Этот ответ не принят",
+        "Choose Allow or Deny." => "Выберите «Разрешить» или «Отклонить».",
+        "Choose Approve or Deny." => "Выберите «Подтвердить» или «Отклонить».",
+        "This device sign-in has expired" => "Время на вход на устройстве истекло",
+        "Start again on the device to get a new code." => {
+            "Начните снова на устройстве, чтобы получить новый код."
+        }
+        "The address to return to after signing out is not registered for this app." => {
+            "Адрес возврата после выхода не зарегистрирован для этого приложения."
+        }
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_language_picks_the_best_supported_language() {
+        let cases = [
+            ("ru-RU,ru;q=0.9,en-US;q=0.8,en;q=0.7", Lang::Ru),
+            ("en-US,en;q=0.9,ru;q=0.8", Lang::En),
+            ("de-DE,de;q=0.9", Lang::En),
+            ("de, ru;q=0.5", Lang::Ru),
+            ("RU", Lang::Ru),
+            ("en;q=0.2, ru;q=0.7", Lang::Ru),
+            ("ru;q=0", Lang::En),
+            ("ru;q=abc", Lang::En),
+            ("ru;q=7", Lang::En),
+            ("*", Lang::En),
+            ("", Lang::En),
+            ("uk, ru;q=0.8, en;q=0.8", Lang::Ru),
+        ];
+        for (header, expected) in cases {
+            assert_eq!(Lang::from_accept_language(header), expected, "{header}");
+        }
+    }
+
+    #[tokio::test]
+    async fn text_follows_the_request_language() {
+        assert_eq!(t("Deny"), "Deny");
+        LANG.scope(Lang::Ru, async {
+            assert_eq!(t("Deny"), "Отклонить");
+            assert_eq!(tf("Sign in to {}", "Grafana"), "Вход в Grafana");
+            assert_eq!(t("No translation for this"), "No translation for this");
+            assert_eq!(lang(), "ru");
+        })
+        .await;
+        assert_eq!(lang(), "en");
+    }
+
+    /// Every text a template asks for has a Russian translation.
+    #[test]
+    fn every_template_text_is_translated() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+        let mut missing = Vec::new();
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("html") {
+                continue;
+            }
+            let source = std::fs::read_to_string(&path).unwrap();
+            for call in ["self::t(\"", "self::tf(\""] {
+                for (start, _) in source.match_indices(call) {
+                    let rest = &source[start + call.len()..];
+                    let text = &rest[..rest.find('"').unwrap()];
+                    seen += 1;
+                    if russian(text).is_none() {
+                        missing.push(format!("{}: {text}", path.display()));
+                    }
+                }
+            }
+        }
+        assert!(seen > 20, "only {seen} texts found in the templates");
+        assert!(missing.is_empty(), "untranslated: {missing:#?}");
+    }
+}
