@@ -150,7 +150,7 @@ impl App {
                         |last| (now > last).then_some(now),
                     )
                     .is_ok();
-                if due && matches!(self.keys.reload(), Ok(true)) {
+                if due && matches!(self.keys.reload_at(now), Ok(true)) {
                     self.invalidate_jwks();
                 }
                 self.keys.verify(token)

@@ -102,6 +102,10 @@ pub struct KeyInfo {
     pub active: bool,
     /// Unix seconds: the `created_at` of the next newer key of the same algorithm.
     pub retired_at: Option<i64>,
+    /// Unix seconds: a rotated key published before it signs starts signing then. Until
+    /// then it is in the JWKS, so apps that cache the key set already hold it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<i64>,
 }
 
 /// Errors from the key store.
@@ -163,6 +167,8 @@ struct KeyFile {
     kid: String,
     alg: SigningAlg,
     created_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    not_before: Option<i64>,
     private_key_pkcs8: String,
 }
 
@@ -186,6 +192,7 @@ struct LoadedKey {
     kid: String,
     alg: SigningAlg,
     created_at: i64,
+    not_before: Option<i64>,
     signer: Signer,
     verifier: ParsedPublicKey,
     /// Full public JWK (kid, kty, use, alg and the key members).
@@ -324,7 +331,13 @@ impl KeyMaterial {
         }
     }
 
-    fn into_loaded(self, kid: String, alg: SigningAlg, created_at: i64) -> LoadedKey {
+    fn into_loaded(
+        self,
+        kid: String,
+        alg: SigningAlg,
+        created_at: i64,
+        not_before: Option<i64>,
+    ) -> LoadedKey {
         let mut jwk = self.public_jwk;
         jwk.insert("kid".into(), kid.clone().into());
         jwk.insert("use".into(), "sig".into());
@@ -333,6 +346,7 @@ impl KeyMaterial {
             kid,
             alg,
             created_at,
+            not_before,
             signer: self.signer,
             verifier: self.verifier,
             jwk: Value::Object(jwk),
@@ -476,6 +490,7 @@ fn read_key_file(path: &Path, stamp: &FileStamp) -> Result<Option<LoadedKey>, Ke
         file.kid.clone(),
         file.alg,
         file.created_at,
+        file.not_before,
     )))
 }
 
@@ -546,7 +561,12 @@ fn write_new_file(path: &Path, contents: &[u8]) -> Result<(), KeyError> {
 }
 
 /// Generates a key, writes its file and returns it parsed.
-fn create_key(dir: &Path, alg: SigningAlg, created_at: i64) -> Result<LoadedKey, KeyError> {
+fn create_key(
+    dir: &Path,
+    alg: SigningAlg,
+    created_at: i64,
+    not_before: Option<i64>,
+) -> Result<LoadedKey, KeyError> {
     let mut der = generate_pkcs8(alg)?;
     let material = KeyMaterial::from_pkcs8(alg, &der);
     let encoded = STANDARD.encode(&der);
@@ -557,11 +577,12 @@ fn create_key(dir: &Path, alg: SigningAlg, created_at: i64) -> Result<LoadedKey,
         kid: kid.clone(),
         alg,
         created_at,
+        not_before,
         private_key_pkcs8: encoded,
     };
     let path = write_key_file(dir, &file)?;
     tracing::info!(%kid, %alg, created_at, path = %path.display(), "generated signing key");
-    Ok(material.into_loaded(kid, alg, created_at))
+    Ok(material.into_loaded(kid, alg, created_at, not_before))
 }
 
 /// An immutable snapshot of the loaded keys.
@@ -575,18 +596,27 @@ struct State {
     active: [Arc<LoadedKey>; 3],
     /// Directory listing the keys were loaded from.
     listing: Vec<FileStamp>,
+    /// The earliest `not_before` still in the future when the snapshot was built: at that
+    /// time the snapshot must be built again, even if no file changed.
+    next_activation: Option<i64>,
 }
 
 impl State {
     /// Builds a snapshot; `Err(alg)` if some algorithm has no key.
-    fn build(mut keys: Vec<Arc<LoadedKey>>, listing: Vec<FileStamp>) -> Result<State, SigningAlg> {
+    fn build(
+        mut keys: Vec<Arc<LoadedKey>>,
+        listing: Vec<FileStamp>,
+        now: i64,
+    ) -> Result<State, SigningAlg> {
         keys.sort_by(|a, b| {
             (a.alg.index(), a.created_at, &a.kid).cmp(&(b.alg.index(), b.created_at, &b.kid))
         });
+        let signs = |k: &LoadedKey| k.not_before.is_none_or(|t| t <= now);
         let newest = |alg: SigningAlg| {
             keys.iter()
                 .rev()
-                .find(|k| k.alg == alg)
+                .find(|k| k.alg == alg && signs(k))
+                .or_else(|| keys.iter().find(|k| k.alg == alg))
                 .map(Arc::clone)
                 .ok_or(alg)
         };
@@ -599,16 +629,32 @@ impl State {
             .iter()
             .enumerate()
             .map(|(i, key)| {
-                let next = keys.get(i + 1).filter(|next| next.alg == key.alg);
+                let active = Arc::ptr_eq(key, &active[key.alg.index()]);
+                // Retired when the next newer key of its algorithm took over signing.
+                let successor = keys[i + 1..]
+                    .iter()
+                    .filter(|next| next.alg == key.alg && signs(next))
+                    .map(|next| next.not_before.unwrap_or(next.created_at))
+                    .next();
                 KeyInfo {
                     kid: key.kid.clone(),
                     alg: key.alg,
                     created_at: key.created_at,
-                    active: next.is_none(),
-                    retired_at: next.map(|next| next.created_at),
+                    active,
+                    retired_at: if active || !signs(key) {
+                        None
+                    } else {
+                        successor
+                    },
+                    not_before: key.not_before,
                 }
             })
             .collect();
+        let next_activation = keys
+            .iter()
+            .filter_map(|k| k.not_before)
+            .filter(|t| *t > now)
+            .min();
         let by_kid = keys
             .iter()
             .map(|k| (k.kid.clone(), Arc::clone(k)))
@@ -619,6 +665,7 @@ impl State {
             by_kid,
             active,
             listing,
+            next_activation,
         })
     }
 }
@@ -653,12 +700,12 @@ impl KeyStore {
         let mut keys = load_keys(dir, &listing, None)?;
         for alg in SigningAlg::ALL {
             if !keys.iter().any(|k| k.alg == alg) {
-                keys.push(Arc::new(create_key(dir, alg, now)?));
+                keys.push(Arc::new(create_key(dir, alg, now, None)?));
             }
         }
         // `listing` predates the generated files: the first `reload` re-reads the directory once
         // and finds nothing new.
-        let state = State::build(keys, listing).map_err(|alg| KeyError::MissingKey {
+        let state = State::build(keys, listing, now).map_err(|alg| KeyError::MissingKey {
             dir: dir.to_path_buf(),
             alg,
         })?;
@@ -676,6 +723,18 @@ impl KeyStore {
     /// The new key's `created_at` is `now`, or one second after the newest known key of `alg` if
     /// that is not earlier than `now`, so that the new key is always the newest.
     pub fn rotate(&self, alg: SigningAlg, now: i64) -> Result<KeyInfo, KeyError> {
+        self.rotate_after(alg, now, 0)
+    }
+
+    /// As [`KeyStore::rotate`], but the new key is published at once and signs only
+    /// `activate_in` seconds later, when every node has read it and every app that caches the
+    /// JWKS holds it. 0 means at once.
+    pub fn rotate_after(
+        &self,
+        alg: SigningAlg,
+        now: i64,
+        activate_in: i64,
+    ) -> Result<KeyInfo, KeyError> {
         let _update = self.update.lock().unwrap_or_else(PoisonError::into_inner);
         let current = self.snapshot();
         let newest = current.active[alg.index()].created_at;
@@ -684,15 +743,17 @@ impl KeyStore {
         } else {
             newest.saturating_add(1)
         };
-        let key = Arc::new(create_key(&self.dir, alg, created_at)?);
+        let not_before = (activate_in > 0).then(|| created_at.saturating_add(activate_in));
+        let key = Arc::new(create_key(&self.dir, alg, created_at, not_before)?);
         let kid = key.kid.clone();
         let mut keys = current.keys.clone();
         keys.push(key);
-        let state =
-            State::build(keys, current.listing.clone()).map_err(|alg| KeyError::MissingKey {
+        let state = State::build(keys, current.listing.clone(), now).map_err(|alg| {
+            KeyError::MissingKey {
                 dir: self.dir.clone(),
                 alg,
-            })?;
+            }
+        })?;
         let info = state
             .infos
             .iter()
@@ -716,14 +777,25 @@ impl KeyStore {
     /// On error (unreadable directory, malformed key file, or an algorithm left without any key)
     /// the keys already loaded stay in use.
     pub fn reload(&self) -> Result<bool, KeyError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        self.reload_at(now)
+    }
+
+    /// As [`KeyStore::reload`] at `now`; also makes a published key sign once its
+    /// `not_before` has come.
+    pub fn reload_at(&self, now: i64) -> Result<bool, KeyError> {
         let _update = self.update.lock().unwrap_or_else(PoisonError::into_inner);
         let listing = list_dir(&self.dir)?;
         let current = self.snapshot();
-        if listing == current.listing {
+        let activation_due = current.next_activation.is_some_and(|t| t <= now);
+        if listing == current.listing && !activation_due {
             return Ok(false);
         }
         let keys = load_keys(&self.dir, &listing, Some(&current))?;
-        let state = State::build(keys, listing).map_err(|alg| KeyError::MissingKey {
+        let state = State::build(keys, listing, now).map_err(|alg| KeyError::MissingKey {
             dir: self.dir.clone(),
             alg,
         })?;
@@ -745,7 +817,9 @@ impl KeyStore {
             .iter()
             .zip(state.keys.iter())
             .filter(|(info, _)| {
+                // Active, waiting to sign (published ahead), or retired within retention.
                 info.active
+                    || info.retired_at.is_none()
                     || info
                         .retired_at
                         .is_some_and(|retired| now < retired.saturating_add(retention_secs))
@@ -1626,5 +1700,47 @@ mod tests {
             reason: "r".into(),
         };
         assert!(err.to_string().contains("x.json"));
+    }
+
+    #[test]
+    fn a_key_rotated_ahead_is_published_first_and_signs_later() {
+        let (_tmp, dir, store) = open_tmp();
+        let old = active_kid(&store, SigningAlg::RS256);
+        let info = store.rotate_after(SigningAlg::RS256, T0 + 10, 120).unwrap();
+        assert!(!info.active);
+        assert_eq!(info.not_before, Some(T0 + 10 + 120));
+        // Published at once, still not signing.
+        let jwks = store.jwks(T0 + 11, 3600).to_string();
+        assert!(jwks.contains(&info.kid) && jwks.contains(&old));
+        assert_eq!(active_kid(&store, SigningAlg::RS256), old);
+        // Another node reading the directory sees the same.
+        let other = KeyStore::open(&dir, T0 + 11).unwrap();
+        assert_eq!(active_kid(&other, SigningAlg::RS256), old);
+        assert!(other.jwks(T0 + 11, 3600).to_string().contains(&info.kid));
+        // Before its time nothing changes; at its time it signs, and the old one retires.
+        assert!(!store.reload_at(T0 + 129).unwrap());
+        assert_eq!(active_kid(&store, SigningAlg::RS256), old);
+        let kid_of = |token: &str| {
+            store.verify(token).unwrap().0["kid"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(
+            kid_of(&store.sign(SigningAlg::RS256, "JWT", &claims()).unwrap()),
+            old
+        );
+        assert!(store.reload_at(T0 + 130).unwrap());
+        assert_eq!(active_kid(&store, SigningAlg::RS256), info.kid);
+        assert_eq!(
+            kid_of(&store.sign(SigningAlg::RS256, "JWT", &claims()).unwrap()),
+            info.kid
+        );
+        assert!(other.reload_at(T0 + 131).unwrap());
+        assert_eq!(active_kid(&other, SigningAlg::RS256), info.kid);
+        let retired = store.list().into_iter().find(|k| k.kid == old).unwrap();
+        assert_eq!(retired.retired_at, Some(T0 + 130));
+        assert!(store.jwks(T0 + 131, 3600).to_string().contains(&old));
+        assert!(!store.jwks(T0 + 130 + 3600, 3600).to_string().contains(&old));
     }
 }

@@ -106,7 +106,7 @@ async fn background_jobs(app: Arc<App>) {
         tokio::select! {
             _ = cleanup.tick() => cleanup_expired(&app, &mut cleanup_lock).await,
             _ = reload.tick() => {
-                match app.keys.reload() {
+                match app.keys.reload_at(app.now()) {
                     Ok(true) => {
                         app.invalidate_jwks();
                         tracing::info!("signing keys reloaded");

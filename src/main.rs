@@ -175,6 +175,10 @@ enum KeysCommand {
     Rotate {
         #[arg(long, value_enum, default_value = "rs256")]
         alg: AlgArg,
+        /// Publish the new key now and let it sign only this many seconds later, so every
+        /// node and every app caching the JWKS (often for a minute or more) holds it first.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i64).range(0..=86_400))]
+        activate_in: i64,
     },
 }
 
@@ -232,14 +236,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             "{}\t{}\t{}\t{}",
                             k.kid,
                             k.alg,
-                            if k.active { "active" } else { "retired" },
+                            if k.active {
+                                "active".to_owned()
+                            } else if let (None, Some(t)) = (k.retired_at, k.not_before) {
+                                format!("published, signs from {t}")
+                            } else {
+                                "retired".to_owned()
+                            },
                             k.created_at
                         );
                     }
                 }
-                KeysCommand::Rotate { alg } => {
-                    let info = keys.rotate(alg.into(), system_now())?;
-                    println!("new {} key {} is now active", info.alg, info.kid);
+                KeysCommand::Rotate { alg, activate_in } => {
+                    let info = keys.rotate_after(alg.into(), system_now(), activate_in)?;
+                    match info.not_before {
+                        Some(t) => println!(
+                            "new {} key {} is published and signs from {t} (in {activate_in} s)",
+                            info.alg, info.kid
+                        ),
+                        None => println!("new {} key {} is now active", info.alg, info.kid),
+                    }
                 }
             }
             Ok(())
