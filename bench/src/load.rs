@@ -84,7 +84,8 @@ impl Http {
             .await
             .with_context(|| format!("cannot connect to {addr}"))?;
         stream.set_nodelay(true)?;
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(async move {
             let _ = connection.await;
         });
@@ -135,7 +136,8 @@ impl Http {
         path_and_query: &str,
         headers: &[(header::HeaderName, &str)],
     ) -> anyhow::Result<Reply> {
-        self.request(Method::GET, path_and_query, headers, None).await
+        self.request(Method::GET, path_and_query, headers, None)
+            .await
     }
 
     pub async fn post_form(
@@ -243,6 +245,24 @@ pub fn process_cpu_secs(pid: u32) -> Option<f64> {
 /// CPU seconds this process (the load generator) has used so far.
 pub fn own_cpu_secs() -> f64 {
     process_cpu_secs(std::process::id()).unwrap_or(0.0)
+}
+
+/// Context switches (voluntary and not) of every thread of a process so far.
+pub fn context_switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .map(|status| {
+            status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum::<u64>()
+        })
+        .sum()
 }
 
 /// (VmRSS, VmHWM) of a process in KiB: resident memory now, and its peak so far.

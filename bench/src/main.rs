@@ -6,6 +6,7 @@
 
 mod bare;
 mod crypto;
+mod floor;
 mod load;
 mod report;
 mod server;
@@ -21,7 +22,10 @@ use crate::server::{ServerSpec, Store};
 use crate::workloads::Workload;
 
 #[derive(Parser)]
-#[command(name = "telegram-oidc-bench", about = "Benchmarks telegram-oidc on loopback")]
+#[command(
+    name = "telegram-oidc-bench",
+    about = "Benchmarks telegram-oidc on loopback"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -132,10 +136,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         "{} does not exist: run `cargo build --release` in the repository first",
         bin.display()
     );
-    let work_dir = args
-        .work_dir
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("telegram-oidc-bench-{}", std::process::id())));
+    let work_dir = args.work_dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("telegram-oidc-bench-{}", std::process::id()))
+    });
     std::fs::create_dir_all(&work_dir)?;
     if let Some(dir) = &args.perf {
         std::fs::create_dir_all(dir)?;
@@ -157,10 +160,19 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let machine = report::Machine::describe();
     eprintln!("{machine}");
     eprintln!("measuring the raw signing rates (one thread, 2 s each)");
-    let raw = crypto::raw_signing_rates(Duration::from_secs(2));
+    let mut raw = crypto::raw_signing_rates(Duration::from_secs(2));
     eprintln!(
         "raw signing: RS256 {:.0}/s, ES256 {:.0}/s, EdDSA {:.0}/s",
         raw.rs256, raw.es256, raw.eddsa
+    );
+    raw.sqlite_cc = floor::sqlite_client_credentials(
+        &root.join("migrations/sqlite"),
+        &work_dir,
+        Duration::from_secs(3),
+    )?;
+    eprintln!(
+        "SQLite alone, the statements of an opaque client_credentials request: {:.0}/s",
+        raw.sqlite_cc
     );
 
     let keys_dir = work_dir.join("keys");
@@ -198,14 +210,22 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     }
     if args.rss_conns > 0 && (args.all || args.workloads.is_empty()) {
-        for w in [Workload::Discovery, Workload::CcOpaque, Workload::LoginEs256] {
+        for w in [
+            Workload::Discovery,
+            Workload::CcOpaque,
+            Workload::LoginEs256,
+        ] {
             if workloads.contains(&w) {
                 runs.push((w, Store::Sqlite, args.rss_conns));
             }
         }
     }
     for (workload, store, conns) in runs {
-        eprintln!("== {} on {} with {conns} connections", workload.name(), store.name(workload));
+        eprintln!(
+            "== {} on {} with {conns} connections",
+            workload.name(),
+            store.name(workload)
+        );
         let outcome = runtime.block_on(workloads::run(&spec, workload, store, conns, &settings))?;
         let rps = outcome.result.rps();
         if let Some(bare) = outcome.bare {
@@ -219,7 +239,13 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                 Target::None,
             ));
         }
-        let target = report::target_for(workload, store, conns, &raw, bare_rps.get(&workload).copied());
+        let target = report::target_for(
+            workload,
+            store,
+            conns,
+            &raw,
+            bare_rps.get(&workload).copied(),
+        );
         let mut row = Row::new(
             workload.name(),
             store.name(workload),
@@ -228,17 +254,20 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             outcome.peak_rss_kb,
             target,
         );
-        row.server_cpu = outcome.server_cpu;
-        row.client_cpu = outcome.client_cpu;
+        row.usage = outcome.usage;
         rows.push(row);
+        let ops = outcome.result.ops.max(1) as f64;
         eprintln!(
-            "   {:.0}/s p50 {} p99 {} errors {} peak RSS {} server CPU {:.2} cores",
+            "   {:.0}/s p50 {} p99 {} errors {} peak RSS {}; server {:.2} cores, {:.0} µs CPU and {:.1} context switches per op; load generator {:.2} cores",
             rps,
             report::fmt_us(outcome.result.p50_us()),
             report::fmt_us(outcome.result.p99_us()),
             outcome.result.errors,
             report::fmt_kb(outcome.peak_rss_kb),
-            outcome.server_cpu,
+            outcome.usage.server_cpu,
+            outcome.usage.server_cpu * settings.duration.as_secs_f64() * 1e6 / ops,
+            outcome.usage.server_switches as f64 / ops,
+            outcome.usage.client_cpu,
         );
         if let Some(first) = &outcome.result.first_error {
             eprintln!("   first error: {first}");
