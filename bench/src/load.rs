@@ -242,6 +242,27 @@ pub fn process_cpu_secs(pid: u32) -> Option<f64> {
     Some((utime + stime) / ticks)
 }
 
+/// Busy CPU seconds of the whole machine so far (every core; idle and I/O wait excluded).
+pub fn machine_busy_secs() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+        return 0.0;
+    };
+    let Some(line) = stat.lines().next() else {
+        return 0.0;
+    };
+    let fields: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...: busy is all but idle and iowait.
+    let total: f64 = fields.iter().take(8).sum();
+    let idle = fields.get(3).copied().unwrap_or(0.0) + fields.get(4).copied().unwrap_or(0.0);
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (total - idle) / ticks
+}
+
 /// CPU seconds this process (the load generator) has used so far.
 pub fn own_cpu_secs() -> f64 {
     process_cpu_secs(std::process::id()).unwrap_or(0.0)

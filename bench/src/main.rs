@@ -230,14 +230,19 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         let rps = outcome.result.rps();
         if let Some(bare) = outcome.bare {
             bare_rps.insert(workload, bare.rps());
-            rows.push(Row::new(
+            let mut row = Row::new(
                 workload.bare_name().unwrap_or("bare"),
                 "-",
                 conns,
                 &bare,
                 outcome.bare_rss_kb,
                 Target::None,
-            ));
+            );
+            row.usage = outcome.bare_usage;
+            // The yardstick is not held to any target.
+            row.target.clear();
+            row.pass = None;
+            rows.push(row);
         }
         let target = report::target_for(
             workload,
@@ -258,7 +263,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         rows.push(row);
         let ops = outcome.result.ops.max(1) as f64;
         eprintln!(
-            "   {:.0}/s p50 {} p99 {} errors {} peak RSS {}; server {:.2} cores, {:.0} µs CPU and {:.1} context switches per op; load generator {:.2} cores",
+            "   {:.0}/s p50 {} p99 {} errors {} peak RSS {}; server {:.2} cores, {:.0} µs CPU and {:.1} context switches per op; load generator {:.2} cores; everything else {:.2} cores",
             rps,
             report::fmt_us(outcome.result.p50_us()),
             report::fmt_us(outcome.result.p99_us()),
@@ -268,6 +273,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             outcome.usage.server_cpu * settings.duration.as_secs_f64() * 1e6 / ops,
             outcome.usage.server_switches as f64 / ops,
             outcome.usage.client_cpu,
+            outcome.usage.other_cpu,
         );
         if let Some(first) = &outcome.result.first_error {
             eprintln!("   first error: {first}");

@@ -11,6 +11,8 @@ use crate::workloads::Workload;
 
 /// Peak RSS allowed at 256 concurrent connections.
 const RSS_TARGET_KB: u64 = 40 * 1024;
+/// The connection count the memory target is set for.
+const RSS_TARGET_CONNS: usize = 256;
 
 pub struct Machine {
     cpu: String,
@@ -89,13 +91,14 @@ impl Row {
         let rps = result.rps();
         let mut texts = Vec::new();
         let mut checks = Vec::new();
-        if let Target::MinRps(min, text) = target {
+        // The throughput targets are for the default connection count; the memory runs are
+        // held to the memory target only.
+        if conns >= RSS_TARGET_CONNS {
+            texts.push("peak RSS < 40 MB".into());
+            checks.push(peak_rss_kb > 0 && peak_rss_kb < RSS_TARGET_KB);
+        } else if let Target::MinRps(min, text) = target {
             texts.push(text);
             checks.push(rps >= min);
-        }
-        if conns >= 256 && peak_rss_kb > 0 {
-            texts.push("RSS < 40 MB".into());
-            checks.push(peak_rss_kb < RSS_TARGET_KB);
         }
         // Every target also demands an error-free run.
         let pass = (!checks.is_empty()).then(|| checks.iter().all(|ok| *ok) && result.errors == 0);
@@ -187,11 +190,15 @@ pub fn render(
         "SQLite alone on one thread, the statements of one opaque client_credentials request (1 read, 2 autocommit inserts): {:.0}/s\n\n",
         raw.sqlite_cc
     ));
-    out.push_str("| workload | store | conns | ops/s | p50 | p99 | errors | peak RSS | server CPU | target | result |\n");
-    out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|\n");
+    out.push_str(
+        "ops/s: requests per second, or complete logins per second for the login rows. server CPU: cores the server used while measured; \
+         other CPU: cores everything else used meanwhile except the load generator (PostgreSQL's processes, and any other work on the machine).\n\n",
+    );
+    out.push_str("| workload | store | conns | ops/s | p50 | p99 | errors | peak RSS | server CPU | other CPU | target | result |\n");
+    out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n");
     for r in rows {
         out.push_str(&format!(
-            "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {:.2} | {} | {} |\n",
             r.workload,
             r.store,
             r.conns,
@@ -205,6 +212,7 @@ pub fn render(
             } else {
                 "-".into()
             },
+            r.usage.other_cpu,
             if r.target.is_empty() { "-" } else { &r.target },
             match r.pass {
                 Some(true) => "pass",
@@ -254,6 +262,7 @@ pub fn json(
             "server_cpu_cores": r.usage.server_cpu,
             "client_cpu_cores": r.usage.client_cpu,
             "server_context_switches": r.usage.server_switches,
+            "other_cpu_cores": r.usage.other_cpu,
             "target": r.target,
             "pass": r.pass,
         })).collect::<Vec<_>>(),

@@ -432,6 +432,7 @@ async fn drive(
     tokio::time::sleep_until(phases.measure_from.into()).await;
     let server_cpu_0 = load::process_cpu_secs(server_pid).unwrap_or(0.0);
     let switches_0 = load::context_switches(server_pid);
+    let machine_0 = load::machine_busy_secs();
     let own_cpu_0 = load::own_cpu_secs();
     let measure_started = Instant::now();
     let mut perf = match perf_file {
@@ -464,6 +465,7 @@ async fn drive(
     let server_cpu = (load::process_cpu_secs(server_pid).unwrap_or(0.0) - server_cpu_0) / window;
     let own_cpu = (load::own_cpu_secs() - own_cpu_0) / window;
     let switches = load::context_switches(server_pid).saturating_sub(switches_0);
+    let machine = (load::machine_busy_secs() - machine_0) / window;
     let mut merged = RunResult::new(settings.duration);
     while let Some(done) = tasks.join_next().await {
         merged.merge(done?);
@@ -477,17 +479,20 @@ async fn drive(
             server_cpu,
             client_cpu: own_cpu,
             server_switches: switches,
+            other_cpu: (machine - server_cpu - own_cpu).max(0.0),
         },
     ))
 }
 
 /// What the measurement window cost: CPU cores used by the server and by the load generator,
-/// and the server's context switches.
+/// the server's context switches, and the cores everything else on the machine used (other
+/// work competing with the run, PostgreSQL's own processes included).
 #[derive(Clone, Copy, Default)]
 pub struct Usage {
     pub server_cpu: f64,
     pub client_cpu: f64,
     pub server_switches: u64,
+    pub other_cpu: f64,
 }
 
 pub struct Outcome {
@@ -497,6 +502,7 @@ pub struct Outcome {
     pub usage: Usage,
     pub bare: Option<RunResult>,
     pub bare_rss_kb: u64,
+    pub bare_usage: Usage,
 }
 
 pub async fn run(
@@ -609,7 +615,7 @@ pub async fn run(
     server.stop().await;
     let (result, usage) = driven?;
 
-    let (bare, bare_rss_kb) = match served {
+    let (bare, bare_rss_kb, bare_usage) = match served {
         Some((discovery, jwks)) => {
             let d = dir.join("discovery.json");
             let j = dir.join("jwks.json");
@@ -630,9 +636,10 @@ pub async fn run(
             let driven = drive(job.clone(), bare_pid, bare.addr, conns, settings, None).await;
             let rss = bare.rss_kb().1;
             bare.stop().await;
-            (Some(driven?.0), rss)
+            let (result, usage) = driven?;
+            (Some(result), rss, usage)
         }
-        None => (None, 0),
+        None => (None, 0, Usage::default()),
     };
     Ok(Outcome {
         result,
@@ -640,5 +647,6 @@ pub async fn run(
         usage,
         bare,
         bare_rss_kb,
+        bare_usage,
     })
 }
