@@ -17,6 +17,7 @@ pub struct RawRates {
     pub eddsa: f64,
     /// SQLite alone running one opaque client_credentials request's statements (see floor.rs).
     pub sqlite_cc: f64,
+    pub sqlite_cc_batched: f64,
 }
 
 /// A JWT-sized message: what the server signs is a header and claims of about this length.
@@ -68,6 +69,7 @@ pub fn raw_signing_rates(budget: Duration) -> RawRates {
         es256,
         eddsa,
         sqlite_cc: 0.0,
+        sqlite_cc_batched: 0.0,
     }
 }
 

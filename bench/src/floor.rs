@@ -27,10 +27,12 @@ fn migrate(conn: &Connection, dir: &Path) -> anyhow::Result<()> {
 
 /// Requests per second SQLite could serve if it were the only cost: one client lookup and two
 /// autocommit inserts (the grant, then the access token's digest) per request.
+/// With `batch` > 1, that many requests share one transaction (group commit).
 pub fn sqlite_client_credentials(
     migrations: &Path,
     work_dir: &Path,
     budget: Duration,
+    batch: usize,
 ) -> anyhow::Result<f64> {
     let path = work_dir.join("floor.db");
     let _ = std::fs::remove_file(&path);
@@ -47,13 +49,13 @@ pub fn sqlite_client_credentials(
     )?;
     let rng = SystemRandom::new();
     let mut random = [0u8; 48];
-    let mut one = || -> anyhow::Result<()> {
+    let one = |conn: &Connection, random: &mut [u8; 48]| -> anyhow::Result<()> {
         let mut find = conn.prepare_cached(
             "SELECT client_id, secret_hash, settings, created_at FROM clients WHERE client_id = $1",
         )?;
         let settings: String = find.query_row(params!["bench-client"], |r| r.get(2))?;
         std::hint::black_box(settings);
-        let _ = rng.fill(&mut random);
+        let _ = rng.fill(random);
         let grant_id = hex::encode(&random[..16]);
         conn.prepare_cached(
             "INSERT INTO grants (id, client_id, user_id, scope, auth_time, amr, nonce, created_at, revoked_at, expires_at) \
@@ -87,15 +89,22 @@ pub fn sqlite_client_credentials(
         Ok(())
     };
     for _ in 0..200 {
-        one()?;
+        one(&conn, &mut random)?;
     }
+    let batch = batch.max(1);
     let start = Instant::now();
     let mut n = 0u64;
     while start.elapsed() < budget {
-        for _ in 0..50 {
-            one()?;
+        if batch > 1 {
+            conn.execute_batch("BEGIN IMMEDIATE")?;
         }
-        n += 50;
+        for _ in 0..batch {
+            one(&conn, &mut random)?;
+        }
+        if batch > 1 {
+            conn.execute_batch("COMMIT")?;
+        }
+        n += batch as u64;
     }
     let rate = n as f64 / start.elapsed().as_secs_f64();
     drop(conn);

@@ -169,10 +169,17 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         &root.join("migrations/sqlite"),
         &work_dir,
         Duration::from_secs(3),
+        1,
+    )?;
+    raw.sqlite_cc_batched = floor::sqlite_client_credentials(
+        &root.join("migrations/sqlite"),
+        &work_dir,
+        Duration::from_secs(3),
+        64,
     )?;
     eprintln!(
-        "SQLite alone, the statements of an opaque client_credentials request: {:.0}/s",
-        raw.sqlite_cc
+        "SQLite alone, the statements of an opaque client_credentials request: {:.0}/s, {:.0}/s with 64 requests a transaction",
+        raw.sqlite_cc, raw.sqlite_cc_batched
     );
 
     let keys_dir = work_dir.join("keys");

@@ -189,6 +189,10 @@ impl Server {
             .arg("serve")
             .env_remove("TGOIDC_CONFIG")
             .env_remove("RUST_LOG");
+        // `BENCH_SERVER_LOG=sqlx::query=debug` shows every statement in the server's log.
+        if let Ok(filter) = std::env::var("BENCH_SERVER_LOG") {
+            command.env("RUST_LOG", filter);
+        }
         Server::start_command(command, port, log).await
     }
 

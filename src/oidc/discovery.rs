@@ -60,6 +60,9 @@ pub async fn openid_configuration(State(app): State<AppState>) -> Response {
             (header::CONTENT_TYPE, "application/json"),
             (header::CACHE_CONTROL, "public, max-age=3600"),
             (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+            // What the router's layers add to every other response.
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "no-referrer"),
         ],
         app.discovery.clone(),
     )
@@ -73,6 +76,8 @@ pub async fn jwks(State(app): State<AppState>) -> Response {
             // Short, so a rotated key reaches the apps quickly.
             (header::CACHE_CONTROL, "public, max-age=60"),
             (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "no-referrer"),
         ],
         app.jwks(),
     )

@@ -13,6 +13,7 @@ pub mod postgres;
 mod sql;
 mod sql_flows;
 pub mod sqlite;
+mod sqlite_direct;
 
 pub use flows::FlowStore;
 pub use job_lock::JobLock;
@@ -372,6 +373,7 @@ pub trait Store: FlowStore + Send + Sync + 'static {
     async fn update_client(&self, client: &ClientRecord) -> StoreResult<bool>;
     async fn delete_client(&self, client_id: &str) -> StoreResult<bool>;
 
+    /// Inserts the user, or refreshes the profile of a known one, whose `created_at` stays.
     async fn upsert_user(&self, user: &UserRecord) -> StoreResult<()>;
     async fn get_user(&self, telegram_id: i64) -> StoreResult<Option<UserRecord>>;
 

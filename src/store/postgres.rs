@@ -37,6 +37,12 @@ impl PostgresStore {
             .map_err(|e| StoreError::Internal(format!("migration failed: {e}")))
     }
 
+    /// SQLite's direct path (sqlite_direct.rs) has no counterpart here: every statement goes
+    /// through the pool.
+    fn direct(&self) -> Option<&super::sqlite_direct::SqliteDirect> {
+        None
+    }
+
     async fn lock_job(&self, job: &str) -> StoreResult<Option<JobLock>> {
         job_lock::try_lock_postgres(&self.pool, job).await
     }

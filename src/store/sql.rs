@@ -5,12 +5,73 @@
 /// Code keeps its row this long past expiry so a late second use is still seen as reuse.
 pub(crate) const CODE_REUSE_MEMORY_SECS: i64 = 3600;
 
+/// The statements of every login and token request, shared by the sqlx implementation (both
+/// databases) and the direct SQLite one (`sqlite_direct.rs`, where `$n` are named parameters).
+pub(crate) mod q {
+    pub const GET_CLIENT: &str =
+        "SELECT client_id, secret_hash, settings, created_at FROM clients WHERE client_id = $1";
+    pub const GET_USER: &str = "SELECT telegram_id, first_name, last_name, username, photo_url, language_code, is_premium, phone_number, created_at, updated_at \
+         FROM users WHERE telegram_id = $1";
+    pub const UPSERT_USER: &str = "INSERT INTO users (telegram_id, first_name, last_name, username, photo_url, language_code, is_premium, phone_number, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         ON CONFLICT (telegram_id) DO UPDATE SET first_name = excluded.first_name, last_name = excluded.last_name, \
+         username = excluded.username, photo_url = excluded.photo_url, \
+         language_code = COALESCE(excluded.language_code, users.language_code), \
+         is_premium = excluded.is_premium, \
+         phone_number = COALESCE(excluded.phone_number, users.phone_number), \
+         updated_at = excluded.updated_at";
+    pub const CONSUME_PROOF: &str = "INSERT INTO used_proofs (proof_hash, expires_at) VALUES ($1, $2) ON CONFLICT (proof_hash) DO NOTHING";
+    pub const CREATE_SESSION: &str = "INSERT INTO sessions (id_hash, user_id, auth_time, amr, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)";
+    pub const GET_SESSION: &str = "SELECT id_hash, user_id, auth_time, amr, created_at, expires_at FROM sessions WHERE id_hash = $1 AND expires_at > $2";
+    pub const RECORD_SESSION_CLIENT: &str = "INSERT INTO session_clients (session_hash, client_id, user_id, expires_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (session_hash, client_id) DO UPDATE SET expires_at = excluded.expires_at";
+    pub const CREATE_PENDING: &str = "INSERT INTO pending_authorizations (id_hash, client_id, request, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)";
+    pub const GET_PENDING: &str = "SELECT id_hash, client_id, request, created_at, expires_at FROM pending_authorizations WHERE id_hash = $1 AND expires_at > $2";
+    pub const UPDATE_PENDING: &str =
+        "UPDATE pending_authorizations SET request = $2 WHERE id_hash = $1";
+    pub const DELETE_PENDING: &str = "DELETE FROM pending_authorizations WHERE id_hash = $1";
+    pub const GET_CONSENT: &str =
+        "SELECT scope FROM consents WHERE user_id = $1 AND client_id = $2";
+    pub const INSERT_GRANT: &str = "INSERT INTO grants (id, client_id, user_id, scope, auth_time, amr, nonce, created_at, revoked_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+    pub const GET_GRANT: &str = "SELECT id, client_id, user_id, scope, auth_time, amr, nonce, created_at, revoked_at, expires_at FROM grants WHERE id = $1";
+    pub const GET_LIVE_GRANT: &str = "SELECT id, client_id, user_id, scope, auth_time, amr, nonce, created_at, revoked_at, expires_at FROM grants \
+         WHERE id = $1 AND revoked_at IS NULL";
+    pub const EXTEND_GRANT: &str =
+        "UPDATE grants SET expires_at = $2 WHERE id = $1 AND expires_at < $2";
+    pub const REVOKE_GRANT: &str =
+        "UPDATE grants SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL";
+    pub const INSERT_CODE: &str = "INSERT INTO codes (code_hash, grant_id, redirect_uri, code_challenge, expires_at) VALUES ($1, $2, $3, $4, $5)";
+    /// Single use: only the first update finds `used_at` empty.
+    pub const REDEEM_CODE: &str = "UPDATE codes SET used_at = $2 WHERE code_hash = $1 AND used_at IS NULL \
+         AND grant_id IN (SELECT id FROM grants WHERE client_id = $3 AND revoked_at IS NULL) \
+         RETURNING code_hash, grant_id, redirect_uri, code_challenge, expires_at";
+    pub const CODE_ALREADY_USED: &str = "SELECT c.grant_id FROM codes c JOIN grants g ON g.id = c.grant_id \
+         WHERE c.code_hash = $1 AND c.used_at IS NOT NULL AND g.client_id = $2";
+    pub const INSERT_ACCESS_TOKEN: &str = "INSERT INTO access_tokens (token_hash, grant_id, client_id, user_id, scope, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)";
+    pub const GET_ACCESS_TOKEN: &str = "SELECT a.token_hash, a.grant_id, a.client_id, a.user_id, a.scope, a.created_at, a.expires_at, \
+         a.revoked_at AS token_revoked_at, g.id AS live_grant, g.revoked_at \
+         FROM access_tokens a LEFT JOIN grants g ON g.id = a.grant_id WHERE a.token_hash = $1";
+    pub const INSERT_REFRESH_TOKEN: &str = "INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at) VALUES ($1, $2, $3, $4)";
+    pub const GET_REFRESH_TOKEN: &str = "SELECT r.token_hash, r.created_at AS token_created_at, r.expires_at AS token_expires_at, r.used_at, \
+         g.id, g.client_id, g.user_id, g.scope, g.auth_time, g.amr, g.nonce, g.created_at, g.revoked_at, g.expires_at \
+         FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id WHERE r.token_hash = $1";
+    pub const REFRESH_TOKEN_SCOPE: &str = "SELECT g.scope FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id \
+         WHERE r.token_hash = $1 AND g.client_id = $2";
+    /// Single use: only the first update finds `used_at` empty.
+    pub const USE_REFRESH_TOKEN: &str = "UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 \
+         AND grant_id IN (SELECT id FROM grants WHERE client_id = $3) RETURNING grant_id";
+    pub const REFRESH_TOKEN_SEEN: &str = "SELECT r.grant_id, r.used_at FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id \
+         WHERE r.token_hash = $1 AND g.client_id = $2";
+}
+
 macro_rules! impl_sql_store {
     ($store:ty, $db:ty) => {
         use async_trait::async_trait;
         use sqlx::Row;
 
-        use $crate::store::sql::CODE_REUSE_MEMORY_SECS;
+        use $crate::store::sql::{CODE_REUSE_MEMORY_SECS, q};
         use $crate::store::*;
 
         fn client_from_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<ClientRecord> {
@@ -29,9 +90,6 @@ macro_rules! impl_sql_store {
             serde_json::to_string(&client.settings)
                 .map_err(|e| StoreError::Internal(format!("client settings: {e}")))
         }
-
-        const GRANT_COLUMNS: &str =
-            "id, client_id, user_id, scope, auth_time, amr, nonce, created_at, revoked_at, expires_at";
 
         fn grant_from_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<GrantRecord> {
             Ok(GrantRecord {
@@ -69,8 +127,11 @@ macro_rules! impl_sql_store {
             }
 
             async fn get_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
+                if let Some(direct) = self.direct() {
+                    return direct.get_client(client_id);
+                }
                 let row = sqlx::query(
-                    "SELECT client_id, secret_hash, settings, created_at FROM clients WHERE client_id = $1",
+                    q::GET_CLIENT,
                 )
                 .bind(client_id)
                 .fetch_optional(&self.pool)
@@ -119,15 +180,11 @@ macro_rules! impl_sql_store {
             }
 
             async fn upsert_user(&self, user: &UserRecord) -> StoreResult<()> {
+                if let Some(direct) = self.direct() {
+                    return direct.upsert_user(user).await;
+                }
                 sqlx::query(
-                    "INSERT INTO users (telegram_id, first_name, last_name, username, photo_url, language_code, is_premium, phone_number, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-                     ON CONFLICT (telegram_id) DO UPDATE SET first_name = excluded.first_name, last_name = excluded.last_name, \
-                     username = excluded.username, photo_url = excluded.photo_url, \
-                     language_code = COALESCE(excluded.language_code, users.language_code), \
-                     is_premium = excluded.is_premium, \
-                     phone_number = COALESCE(excluded.phone_number, users.phone_number), \
-                     updated_at = excluded.updated_at",
+                    q::UPSERT_USER,
                 )
                 .bind(user.telegram_id)
                 .bind(&user.first_name)
@@ -145,9 +202,11 @@ macro_rules! impl_sql_store {
             }
 
             async fn get_user(&self, telegram_id: i64) -> StoreResult<Option<UserRecord>> {
+                if let Some(direct) = self.direct() {
+                    return direct.get_user(telegram_id);
+                }
                 let row = sqlx::query(
-                    "SELECT telegram_id, first_name, last_name, username, photo_url, language_code, is_premium, phone_number, created_at, updated_at \
-                     FROM users WHERE telegram_id = $1",
+                    q::GET_USER,
                 )
                 .bind(telegram_id)
                 .fetch_optional(&self.pool)
@@ -168,8 +227,11 @@ macro_rules! impl_sql_store {
             }
 
             async fn consume_proof(&self, proof_hash: &[u8], expires_at: i64) -> StoreResult<bool> {
+                if let Some(direct) = self.direct() {
+                    return direct.consume_proof(proof_hash, expires_at).await;
+                }
                 let done = sqlx::query(
-                    "INSERT INTO used_proofs (proof_hash, expires_at) VALUES ($1, $2) ON CONFLICT (proof_hash) DO NOTHING",
+                    q::CONSUME_PROOF,
                 )
                 .bind(proof_hash)
                 .bind(expires_at)
@@ -179,8 +241,11 @@ macro_rules! impl_sql_store {
             }
 
             async fn create_session(&self, s: &SessionRecord) -> StoreResult<()> {
+                if let Some(direct) = self.direct() {
+                    return direct.create_session(s).await;
+                }
                 sqlx::query(
-                    "INSERT INTO sessions (id_hash, user_id, auth_time, amr, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                    q::CREATE_SESSION,
                 )
                 .bind(&s.id_hash)
                 .bind(s.user_id)
@@ -194,8 +259,11 @@ macro_rules! impl_sql_store {
             }
 
             async fn get_session(&self, id_hash: &[u8], now: i64) -> StoreResult<Option<SessionRecord>> {
+                if let Some(direct) = self.direct() {
+                    return direct.get_session(id_hash, now);
+                }
                 let row = sqlx::query(
-                    "SELECT id_hash, user_id, auth_time, amr, created_at, expires_at FROM sessions WHERE id_hash = $1 AND expires_at > $2",
+                    q::GET_SESSION,
                 )
                 .bind(id_hash)
                 .bind(now)
@@ -227,9 +295,11 @@ macro_rules! impl_sql_store {
                 user_id: i64,
                 expires_at: i64,
             ) -> StoreResult<()> {
+                if let Some(direct) = self.direct() {
+                    return direct.record_session_client(session_hash, client_id, user_id, expires_at).await;
+                }
                 sqlx::query(
-                    "INSERT INTO session_clients (session_hash, client_id, user_id, expires_at) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (session_hash, client_id) DO UPDATE SET expires_at = excluded.expires_at",
+                    q::RECORD_SESSION_CLIENT,
                 )
                 .bind(session_hash)
                 .bind(client_id)
@@ -253,8 +323,11 @@ macro_rules! impl_sql_store {
             }
 
             async fn create_pending(&self, p: &PendingAuthorization) -> StoreResult<()> {
+                if let Some(direct) = self.direct() {
+                    return direct.create_pending(p).await;
+                }
                 sqlx::query(
-                    "INSERT INTO pending_authorizations (id_hash, client_id, request, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+                    q::CREATE_PENDING,
                 )
                 .bind(&p.id_hash)
                 .bind(&p.client_id)
@@ -267,8 +340,11 @@ macro_rules! impl_sql_store {
             }
 
             async fn get_pending(&self, id_hash: &[u8], now: i64) -> StoreResult<Option<PendingAuthorization>> {
+                if let Some(direct) = self.direct() {
+                    return direct.get_pending(id_hash, now);
+                }
                 let row = sqlx::query(
-                    "SELECT id_hash, client_id, request, created_at, expires_at FROM pending_authorizations WHERE id_hash = $1 AND expires_at > $2",
+                    q::GET_PENDING,
                 )
                 .bind(id_hash)
                 .bind(now)
@@ -285,7 +361,10 @@ macro_rules! impl_sql_store {
             }
 
             async fn update_pending(&self, id_hash: &[u8], request: &str) -> StoreResult<bool> {
-                let done = sqlx::query("UPDATE pending_authorizations SET request = $2 WHERE id_hash = $1")
+                if let Some(direct) = self.direct() {
+                    return direct.update_pending(id_hash, request).await;
+                }
+                let done = sqlx::query(q::UPDATE_PENDING)
                     .bind(id_hash)
                     .bind(request)
                     .execute(&self.pool)
@@ -294,7 +373,10 @@ macro_rules! impl_sql_store {
             }
 
             async fn delete_pending(&self, id_hash: &[u8]) -> StoreResult<()> {
-                sqlx::query("DELETE FROM pending_authorizations WHERE id_hash = $1")
+                if let Some(direct) = self.direct() {
+                    return direct.delete_pending(id_hash).await;
+                }
+                sqlx::query(q::DELETE_PENDING)
                     .bind(id_hash)
                     .execute(&self.pool)
                     .await?;
@@ -302,7 +384,10 @@ macro_rules! impl_sql_store {
             }
 
             async fn get_consent(&self, user_id: i64, client_id: &str) -> StoreResult<Option<String>> {
-                let row = sqlx::query("SELECT scope FROM consents WHERE user_id = $1 AND client_id = $2")
+                if let Some(direct) = self.direct() {
+                    return direct.get_consent(user_id, client_id);
+                }
+                let row = sqlx::query(q::GET_CONSENT)
                     .bind(user_id)
                     .bind(client_id)
                     .fetch_optional(&self.pool)
@@ -328,10 +413,13 @@ macro_rules! impl_sql_store {
             }
 
             async fn create_grant_with_code(&self, grant: &GrantRecord, code: &CodeRecord) -> StoreResult<()> {
+                if let Some(direct) = self.direct() {
+                    return direct.create_grant_with_code(grant, code).await;
+                }
                 let mut tx = self.pool.begin().await?;
                 insert_grant(&mut *tx, grant).await?;
                 sqlx::query(
-                    "INSERT INTO codes (code_hash, grant_id, redirect_uri, code_challenge, expires_at) VALUES ($1, $2, $3, $4, $5)",
+                    q::INSERT_CODE,
                 )
                 .bind(&code.code_hash)
                 .bind(&code.grant_id)
@@ -345,12 +433,18 @@ macro_rules! impl_sql_store {
             }
 
             async fn create_grant(&self, grant: &GrantRecord) -> StoreResult<()> {
+                if let Some(direct) = self.direct() {
+                    return direct.create_grant(grant).await;
+                }
                 let mut conn = self.pool.acquire().await?;
                 insert_grant(&mut *conn, grant).await
             }
 
             async fn get_grant(&self, id: &str) -> StoreResult<Option<GrantRecord>> {
-                let row = sqlx::query(&format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = $1"))
+                if let Some(direct) = self.direct() {
+                    return direct.get_grant(id);
+                }
+                let row = sqlx::query(q::GET_GRANT)
                     .bind(id)
                     .fetch_optional(&self.pool)
                     .await?;
@@ -361,10 +455,11 @@ macro_rules! impl_sql_store {
             }
 
             async fn redeem_code(&self, code_hash: &[u8], client_id: &str, now: i64) -> StoreResult<RedeemOutcome> {
+                if let Some(direct) = self.direct() {
+                    return direct.redeem_code(code_hash, client_id, now).await;
+                }
                 let row = sqlx::query(
-                    "UPDATE codes SET used_at = $2 WHERE code_hash = $1 AND used_at IS NULL \
-                     AND grant_id IN (SELECT id FROM grants WHERE client_id = $3 AND revoked_at IS NULL) \
-                     RETURNING code_hash, grant_id, redirect_uri, code_challenge, expires_at",
+                    q::REDEEM_CODE,
                 )
                 .bind(code_hash)
                 .bind(now)
@@ -381,8 +476,7 @@ macro_rules! impl_sql_store {
                     }));
                 }
                 let used = sqlx::query(
-                    "SELECT c.grant_id FROM codes c JOIN grants g ON g.id = c.grant_id \
-                     WHERE c.code_hash = $1 AND c.used_at IS NOT NULL AND g.client_id = $2",
+                    q::CODE_ALREADY_USED,
                 )
                 .bind(code_hash)
                 .bind(client_id)
@@ -395,7 +489,10 @@ macro_rules! impl_sql_store {
             }
 
             async fn revoke_grant(&self, grant_id: &str, now: i64) -> StoreResult<()> {
-                sqlx::query("UPDATE grants SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+                if let Some(direct) = self.direct() {
+                    return direct.revoke_grant(grant_id, now).await;
+                }
+                sqlx::query(q::REVOKE_GRANT)
                     .bind(grant_id)
                     .bind(now)
                     .execute(&self.pool)
@@ -408,47 +505,45 @@ macro_rules! impl_sql_store {
                 access: Option<&AccessTokenRecord>,
                 refresh: Option<&RefreshTokenRecord>,
             ) -> StoreResult<()> {
+                if let Some(direct) = self.direct() {
+                    return direct.store_tokens(access, refresh).await;
+                }
+                let Some(r) = refresh else {
+                    // One row needs no transaction: a single INSERT is atomic by itself, and
+                    // BEGIN and COMMIT would cost two more round trips to the database.
+                    if let Some(a) = access {
+                        insert_access_token(&self.pool, a).await?;
+                    }
+                    return Ok(());
+                };
                 let mut tx = self.pool.begin().await?;
                 if let Some(a) = access {
-                    sqlx::query(
-                        "INSERT INTO access_tokens (token_hash, grant_id, client_id, user_id, scope, created_at, expires_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    )
-                    .bind(&a.token_hash)
-                    .bind(&a.grant_id)
-                    .bind(&a.client_id)
-                    .bind(a.user_id)
-                    .bind(&a.scope)
-                    .bind(a.created_at)
-                    .bind(a.expires_at)
-                    .execute(&mut *tx)
-                    .await?;
+                    insert_access_token(&mut *tx, a).await?;
                 }
-                if let Some(r) = refresh {
-                    sqlx::query(
-                        "INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
-                    )
-                    .bind(&r.token_hash)
+                sqlx::query(
+                    q::INSERT_REFRESH_TOKEN,
+                )
+                .bind(&r.token_hash)
+                .bind(&r.grant_id)
+                .bind(r.created_at)
+                .bind(r.expires_at)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(q::EXTEND_GRANT)
                     .bind(&r.grant_id)
-                    .bind(r.created_at)
                     .bind(r.expires_at)
                     .execute(&mut *tx)
                     .await?;
-                    sqlx::query("UPDATE grants SET expires_at = $2 WHERE id = $1 AND expires_at < $2")
-                        .bind(&r.grant_id)
-                        .bind(r.expires_at)
-                        .execute(&mut *tx)
-                        .await?;
-                }
                 tx.commit().await?;
                 Ok(())
             }
 
             async fn get_access_token(&self, token_hash: &[u8]) -> StoreResult<Option<AccessTokenState>> {
+                if let Some(direct) = self.direct() {
+                    return direct.get_access_token(token_hash);
+                }
                 let row = sqlx::query(
-                    "SELECT a.token_hash, a.grant_id, a.client_id, a.user_id, a.scope, a.created_at, a.expires_at, \
-                     a.revoked_at AS token_revoked_at, g.id AS live_grant, g.revoked_at \
-                     FROM access_tokens a LEFT JOIN grants g ON g.id = a.grant_id WHERE a.token_hash = $1",
+                    q::GET_ACCESS_TOKEN,
                 )
                 .bind(token_hash)
                 .fetch_optional(&self.pool)
@@ -484,10 +579,11 @@ macro_rules! impl_sql_store {
             }
 
             async fn get_refresh_token(&self, token_hash: &[u8]) -> StoreResult<Option<RefreshTokenState>> {
+                if let Some(direct) = self.direct() {
+                    return direct.get_refresh_token(token_hash);
+                }
                 let row = sqlx::query(
-                    "SELECT r.token_hash, r.created_at AS token_created_at, r.expires_at AS token_expires_at, r.used_at, \
-                     g.id, g.client_id, g.user_id, g.scope, g.auth_time, g.amr, g.nonce, g.created_at, g.revoked_at, g.expires_at \
-                     FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id WHERE r.token_hash = $1",
+                    q::GET_REFRESH_TOKEN,
                 )
                 .bind(token_hash)
                 .fetch_optional(&self.pool)
@@ -508,9 +604,11 @@ macro_rules! impl_sql_store {
             }
 
             async fn refresh_token_scope(&self, token_hash: &[u8], client_id: &str) -> StoreResult<Option<String>> {
+                if let Some(direct) = self.direct() {
+                    return direct.refresh_token_scope(token_hash, client_id);
+                }
                 let row = sqlx::query(
-                    "SELECT g.scope FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id \
-                     WHERE r.token_hash = $1 AND g.client_id = $2",
+                    q::REFRESH_TOKEN_SCOPE,
                 )
                 .bind(token_hash)
                 .bind(client_id)
@@ -530,10 +628,12 @@ macro_rules! impl_sql_store {
                 access: Option<&AccessTokenRecord>,
                 now: i64,
             ) -> StoreResult<RotateOutcome> {
+                if let Some(direct) = self.direct() {
+                    return direct.rotate_refresh_token_issuing(old_hash, client_id, successor, access, now).await;
+                }
                 let mut tx = self.pool.begin().await?;
                 let used = sqlx::query(
-                    "UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 \
-                     AND grant_id IN (SELECT id FROM grants WHERE client_id = $3) RETURNING grant_id",
+                    q::USE_REFRESH_TOKEN,
                 )
                 .bind(old_hash)
                 .bind(now)
@@ -542,8 +642,7 @@ macro_rules! impl_sql_store {
                 .await?;
                 let Some(used) = used else {
                     let seen = sqlx::query(
-                        "SELECT r.grant_id, r.used_at FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id \
-                         WHERE r.token_hash = $1 AND g.client_id = $2",
+                        q::REFRESH_TOKEN_SEEN,
                     )
                     .bind(old_hash)
                     .bind(client_id)
@@ -563,9 +662,7 @@ macro_rules! impl_sql_store {
                     });
                 };
                 let grant_id: String = used.try_get("grant_id")?;
-                let grant = sqlx::query(&format!(
-                    "SELECT {GRANT_COLUMNS} FROM grants WHERE id = $1 AND revoked_at IS NULL"
-                ))
+                let grant = sqlx::query(q::GET_LIVE_GRANT)
                 .bind(&grant_id)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -580,8 +677,7 @@ macro_rules! impl_sql_store {
                         return Err(StoreError::Internal("access token of another grant".into()));
                     }
                     sqlx::query(
-                        "INSERT INTO access_tokens (token_hash, grant_id, client_id, user_id, scope, created_at, expires_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                        q::INSERT_ACCESS_TOKEN,
                     )
                     .bind(&a.token_hash)
                     .bind(&a.grant_id)
@@ -594,7 +690,7 @@ macro_rules! impl_sql_store {
                     .await?;
                 }
                 sqlx::query(
-                    "INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+                    q::INSERT_REFRESH_TOKEN,
                 )
                 .bind(&successor.token_hash)
                 .bind(&grant_id)
@@ -602,7 +698,7 @@ macro_rules! impl_sql_store {
                 .bind(successor.expires_at)
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query("UPDATE grants SET expires_at = $2 WHERE id = $1 AND expires_at < $2")
+                sqlx::query(q::EXTEND_GRANT)
                     .bind(&grant_id)
                     .bind(successor.expires_at)
                     .execute(&mut *tx)
@@ -683,13 +779,31 @@ macro_rules! impl_sql_store {
             }))
         }
 
+        async fn insert_access_token<'c, E>(executor: E, a: &AccessTokenRecord) -> StoreResult<()>
+        where
+            E: sqlx::Executor<'c, Database = $db>,
+        {
+            sqlx::query(
+                q::INSERT_ACCESS_TOKEN,
+            )
+            .bind(&a.token_hash)
+            .bind(&a.grant_id)
+            .bind(&a.client_id)
+            .bind(a.user_id)
+            .bind(&a.scope)
+            .bind(a.created_at)
+            .bind(a.expires_at)
+            .execute(executor)
+            .await?;
+            Ok(())
+        }
+
         async fn insert_grant<'c, E>(executor: E, g: &GrantRecord) -> StoreResult<()>
         where
             E: sqlx::Executor<'c, Database = $db>,
         {
             sqlx::query(
-                "INSERT INTO grants (id, client_id, user_id, scope, auth_time, amr, nonce, created_at, revoked_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                q::INSERT_GRANT,
             )
             .bind(&g.id)
             .bind(&g.client_id)

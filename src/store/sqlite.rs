@@ -1,17 +1,22 @@
 //! The embedded default: one SQLite file in WAL mode.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use super::job_lock::{JobLock, LocalJobLocks};
+use super::sqlite_direct::SqliteDirect;
 use super::{StoreError, StoreResult};
 
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The statements of logins and token requests, called directly (sqlite_direct.rs); none
+    /// for an in-memory database, which only the pool's connections share.
+    direct: Option<Arc<SqliteDirect>>,
     jobs: LocalJobLocks,
 }
 
@@ -34,15 +39,26 @@ impl SqliteStore {
                 StoreError::Internal(format!("cannot create {}: {e}", parent.display()))
             })?;
         }
+        let filename = options.get_filename();
+        let direct = (filename != std::path::Path::new(":memory:") && !url.contains("mode=memory"))
+            .then(|| Arc::new(SqliteDirect::new(filename.to_path_buf())));
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            // sqlx would otherwise ping every connection it hands out: for SQLite a round trip
+            // to the connection's worker thread per query, and a file does not go stale.
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
         Ok(SqliteStore {
             pool,
+            direct,
             jobs: LocalJobLocks::default(),
         })
+    }
+
+    fn direct(&self) -> Option<&SqliteDirect> {
+        self.direct.as_deref()
     }
 
     /// One SQLite file serves one node, so its run-once jobs need only a lock in the process.

@@ -196,10 +196,7 @@ async fn widget_login(
 /// browser or without, goes through here.
 pub async fn save_user(app: &App, identity: &TelegramIdentity) -> crate::store::StoreResult<()> {
     let now = app.now();
-    let created_at = match app.store.get_user(identity.id).await? {
-        Some(existing) => existing.created_at,
-        None => now,
-    };
+    // The upsert keeps a known user's `created_at`, so no read is needed first.
     app.store
         .upsert_user(&UserRecord {
             telegram_id: identity.id,
@@ -210,7 +207,7 @@ pub async fn save_user(app: &App, identity: &TelegramIdentity) -> crate::store::
             language_code: identity.language_code.clone(),
             is_premium: identity.is_premium,
             phone_number: identity.phone_number.clone(),
-            created_at,
+            created_at: now,
             updated_at: now,
         })
         .await
