@@ -44,7 +44,7 @@ pub(crate) mod q {
     pub const INSERT_CODE: &str = "INSERT INTO codes (code_hash, grant_id, redirect_uri, code_challenge, expires_at) VALUES ($1, $2, $3, $4, $5)";
     /// Single use: only the first update finds `used_at` empty.
     pub const REDEEM_CODE: &str = "UPDATE codes SET used_at = $2 WHERE code_hash = $1 AND used_at IS NULL \
-         AND grant_id IN (SELECT id FROM grants WHERE client_id = $3 AND revoked_at IS NULL) \
+         AND EXISTS (SELECT 1 FROM grants g WHERE g.id = codes.grant_id AND g.client_id = $3 AND g.revoked_at IS NULL) \
          RETURNING code_hash, grant_id, redirect_uri, code_challenge, expires_at";
     pub const CODE_ALREADY_USED: &str = "SELECT c.grant_id FROM codes c JOIN grants g ON g.id = c.grant_id \
          WHERE c.code_hash = $1 AND c.used_at IS NOT NULL AND g.client_id = $2";
@@ -61,7 +61,7 @@ pub(crate) mod q {
          WHERE r.token_hash = $1 AND g.client_id = $2";
     /// Single use: only the first update finds `used_at` empty.
     pub const USE_REFRESH_TOKEN: &str = "UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 \
-         AND grant_id IN (SELECT id FROM grants WHERE client_id = $3) RETURNING grant_id";
+         AND EXISTS (SELECT 1 FROM grants g WHERE g.id = refresh_tokens.grant_id AND g.client_id = $3) RETURNING grant_id";
     pub const REFRESH_TOKEN_SEEN: &str = "SELECT r.grant_id, r.used_at FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id \
          WHERE r.token_hash = $1 AND g.client_id = $2";
 }

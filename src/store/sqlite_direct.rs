@@ -8,11 +8,11 @@
 //! - **Reads** run on the calling thread, on one of a few read connections (WAL readers never
 //!   wait for the writer), in the few microseconds SQLite needs for a lookup by primary key.
 //! - **Writes** go to one writer thread, which owns the only write connection and commits them
-//!   in groups: it takes every write waiting, runs them in one transaction, each inside its own
-//!   savepoint (a write that fails is rolled back alone and gets its own error), commits once,
-//!   then answers each caller. A caller hears of success only after the commit, so nothing is
-//!   acknowledged that is not in the database; single-use updates (`used_at IS NULL`) and
-//!   rotations run as before, one after the other, on the one connection.
+//!   in groups: it takes every write waiting, runs them one after the other in one
+//!   transaction, commits once, then answers each caller. A caller hears of success only after
+//!   the commit, so nothing is acknowledged that is not in the database; single-use updates
+//!   (`used_at IS NULL`) and rotations run as before, in order, on the one connection. If a
+//!   write fails, the group is rolled back and every write in it runs again alone.
 //!
 //! The SQL is the text the sqlx implementation uses for PostgreSQL (`$n` parameters are named
 //! parameters to SQLite); the other statements (administration, flows, cleanup) still go
@@ -81,73 +81,66 @@ impl From<rusqlite::Error> for StoreError {
 
 /// A write waiting for the writer thread.
 trait Job: Send {
-    /// Runs inside the group's transaction; what it returns is told to the caller once the
-    /// group's commit is known.
-    fn run(self: Box<Self>, conn: &Connection) -> Box<dyn Finish>;
-    /// The group could not start: the write never ran.
-    fn fail(self: Box<Self>, error: StoreError);
-}
-
-trait Finish: Send {
-    fn finish(self: Box<Self>, commit: Result<(), String>);
+    /// Runs the write inside the group's transaction and keeps its outcome. The writer may run
+    /// it again, alone, if the group is rolled back: the work only reads what it captured.
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// Tells the caller: the kept outcome if `commit` succeeded, else the commit's error.
+    fn finish(self: Box<Self>, commit: Result<(), StoreError>);
 }
 
 struct WriteJob<F, T> {
     work: F,
-    reply: tokio::sync::oneshot::Sender<StoreResult<T>>,
-}
-
-struct Done<T> {
-    result: StoreResult<T>,
+    outcome: Option<StoreResult<T>>,
     reply: tokio::sync::oneshot::Sender<StoreResult<T>>,
 }
 
 impl<F, T> Job for WriteJob<F, T>
 where
-    F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    F: Fn(&Connection) -> StoreResult<T> + Send + 'static,
     T: Send + 'static,
 {
-    fn run(self: Box<Self>, conn: &Connection) -> Box<dyn Finish> {
-        let result = match conn.execute_batch("SAVEPOINT job") {
-            Err(e) => Err(e.into()),
-            Ok(()) => {
-                let result = (self.work)(conn);
-                let end = if result.is_ok() {
-                    conn.execute_batch("RELEASE job")
-                } else {
-                    conn.execute_batch("ROLLBACK TO job; RELEASE job")
-                };
-                match end {
-                    Ok(()) => result,
-                    Err(e) => Err(e.into()),
-                }
-            }
-        };
-        Box::new(Done {
-            result,
-            reply: self.reply,
-        })
+    fn run(&mut self, conn: &Connection) -> bool {
+        let outcome = (self.work)(conn);
+        let ok = outcome.is_ok();
+        self.outcome = Some(outcome);
+        ok
     }
 
-    fn fail(self: Box<Self>, error: StoreError) {
-        let _ = self.reply.send(Err(error));
-    }
-}
-
-impl<T: Send + 'static> Finish for Done<T> {
-    fn finish(self: Box<Self>, commit: Result<(), String>) {
-        let result = match (self.result, commit) {
-            (Ok(value), Ok(())) => Ok(value),
-            (Ok(_), Err(e)) => Err(StoreError::Unavailable(format!("commit failed: {e}"))),
-            (Err(e), _) => Err(e),
+    fn finish(self: Box<Self>, commit: Result<(), StoreError>) {
+        let result = match (self.outcome, commit) {
+            (Some(Err(e)), _) => Err(e),
+            (_, Err(e)) => Err(e),
+            (Some(Ok(value)), Ok(())) => Ok(value),
+            (None, Ok(())) => Err(StoreError::Internal("a write was never run".into())),
         };
         let _ = self.reply.send(result);
     }
 }
 
-/// The writer thread: takes what is waiting, up to [`MAX_BATCH`], as one transaction.
+/// Runs `jobs` as one transaction; true if all of them ran and it committed.
+fn run_group(conn: &Connection, jobs: &mut [Box<dyn Job>]) -> Result<bool, StoreError> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let all_ran = jobs.iter_mut().all(|job| job.run(conn));
+    if all_ran && conn.execute_batch("COMMIT").is_ok() {
+        return Ok(true);
+    }
+    let _ = conn.execute_batch("ROLLBACK");
+    Ok(false)
+}
+
+/// The writer thread: takes what is waiting, up to [`MAX_BATCH`], as one transaction. Writes
+/// run one after the other, in the order they came, so a single-use update sees every write
+/// before it. No savepoint per write (SQLite would copy every page a write touches): if one
+/// write fails, or the commit does, the group is rolled back and each write runs again in a
+/// transaction of its own, so each caller gets the outcome of its own write alone.
 fn writer_loop(path: PathBuf, jobs: mpsc::Receiver<Box<dyn Job>>) {
     let mut conn: Option<Connection> = None;
+    // Told of each commit; ends when this thread does.
+    let (committed, commits) = mpsc::sync_channel::<()>(1);
+    let checkpoint_path = path.clone();
+    let _ = std::thread::Builder::new()
+        .name("sqlite-checkpoint".into())
+        .spawn(move || checkpoint_loop(&checkpoint_path, commits));
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -156,36 +149,84 @@ fn writer_loop(path: PathBuf, jobs: mpsc::Receiver<Box<dyn Job>>) {
                 Err(_) => break,
             }
         }
-        if conn.is_none() {
-            match open(&path) {
-                Ok(c) => conn = Some(c),
+        let c = match conn.take() {
+            Some(c) => c,
+            None => match open(&path).and_then(|c| {
+                // Checkpoints are the other thread's work (checkpoint_loop).
+                c.pragma_update(None, "wal_autocheckpoint", 0)?;
+                Ok(c)
+            }) {
+                Ok(c) => c,
                 Err(e) => {
                     let message = e.to_string();
                     for job in batch {
-                        job.fail(StoreError::Unavailable(message.clone()));
+                        job.finish(Err(StoreError::Unavailable(message.clone())));
                     }
                     continue;
                 }
+            },
+        };
+        let grouped = batch.len() > 1;
+        match run_group(&c, &mut batch) {
+            Ok(true) => {
+                for job in batch {
+                    job.finish(Ok(()));
+                }
+                let _ = committed.try_send(());
+            }
+            Ok(false) if grouped => {
+                for mut job in batch {
+                    let alone = run_group(&c, std::slice::from_mut(&mut job));
+                    job.finish(match alone {
+                        Ok(true) => Ok(()),
+                        Ok(false) => Err(StoreError::Unavailable("the commit failed".into())),
+                        Err(e) => Err(e),
+                    });
+                }
+            }
+            // One write alone: its own outcome (an error), or the commit's.
+            Ok(false) => {
+                for job in batch {
+                    job.finish(Err(StoreError::Unavailable("the commit failed".into())));
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                for job in batch {
+                    job.finish(Err(StoreError::Unavailable(message.clone())));
+                }
+                // A connection that cannot begin is opened again for the next group.
+                continue;
             }
         }
-        let Some(c) = conn.as_ref() else { continue };
-        if let Err(e) = c.execute_batch("BEGIN IMMEDIATE") {
-            let message = e.to_string();
-            for job in batch {
-                job.fail(StoreError::Unavailable(message.clone()));
-            }
-            // A connection in a bad state is opened again for the next group.
-            conn = None;
-            continue;
-        }
-        let done: Vec<Box<dyn Finish>> = batch.into_iter().map(|job| job.run(c)).collect();
-        let commit = c.execute_batch("COMMIT").map_err(|e| e.to_string());
-        if commit.is_err() {
-            let _ = c.execute_batch("ROLLBACK");
-            conn = None;
-        }
-        for d in done {
-            d.finish(commit.clone());
+        conn = Some(c);
+    }
+}
+
+/// Copies the WAL back into the database file after commits, on its own thread: done by the
+/// writer after its commits (SQLite's default), a checkpoint and its fsync held up every
+/// write waiting behind it. PASSIVE never waits for readers or the writer; what it cannot copy
+/// yet it copies next time. Other connections (the sqlx pool) keep SQLite's own automatic
+/// checkpoints.
+fn checkpoint_loop(path: &Path, commits: mpsc::Receiver<()>) {
+    let mut conn: Option<Connection> = None;
+    while commits.recv().is_ok() {
+        // Commits that come meanwhile are covered by this checkpoint.
+        std::thread::sleep(Duration::from_millis(20));
+        while commits.try_recv().is_ok() {}
+        let c = match conn.take() {
+            Some(c) => c,
+            None => match open(path) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot open the database to checkpoint it");
+                    continue;
+                }
+            },
+        };
+        match c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            Ok(()) => conn = Some(c),
+            Err(e) => tracing::warn!(error = %e, "checkpoint failed"),
         }
     }
 }
@@ -229,11 +270,15 @@ impl SqliteDirect {
     /// Hands a write to the writer thread and waits until its group is committed.
     async fn write<T, F>(&self, work: F) -> StoreResult<T>
     where
-        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        F: Fn(&Connection) -> StoreResult<T> + Send + 'static,
         T: Send + 'static,
     {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let job: Box<dyn Job> = Box::new(WriteJob { work, reply });
+        let job: Box<dyn Job> = Box::new(WriteJob {
+            work,
+            outcome: None,
+            reply,
+        });
         {
             let mut writer = self
                 .writer
@@ -254,7 +299,9 @@ impl SqliteDirect {
             };
             if let Err(mpsc::SendError(job)) = sender.send(job) {
                 *writer = None;
-                job.fail(StoreError::Unavailable("the writer thread stopped".into()));
+                job.finish(Err(StoreError::Unavailable(
+                    "the writer thread stopped".into(),
+                )));
             }
         }
         answer
@@ -619,7 +666,7 @@ impl SqliteDirect {
     ) -> StoreResult<RotateOutcome> {
         let (old, client_id) = (old_hash.to_vec(), client_id.to_owned());
         let (successor, access) = (successor.clone(), access.cloned());
-        // One savepoint holds it all: an error rolls back the use of the old token too.
+        // One transaction holds it all: an error rolls back the use of the old token too.
         self.write(move |c| {
             let used: Option<String> = c
                 .prepare_cached(q::USE_REFRESH_TOKEN)?

@@ -483,6 +483,108 @@ async fn parallel_redemption(store: Arc<dyn Store>) {
     assert_eq!(wins, 1);
 }
 
+/// Many writes at once (on SQLite they share transactions: one writer commits what is waiting
+/// as a group), some of which fail: each failing write gets its own error, every other write
+/// succeeds and is there afterwards, and single use holds inside a group.
+async fn concurrent_writes_fail_alone(store: Arc<dyn Store>) {
+    let now = 1_000_000_000;
+    let c = client(now);
+    store.create_client(&c).await.unwrap();
+    let taken = grant(&c.client_id, unique_user(), now);
+    store.create_grant(&taken).await.unwrap();
+    let g = grant(&c.client_id, unique_user(), now);
+    let k = code(&g.id, now);
+    store.create_grant_with_code(&g, &k).await.unwrap();
+    let old = refresh(&g.id, now, 3600);
+    store.store_tokens(None, Some(&old)).await.unwrap();
+
+    let mut tasks = Vec::new();
+    for i in 0..300 {
+        let store = store.clone();
+        let (c, taken, k, old) = (c.clone(), taken.clone(), k.clone(), old.clone());
+        tasks.push(tokio::spawn(async move {
+            match i % 30 {
+                // The same id again: refused.
+                0 => ("duplicate", store.create_grant(&taken).await.map(|_| None)),
+                // A rotation that must fail (the access token names another grant): rolled
+                // back, the old token untouched.
+                1 => {
+                    let mut wrong = grant(&c.client_id, 1, now);
+                    wrong.id = "another-grant".into();
+                    let access = AccessTokenRecord {
+                        token_hash: random_bytes::<32>().to_vec(),
+                        grant_id: wrong.id.clone(),
+                        client_id: c.client_id.clone(),
+                        user_id: Some(1),
+                        scope: "openid".into(),
+                        created_at: now,
+                        expires_at: now + 60,
+                    };
+                    let next = refresh(&old.grant_id, now, 3600);
+                    let outcome = store
+                        .rotate_refresh_token_issuing(
+                            &old.token_hash,
+                            &c.client_id,
+                            &next,
+                            Some(&access),
+                            now,
+                        )
+                        .await;
+                    ("bad rotation", outcome.map(|_| None))
+                }
+                2 => {
+                    let outcome = store.redeem_code(&k.code_hash, &c.client_id, now).await;
+                    let won = matches!(outcome, Ok(RedeemOutcome::Redeemed(_)));
+                    ("redeem", outcome.map(|_| won.then(String::new)))
+                }
+                _ => {
+                    let fresh = grant(&c.client_id, unique_user(), now);
+                    let id = fresh.id.clone();
+                    ("fresh", store.create_grant(&fresh).await.map(|_| Some(id)))
+                }
+            }
+        }));
+    }
+    let mut redeemed = 0;
+    let mut fresh = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            ("duplicate", outcome) => {
+                assert!(
+                    matches!(outcome, Err(StoreError::Conflict(_))),
+                    "{outcome:?}"
+                )
+            }
+            ("bad rotation", outcome) => {
+                assert!(
+                    matches!(outcome, Err(StoreError::Internal(_))),
+                    "{outcome:?}"
+                )
+            }
+            ("redeem", outcome) => redeemed += usize::from(outcome.unwrap().is_some()),
+            (_, outcome) => fresh.push(outcome.unwrap().unwrap()),
+        }
+    }
+    assert_eq!(
+        redeemed, 1,
+        "a code is redeemed once, however the writes were grouped"
+    );
+    assert_eq!(fresh.len(), 270);
+    for id in &fresh {
+        assert!(
+            store.get_grant(id).await.unwrap().is_some(),
+            "grant {id} was lost"
+        );
+    }
+    // The failed rotations changed nothing: the old token rotates now, once.
+    let next = refresh(&old.grant_id, now, 3600);
+    let outcome = store
+        .rotate_refresh_token_issuing(&old.token_hash, &c.client_id, &next, None, now)
+        .await
+        .unwrap();
+    assert!(matches!(outcome, RotateOutcome::Rotated(_)), "{outcome:?}");
+}
+
 async fn sqlite() -> (tempfile::TempDir, Arc<dyn Store>) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/s.db", dir.path().display());
@@ -503,4 +605,17 @@ async fn scenario_on_postgres() {
     let store = telegram_oidc::open_store(&url).await.unwrap();
     scenario(store.clone()).await;
     parallel_redemption(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writes_fail_alone_on_sqlite() {
+    let (_dir, store) = sqlite().await;
+    concurrent_writes_fail_alone(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writes_fail_alone_on_postgres() {
+    let Some(url) = postgres_url() else { return };
+    let store = telegram_oidc::open_store(&url).await.unwrap();
+    concurrent_writes_fail_alone(store).await;
 }
