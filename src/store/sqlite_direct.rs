@@ -40,7 +40,14 @@ pub struct SqliteDirect {
     writer: Mutex<Option<mpsc::Sender<Box<dyn Job>>>>,
 }
 
-fn open(path: &Path) -> rusqlite::Result<Connection> {
+/// Page cache of the writer, which keeps what it wrote warm (SQLite's default, 2 MB).
+const WRITER_CACHE_KIB: i64 = 2048;
+/// Page cache of the readers and the checkpointer: a reader's cache is emptied whenever another
+/// connection has written since its last read, which under load is before nearly every read,
+/// so a large one would only hold memory (bench/README.md, peak RSS).
+const READER_CACHE_KIB: i64 = 256;
+
+fn open(path: &Path, cache_kib: i64) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -48,6 +55,8 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // The settings of the sqlx pool (sqlite.rs); journal_mode=WAL is a property of the file.
     conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
+    // Negative: a size in KiB, not a number of pages.
+    conn.pragma_update(None, "cache_size", -cache_kib)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
@@ -151,7 +160,7 @@ fn writer_loop(path: PathBuf, jobs: mpsc::Receiver<Box<dyn Job>>) {
         }
         let c = match conn.take() {
             Some(c) => c,
-            None => match open(&path).and_then(|c| {
+            None => match open(&path, WRITER_CACHE_KIB).and_then(|c| {
                 // Checkpoints are the other thread's work (checkpoint_loop).
                 c.pragma_update(None, "wal_autocheckpoint", 0)?;
                 Ok(c)
@@ -216,7 +225,7 @@ fn checkpoint_loop(path: &Path, commits: mpsc::Receiver<()>) {
         while commits.try_recv().is_ok() {}
         let c = match conn.take() {
             Some(c) => c,
-            None => match open(path) {
+            None => match open(path, READER_CACHE_KIB) {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot open the database to checkpoint it");
@@ -257,7 +266,7 @@ impl SqliteDirect {
         };
         let conn = match guard.take() {
             Some(conn) => conn,
-            None => open(&self.path)?,
+            None => open(&self.path, READER_CACHE_KIB)?,
         };
         let result = f(&conn);
         // A connection that lost the file is opened again next time.
