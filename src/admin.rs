@@ -185,7 +185,7 @@ pub fn build_client(
     let secret = (new.kind == ClientKind::Confidential && !private_key_jwt)
         .then(|| new_token(TokenKind::ClientSecret));
     let record = ClientRecord {
-        client_id: new_id(),
+        client_id: new_client_id(),
         secret_hash: secret.as_deref().map(token_hash),
         settings: ClientSettings {
             name: new.name.trim().to_owned(),
@@ -255,4 +255,24 @@ pub async fn allow_token_exchange(
     client.settings.token_exchange = Some(crate::store::TokenExchangeSettings { telegram_bot_id });
     store.update_client(&client).await?;
     Ok(client)
+}
+
+/// A client id never starts with `-`, which a command line would take for an option
+/// (`client rotate-secret -w...`); one id in 64 would.
+fn new_client_id() -> String {
+    loop {
+        let id = new_id();
+        if !id.starts_with('-') {
+            return id;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn client_ids_never_look_like_options() {
+        // One random id in 64 starts with `-`; of 2,000, some would.
+        assert!((0..2000).all(|_| !super::new_client_id().starts_with('-')));
+    }
 }

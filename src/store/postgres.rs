@@ -22,10 +22,6 @@ impl PostgresStore {
             .map_err(|e| StoreError::Internal(format!("bad postgres url: {e}")))?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
-            // sqlx would otherwise send a ping before every statement (each one acquires a
-            // connection): a second round trip each time. A connection the server dropped
-            // fails its statement instead (503, `StoreError::Unavailable`) and is replaced.
-            .test_before_acquire(false)
             // When the database is gone a request waits this long, then answers 503.
             .acquire_timeout(Duration::from_secs(3))
             .connect_with(options)

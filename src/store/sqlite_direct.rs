@@ -19,8 +19,9 @@
 //! through sqlx on the same file, and SQLite's locking keeps the two apart.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, named_params};
@@ -33,6 +34,8 @@ const READERS: usize = 4;
 /// Most writes one transaction takes.
 const MAX_BATCH: usize = 256;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// WAL length (4 KiB pages) past which the checkpointer starts it over (checkpoint_loop).
+const WAL_RESTART_FRAMES: i64 = 4000;
 
 pub struct SqliteDirect {
     path: PathBuf,
@@ -146,10 +149,12 @@ fn writer_loop(path: PathBuf, jobs: mpsc::Receiver<Box<dyn Job>>) {
     let mut conn: Option<Connection> = None;
     // Told of each commit; ends when this thread does.
     let (committed, commits) = mpsc::sync_channel::<()>(1);
+    let restart = Arc::new(AtomicBool::new(false));
     let checkpoint_path = path.clone();
+    let wanted = restart.clone();
     let _ = std::thread::Builder::new()
         .name("sqlite-checkpoint".into())
-        .spawn(move || checkpoint_loop(&checkpoint_path, commits));
+        .spawn(move || checkpoint_loop(&checkpoint_path, commits, &wanted));
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -182,6 +187,11 @@ fn writer_loop(path: PathBuf, jobs: mpsc::Receiver<Box<dyn Job>>) {
                     job.finish(Ok(()));
                 }
                 let _ = committed.try_send(());
+                if restart.swap(false, Ordering::Relaxed)
+                    && let Err(e) = c.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
+                {
+                    tracing::warn!(error = %e, "checkpoint failed");
+                }
             }
             Ok(false) if grouped => {
                 for mut job in batch {
@@ -215,9 +225,15 @@ fn writer_loop(path: PathBuf, jobs: mpsc::Receiver<Box<dyn Job>>) {
 /// Copies the WAL back into the database file after commits, on its own thread: done by the
 /// writer after its commits (SQLite's default), a checkpoint and its fsync held up every
 /// write waiting behind it. PASSIVE never waits for readers or the writer; what it cannot copy
-/// yet it copies next time. Other connections (the sqlx pool) keep SQLite's own automatic
-/// checkpoints.
-fn checkpoint_loop(path: &Path, commits: mpsc::Receiver<()>) {
+/// yet it copies next time. Under a steady stream of writes, though, PASSIVE never catches up
+/// with the end of the WAL, which then is never started over and grows without end (127 MB in
+/// eight seconds of client_credentials; every write then lengthened the file). So once the WAL
+/// holds more than [`WAL_RESTART_FRAMES`], the writer itself, between two groups, runs a
+/// RESTART checkpoint: it copies the little PASSIVE has not copied yet and has the next write
+/// start the WAL over from its beginning (run from this thread instead, it made the writer
+/// sleep in SQLite's busy handler). Other connections (the sqlx pool) keep SQLite's own
+/// automatic checkpoints.
+fn checkpoint_loop(path: &Path, commits: mpsc::Receiver<()>, restart: &AtomicBool) {
     let mut conn: Option<Connection> = None;
     while commits.recv().is_ok() {
         // Commits that come meanwhile are covered by this checkpoint.
@@ -233,8 +249,15 @@ fn checkpoint_loop(path: &Path, commits: mpsc::Receiver<()>) {
                 }
             },
         };
-        match c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            Ok(()) => conn = Some(c),
+        // (busy, frames in the WAL, frames copied)
+        let passive = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1));
+        match passive {
+            Ok(frames) => {
+                if frames > WAL_RESTART_FRAMES {
+                    restart.store(true, Ordering::Relaxed);
+                }
+                conn = Some(c);
+            }
             Err(e) => tracing::warn!(error = %e, "checkpoint failed"),
         }
     }
