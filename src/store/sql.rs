@@ -130,9 +130,7 @@ macro_rules! impl_sql_store {
                 if let Some(direct) = self.direct() {
                     return direct.get_client(client_id);
                 }
-                let row = sqlx::query(
-                    q::GET_CLIENT,
-                )
+                let row = sqlx::query(q::GET_CLIENT)
                 .bind(client_id)
                 .fetch_optional(&self.pool)
                 .await?;
@@ -183,9 +181,7 @@ macro_rules! impl_sql_store {
                 if let Some(direct) = self.direct() {
                     return direct.upsert_user(user).await;
                 }
-                sqlx::query(
-                    q::UPSERT_USER,
-                )
+                sqlx::query(q::UPSERT_USER)
                 .bind(user.telegram_id)
                 .bind(&user.first_name)
                 .bind(&user.last_name)
@@ -205,9 +201,7 @@ macro_rules! impl_sql_store {
                 if let Some(direct) = self.direct() {
                     return direct.get_user(telegram_id);
                 }
-                let row = sqlx::query(
-                    q::GET_USER,
-                )
+                let row = sqlx::query(q::GET_USER)
                 .bind(telegram_id)
                 .fetch_optional(&self.pool)
                 .await?;
@@ -230,9 +224,7 @@ macro_rules! impl_sql_store {
                 if let Some(direct) = self.direct() {
                     return direct.consume_proof(proof_hash, expires_at).await;
                 }
-                let done = sqlx::query(
-                    q::CONSUME_PROOF,
-                )
+                let done = sqlx::query(q::CONSUME_PROOF)
                 .bind(proof_hash)
                 .bind(expires_at)
                 .execute(&self.pool)
@@ -244,9 +236,7 @@ macro_rules! impl_sql_store {
                 if let Some(direct) = self.direct() {
                     return direct.create_session(s).await;
                 }
-                sqlx::query(
-                    q::CREATE_SESSION,
-                )
+                sqlx::query(q::CREATE_SESSION)
                 .bind(&s.id_hash)
                 .bind(s.user_id)
                 .bind(s.auth_time)
@@ -262,9 +252,7 @@ macro_rules! impl_sql_store {
                 if let Some(direct) = self.direct() {
                     return direct.get_session(id_hash, now);
                 }
-                let row = sqlx::query(
-                    q::GET_SESSION,
-                )
+                let row = sqlx::query(q::GET_SESSION)
                 .bind(id_hash)
                 .bind(now)
                 .fetch_optional(&self.pool)
@@ -298,9 +286,7 @@ macro_rules! impl_sql_store {
                 if let Some(direct) = self.direct() {
                     return direct.record_session_client(session_hash, client_id, user_id, expires_at).await;
                 }
-                sqlx::query(
-                    q::RECORD_SESSION_CLIENT,
-                )
+                sqlx::query(q::RECORD_SESSION_CLIENT)
                 .bind(session_hash)
                 .bind(client_id)
                 .bind(user_id)
@@ -326,9 +312,7 @@ macro_rules! impl_sql_store {
                 if let Some(direct) = self.direct() {
                     return direct.create_pending(p).await;
                 }
-                sqlx::query(
-                    q::CREATE_PENDING,
-                )
+                sqlx::query(q::CREATE_PENDING)
                 .bind(&p.id_hash)
                 .bind(&p.client_id)
                 .bind(&p.request)
@@ -343,9 +327,7 @@ macro_rules! impl_sql_store {
                 if let Some(direct) = self.direct() {
                     return direct.get_pending(id_hash, now);
                 }
-                let row = sqlx::query(
-                    q::GET_PENDING,
-                )
+                let row = sqlx::query(q::GET_PENDING)
                 .bind(id_hash)
                 .bind(now)
                 .fetch_optional(&self.pool)
@@ -418,9 +400,7 @@ macro_rules! impl_sql_store {
                 }
                 let mut tx = self.pool.begin().await?;
                 insert_grant(&mut *tx, grant).await?;
-                sqlx::query(
-                    q::INSERT_CODE,
-                )
+                sqlx::query(q::INSERT_CODE)
                 .bind(&code.code_hash)
                 .bind(&code.grant_id)
                 .bind(&code.redirect_uri)
@@ -458,9 +438,7 @@ macro_rules! impl_sql_store {
                 if let Some(direct) = self.direct() {
                     return direct.redeem_code(code_hash, client_id, now).await;
                 }
-                let row = sqlx::query(
-                    q::REDEEM_CODE,
-                )
+                let row = sqlx::query(q::REDEEM_CODE)
                 .bind(code_hash)
                 .bind(now)
                 .bind(client_id)
@@ -475,9 +453,7 @@ macro_rules! impl_sql_store {
                         expires_at: row.try_get("expires_at")?,
                     }));
                 }
-                let used = sqlx::query(
-                    q::CODE_ALREADY_USED,
-                )
+                let used = sqlx::query(q::CODE_ALREADY_USED)
                 .bind(code_hash)
                 .bind(client_id)
                 .fetch_optional(&self.pool)
@@ -520,9 +496,7 @@ macro_rules! impl_sql_store {
                 if let Some(a) = access {
                     insert_access_token(&mut *tx, a).await?;
                 }
-                sqlx::query(
-                    q::INSERT_REFRESH_TOKEN,
-                )
+                sqlx::query(q::INSERT_REFRESH_TOKEN)
                 .bind(&r.token_hash)
                 .bind(&r.grant_id)
                 .bind(r.created_at)
@@ -542,9 +516,7 @@ macro_rules! impl_sql_store {
                 if let Some(direct) = self.direct() {
                     return direct.get_access_token(token_hash);
                 }
-                let row = sqlx::query(
-                    q::GET_ACCESS_TOKEN,
-                )
+                let row = sqlx::query(q::GET_ACCESS_TOKEN)
                 .bind(token_hash)
                 .fetch_optional(&self.pool)
                 .await?;
@@ -582,9 +554,7 @@ macro_rules! impl_sql_store {
                 if let Some(direct) = self.direct() {
                     return direct.get_refresh_token(token_hash);
                 }
-                let row = sqlx::query(
-                    q::GET_REFRESH_TOKEN,
-                )
+                let row = sqlx::query(q::GET_REFRESH_TOKEN)
                 .bind(token_hash)
                 .fetch_optional(&self.pool)
                 .await?;
@@ -607,9 +577,7 @@ macro_rules! impl_sql_store {
                 if let Some(direct) = self.direct() {
                     return direct.refresh_token_scope(token_hash, client_id);
                 }
-                let row = sqlx::query(
-                    q::REFRESH_TOKEN_SCOPE,
-                )
+                let row = sqlx::query(q::REFRESH_TOKEN_SCOPE)
                 .bind(token_hash)
                 .bind(client_id)
                 .fetch_optional(&self.pool)
@@ -632,18 +600,14 @@ macro_rules! impl_sql_store {
                     return direct.rotate_refresh_token_issuing(old_hash, client_id, successor, access, now).await;
                 }
                 let mut tx = self.pool.begin().await?;
-                let used = sqlx::query(
-                    q::USE_REFRESH_TOKEN,
-                )
+                let used = sqlx::query(q::USE_REFRESH_TOKEN)
                 .bind(old_hash)
                 .bind(now)
                 .bind(client_id)
                 .fetch_optional(&mut *tx)
                 .await?;
                 let Some(used) = used else {
-                    let seen = sqlx::query(
-                        q::REFRESH_TOKEN_SEEN,
-                    )
+                    let seen = sqlx::query(q::REFRESH_TOKEN_SEEN)
                     .bind(old_hash)
                     .bind(client_id)
                     .fetch_optional(&mut *tx)
@@ -676,22 +640,9 @@ macro_rules! impl_sql_store {
                         // Rolled back: the old token stays as it was.
                         return Err(StoreError::Internal("access token of another grant".into()));
                     }
-                    sqlx::query(
-                        q::INSERT_ACCESS_TOKEN,
-                    )
-                    .bind(&a.token_hash)
-                    .bind(&a.grant_id)
-                    .bind(&a.client_id)
-                    .bind(a.user_id)
-                    .bind(&a.scope)
-                    .bind(a.created_at)
-                    .bind(a.expires_at)
-                    .execute(&mut *tx)
-                    .await?;
+                    insert_access_token(&mut *tx, a).await?;
                 }
-                sqlx::query(
-                    q::INSERT_REFRESH_TOKEN,
-                )
+                sqlx::query(q::INSERT_REFRESH_TOKEN)
                 .bind(&successor.token_hash)
                 .bind(&grant_id)
                 .bind(successor.created_at)
@@ -783,9 +734,7 @@ macro_rules! impl_sql_store {
         where
             E: sqlx::Executor<'c, Database = $db>,
         {
-            sqlx::query(
-                q::INSERT_ACCESS_TOKEN,
-            )
+            sqlx::query(q::INSERT_ACCESS_TOKEN)
             .bind(&a.token_hash)
             .bind(&a.grant_id)
             .bind(&a.client_id)
@@ -802,9 +751,7 @@ macro_rules! impl_sql_store {
         where
             E: sqlx::Executor<'c, Database = $db>,
         {
-            sqlx::query(
-                q::INSERT_GRANT,
-            )
+            sqlx::query(q::INSERT_GRANT)
             .bind(&g.id)
             .bind(&g.client_id)
             .bind(g.user_id)
