@@ -520,35 +520,28 @@ pub async fn run(
     let port = server::free_port()?;
     let config = server::write_config(&dir, port, &db, &spec.keys_dir)?;
 
-    let service = match workload {
-        Workload::CcOpaque | Workload::Introspect => Some(server::add_client(
-            &spec.bin,
-            &config,
-            &[
-                "--name",
-                "bench service",
-                "--service-account",
-                "--scopes",
-                "api:read",
-                "--access-token-format",
-                "opaque",
-            ],
-        )?),
-        Workload::CcJwt => Some(server::add_client(
-            &spec.bin,
-            &config,
-            &[
-                "--name",
-                "bench service",
-                "--service-account",
-                "--scopes",
-                "api:read",
-                "--access-token-format",
-                "jwt",
-            ],
-        )?),
+    let service_format = match workload {
+        Workload::CcOpaque | Workload::Introspect => Some("opaque"),
+        Workload::CcJwt => Some("jwt"),
         _ => None,
     };
+    let service = service_format
+        .map(|format| {
+            server::add_client(
+                &spec.bin,
+                &config,
+                &[
+                    "--name",
+                    "bench service",
+                    "--service-account",
+                    "--scopes",
+                    "api:read",
+                    "--access-token-format",
+                    format,
+                ],
+            )
+        })
+        .transpose()?;
     let id_token_alg = match workload {
         Workload::LoginRs256 => Some("rs256"),
         Workload::LoginEs256 | Workload::Refresh | Workload::Userinfo => Some("es256"),
