@@ -1,10 +1,7 @@
 //! One error type for the protocol endpoints, with the codes of RFC 6749 §5.2, RFC 6750 §3.1,
 //! RFC 7009, RFC 8628 and OpenID Connect Core §3.1.2.6, and one way to turn it into a response.
 
-use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use http::StatusCode;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
@@ -73,7 +70,7 @@ impl ErrorCode {
         }
     }
 
-    fn status(self) -> StatusCode {
+    pub fn status(self) -> StatusCode {
         use ErrorCode::*;
         match self {
             InvalidClient | InvalidToken => StatusCode::UNAUTHORIZED,
@@ -154,68 +151,5 @@ impl OAuthError {
 impl std::fmt::Display for OAuthError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.code.as_str(), self.description)
-    }
-}
-
-impl From<crate::store::StoreError> for OAuthError {
-    fn from(e: crate::store::StoreError) -> Self {
-        match e {
-            crate::store::StoreError::Unavailable(msg) => {
-                tracing::warn!(error = %msg, "database unavailable");
-                OAuthError::new(
-                    ErrorCode::TemporarilyUnavailable,
-                    "the service is temporarily unavailable, try again shortly",
-                )
-            }
-            other => OAuthError::server_error(other),
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: &'a str,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    error_description: &'a str,
-}
-
-/// Quotes a value for an HTTP auth-param (RFC 9110 §11.2): only characters that are safe
-/// inside a quoted string are kept.
-fn quote_param(v: &str) -> String {
-    v.chars()
-        .filter(|c| *c != '"' && *c != '\\' && (c.is_ascii_graphic() || *c == ' '))
-        .collect()
-}
-
-impl IntoResponse for OAuthError {
-    fn into_response(self) -> Response {
-        let status = self.code.status();
-        let body = ErrorBody {
-            error: self.code.as_str(),
-            error_description: &self.description,
-        };
-        let mut response = (status, Json(body)).into_response();
-        let headers = response.headers_mut();
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-        if self.code == ErrorCode::TemporarilyUnavailable {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        }
-        let challenge = match (self.style, status) {
-            (Style::Bearer, _) => Some(format!(
-                "Bearer error=\"{}\", error_description=\"{}\"",
-                self.code.as_str(),
-                quote_param(&self.description)
-            )),
-            (Style::BearerNoCredentials, _) => Some("Bearer realm=\"telegram-oidc\"".to_string()),
-            (Style::Json, StatusCode::UNAUTHORIZED) if self.basic_challenge => {
-                Some("Basic realm=\"telegram-oidc\"".to_string())
-            }
-            _ => None,
-        };
-        if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
-            headers.insert(header::WWW_AUTHENTICATE, value);
-        }
-        response
     }
 }

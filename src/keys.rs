@@ -777,11 +777,7 @@ impl KeyStore {
     /// On error (unreadable directory, malformed key file, or an algorithm left without any key)
     /// the keys already loaded stay in use.
     pub fn reload(&self) -> Result<bool, KeyError> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        self.reload_at(now)
+        self.reload_at(crate::clock::system_now())
     }
 
     /// As [`KeyStore::reload`] at `now`; also makes a published key sign once its

@@ -9,13 +9,15 @@
 )]
 
 pub mod admin;
-pub mod app;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod flow;
 pub mod keys;
 pub mod oidc;
+pub mod params;
 pub mod secrets;
+pub mod state;
 pub mod store;
 pub mod telegram;
 pub mod web;
@@ -26,10 +28,11 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::app::App;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::flow::policy::{AdmitEveryone, LoginPolicy};
 use crate::keys::KeyStore;
+use crate::state::App;
 use crate::store::{JobLock, PostgresStore, SqliteStore, Store, StoreError};
 
 /// How often expired rows are swept away.
@@ -65,7 +68,24 @@ pub async fn launch(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    launch_with_clock(config, listener, shutdown, Arc::new(SystemClock)).await
+    launch_with(config, listener, shutdown, Seams::default()).await
+}
+
+/// What a test (or an embedding program) may put in place of the defaults.
+pub struct Seams {
+    /// The clock the protocol reads time from (tests move it forward).
+    pub clock: Arc<dyn Clock>,
+    /// Who may log in to which app.
+    pub policy: Arc<dyn LoginPolicy>,
+}
+
+impl Default for Seams {
+    fn default() -> Self {
+        Seams {
+            clock: Arc::new(SystemClock),
+            policy: Arc::new(AdmitEveryone),
+        }
+    }
 }
 
 /// As [`launch`], with the clock the protocol reads time from (tests move it forward).
@@ -75,14 +95,29 @@ pub async fn launch_with_clock(
     shutdown: impl Future<Output = ()> + Send + 'static,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<()> {
+    let seams = Seams {
+        clock,
+        ..Seams::default()
+    };
+    launch_with(config, listener, shutdown, seams).await
+}
+
+/// As [`launch`], with [`Seams`] in place of the defaults.
+pub async fn launch_with(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    seams: Seams,
+) -> anyhow::Result<()> {
+    let Seams { clock, policy } = seams;
     config.validate()?;
     let store = open_store(&config.database_url).await?;
     let keys = Arc::new(KeyStore::open(&config.keys_dir, clock.now())?);
-    let app = Arc::new(App::new(config, store, keys, clock)?);
-    let router = app::router(app.clone());
+    let app = Arc::new(App::new(config, store, keys, clock, policy)?);
+    let router = web::router::router(app.clone());
 
     let background = tokio::spawn(background_jobs(app.clone()));
-    let bot_updates = telegram::updates::start(&app).await;
+    let bot_updates = flow::bot_updates::start(&app).await;
     tracing::info!(
         address = %listener.local_addr()?,
         issuer = %app.config.issuer,

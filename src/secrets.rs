@@ -91,6 +91,39 @@ impl std::fmt::Debug for SecretToken {
     }
 }
 
+/// Reads a 32-byte secret file, creating it (mode 0600, written atomically) on first start.
+pub fn load_or_create_secret(path: &std::path::Path) -> anyhow::Result<[u8; 32]> {
+    use anyhow::Context;
+    match std::fs::read(path) {
+        Ok(bytes) => bytes
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("{} must hold exactly 32 bytes; remove it to make a new one (pairwise subjects will change)", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let secret: [u8; 32] = crate::secrets::random_bytes();
+            let dir = path.parent().unwrap_or(std::path::Path::new("."));
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            let tmp = dir.join(format!(".subject-secret.tmp-{}", std::process::id()));
+            {
+                use std::io::Write;
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                let mut file = options.open(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+                file.write_all(&secret)?;
+                file.sync_all()?;
+            }
+            // Another node may have won the race: keep whichever file landed first.
+            if std::fs::hard_link(&tmp, path).is_err() && !path.exists() {
+                anyhow::bail!("cannot create {}", path.display());
+            }
+            let _ = std::fs::remove_file(&tmp);
+            load_or_create_secret(path)
+        }
+        Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,9 +11,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
-use crate::app::App;
 use crate::error::{OAuthError, OAuthResult};
 use crate::secrets::sha256;
+use crate::state::App;
 use crate::store::{ClientKind, ClientRecord};
 
 /// RFC 7523 §2.2 `client_assertion_type`.

@@ -6,10 +6,10 @@ use axum::http::{HeaderMap, header};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::app::App;
 use crate::error::{OAuthError, OAuthResult};
 use crate::oidc::client_assertion;
 use crate::secrets::{constant_time_eq, token_hash};
+use crate::state::App;
 use crate::store::{ClientKind, ClientRecord};
 
 pub fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {

@@ -5,10 +5,10 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::app::AppState;
 use crate::config::Config;
 use crate::keys::SigningAlg;
 use crate::oidc::{client_assertion, scopes};
+use crate::state::AppState;
 
 /// The discovery document: every value is one this server really honours.
 pub fn document(config: &Config) -> Value {
@@ -79,7 +79,7 @@ pub async fn jwks(State(app): State<AppState>) -> Response {
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
             (header::REFERRER_POLICY, "no-referrer"),
         ],
-        app.jwks(),
+        app.jwks(app.now()),
     )
         .into_response()
 }

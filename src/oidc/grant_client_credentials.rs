@@ -3,11 +3,11 @@
 
 use serde_json::Value;
 
-use crate::app::App;
 use crate::error::{ErrorCode, OAuthError, OAuthResult};
 use crate::oidc::client_auth::param;
 use crate::oidc::{mint, scopes};
 use crate::secrets::new_id;
+use crate::state::App;
 use crate::store::{ClientKind, ClientRecord, GrantRecord};
 
 pub async fn exchange(

@@ -2,11 +2,11 @@
 
 use serde_json::Value;
 
-use crate::app::App;
 use crate::error::{OAuthError, OAuthResult};
 use crate::oidc::client_auth::param;
 use crate::oidc::{mint, pkce};
 use crate::secrets::token_hash;
+use crate::state::App;
 use crate::store::{ClientRecord, RedeemOutcome};
 
 pub async fn exchange(

@@ -3,11 +3,11 @@
 
 use serde_json::Value;
 
-use crate::app::App;
 use crate::error::{ErrorCode, OAuthError, OAuthResult};
 use crate::oidc::client_auth::param;
 use crate::oidc::mint;
 use crate::secrets::{TokenKind, new_id, token_hash};
+use crate::state::App;
 use crate::store::flows::{DevicePoll, DeviceStatus};
 use crate::store::{ClientRecord, GrantRecord};
 

@@ -3,11 +3,11 @@
 
 use serde_json::Value;
 
-use crate::app::App;
 use crate::error::{OAuthError, OAuthResult};
 use crate::oidc::client_auth::param;
 use crate::oidc::{mint, scopes};
 use crate::secrets::token_hash;
+use crate::state::App;
 use crate::store::{ClientRecord, RotateOutcome};
 
 pub async fn exchange(

@@ -8,14 +8,12 @@
 
 use serde_json::{Value, json};
 
-use crate::app::App;
 use crate::error::{ErrorCode, OAuthError, OAuthResult};
 use crate::oidc::client_auth::param;
 use crate::oidc::{mint, scopes};
-use crate::secrets::{new_id, sha256};
-use crate::store::{ClientRecord, GrantRecord, TokenExchangeSettings};
-use crate::telegram::widget::{self, Freshness};
-use crate::telegram::{TelegramIdentity, webapp};
+use crate::secrets::new_id;
+use crate::state::App;
+use crate::store::{ClientRecord, GrantRecord, TokenExchangeSettings, UserRecord};
 
 pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 /// A Mini App's `Telegram.WebApp.initData`, exactly as the Mini App received it.
@@ -28,21 +26,28 @@ pub const LOGIN_WIDGET_TOKEN_TYPE: &str =
 pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 pub const ID_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:id_token";
 
-/// Widget data is a few hundred bytes; initData has its own limit in `webapp`.
-const MAX_WIDGET_DATA_LEN: usize = 4096;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Requested {
     AccessToken,
     IdToken,
 }
 
-pub async fn exchange(
-    app: &App,
-    client: &ClientRecord,
-    params: &[(String, String)],
-    now: i64,
-) -> OAuthResult<Value> {
+/// A token exchange request, checked except for its subject token (which the login adapters
+/// verify, and the gate admits).
+#[derive(Debug)]
+pub struct TokenExchangeRequest<'a> {
+    pub settings: &'a TokenExchangeSettings,
+    pub subject_token: &'a str,
+    pub subject_token_type: &'a str,
+    requested: Requested,
+    scope: String,
+}
+
+/// Checks everything of a token exchange but the subject token (RFC 8693 §2.1).
+pub fn parse<'a>(
+    client: &'a ClientRecord,
+    params: &'a [(String, String)],
+) -> OAuthResult<TokenExchangeRequest<'a>> {
     let Some(settings) = &client.settings.token_exchange else {
         return Err(OAuthError::new(
             ErrorCode::UnauthorizedClient,
@@ -82,29 +87,35 @@ pub async fn exchange(
             "an ID token needs the openid scope",
         ));
     }
-    let (identity, proof) = verify_subject(app, settings, subject_token, subject_token_type, now)?;
-    let t = &app.config.telegram;
-    // Remembered until it could no longer pass the freshness check anyway.
-    let remember_until = identity.proven_at + t.auth_date_window_secs + t.clock_skew_secs + 1;
-    if !app.store.consume_proof(&proof, remember_until).await? {
-        return Err(OAuthError::invalid_request(
-            "the subject_token was already used",
-        ));
-    }
-    crate::web::login::save_user(app, &identity).await?;
-    let user = app
-        .store
-        .get_user(identity.id)
-        .await?
-        .ok_or_else(|| OAuthError::server_error("the user just saved is missing"))?;
+    Ok(TokenExchangeRequest {
+        settings,
+        subject_token,
+        subject_token_type,
+        requested,
+        scope,
+    })
+}
+
+/// The answer to an exchange whose subject the gate let in: what the client asked for, for
+/// `user`, proven by `amr` at `auth_time`.
+pub async fn issue(
+    app: &App,
+    client: &ClientRecord,
+    request: TokenExchangeRequest<'_>,
+    user: &UserRecord,
+    amr: &str,
+    auth_time: i64,
+    now: i64,
+) -> OAuthResult<Value> {
+    let scope = request.scope;
     let tokens = &app.config.tokens;
     let grant = GrantRecord {
         id: new_id(),
         client_id: client.client_id.clone(),
-        user_id: Some(identity.id),
+        user_id: Some(user.telegram_id),
         scope: scope.clone(),
-        auth_time: identity.proven_at,
-        amr: identity.method.amr().to_owned(),
+        auth_time,
+        amr: amr.to_owned(),
         nonce: None,
         created_at: now,
         revoked_at: None,
@@ -113,13 +124,13 @@ pub async fn exchange(
     let id_token_input = |access_token| mint::IdTokenInput {
         client,
         grant: &grant,
-        user: &user,
+        user,
         scope: &scope,
         access_token,
         include_nonce: false,
         now,
     };
-    if requested == Requested::IdToken {
+    if request.requested == Requested::IdToken {
         let id_token = mint::id_token(app, id_token_input(""))?;
         // RFC 8693 §2.2.1: a token that is not an access token has the token_type N_A.
         return Ok(json!({
@@ -176,68 +187,4 @@ fn granted_scope(client: &ClientRecord, asked: Option<&str>) -> OAuthResult<Stri
         return Err(OAuthError::invalid_scope("the scope is empty"));
     }
     Ok(scopes::join(&asked))
-}
-
-/// Checks the subject token and returns the identity and the key under which its single use is
-/// recorded. RFC 8693 §2.2.2: an unsupported, invalid or unacceptable subject token is
-/// `invalid_request`.
-fn verify_subject(
-    app: &App,
-    settings: &TokenExchangeSettings,
-    subject_token: &str,
-    subject_token_type: &str,
-    now: i64,
-) -> OAuthResult<(TelegramIdentity, Vec<u8>)> {
-    let t = &app.config.telegram;
-    let freshness = Freshness {
-        window_secs: t.auth_date_window_secs,
-        skew_secs: t.clock_skew_secs,
-    };
-    let refused = |reason: &dyn std::fmt::Display| {
-        tracing::info!(reason = %reason, subject_token_type, "refused a token exchange");
-        OAuthError::invalid_request(format!("the subject_token is not acceptable: {reason}"))
-    };
-    match subject_token_type {
-        INIT_DATA_TOKEN_TYPE => {
-            let (identity, raw) = match settings.telegram_bot_id {
-                Some(bot_id) => {
-                    let key = t.init_data_public_key().ok_or_else(|| {
-                        OAuthError::server_error("the Mini App public key is not configured")
-                    })?;
-                    let (identity, signature) =
-                        webapp::verify_with_signature(subject_token, bot_id, &key, now, freshness)
-                            .map_err(|e| refused(&e))?;
-                    (
-                        identity,
-                        [b"initdata-signature:".as_slice(), &signature].concat(),
-                    )
-                }
-                None => {
-                    let (identity, hash) = webapp::verify_with_token(
-                        subject_token,
-                        t.bot_token.expose(),
-                        now,
-                        freshness,
-                    )
-                    .map_err(|e| refused(&e))?;
-                    (identity, hash)
-                }
-            };
-            Ok((identity, sha256(&raw)))
-        }
-        LOGIN_WIDGET_TOKEN_TYPE => {
-            if subject_token.len() > MAX_WIDGET_DATA_LEN {
-                return Err(refused(&"it is too long"));
-            }
-            let fields = crate::web::parse_params(subject_token)
-                .map_err(|_| refused(&"it is not a valid URL-encoded string"))?;
-            let (identity, hash) = widget::verify(&fields, t.bot_token.expose(), now, freshness)
-                .map_err(|e| refused(&e))?;
-            // The same key as the browser login's, so one widget login is used once in all.
-            Ok((identity, sha256(&hash)))
-        }
-        _ => Err(OAuthError::invalid_request(format!(
-            "unsupported subject_token_type; use {INIT_DATA_TOKEN_TYPE} or {LOGIN_WIDGET_TOKEN_TYPE}"
-        ))),
-    }
 }

@@ -9,11 +9,11 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::app::{App, AppState};
 use crate::error::{OAuthError, OAuthResult};
 use crate::oidc::client_auth::{self, param};
 use crate::oidc::subject;
 use crate::oidc::token_lookup::{self, Found};
+use crate::state::{App, AppState};
 use crate::store::ClientRecord;
 use crate::web;
 

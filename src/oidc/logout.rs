@@ -16,11 +16,12 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::json;
 
-use crate::app::{App, AppState};
-use crate::oidc::authorize::{check_id_token_hint, redirect_to_client};
+use crate::oidc::authorize::check_id_token_hint;
 use crate::oidc::{client_auth::param, subject};
 use crate::secrets::{constant_time_eq, new_id, token_hash};
+use crate::state::{App, AppState};
 use crate::store::ClientRecord;
+use crate::web::authorize::redirect_to_client;
 use crate::web::{self, pages};
 
 const BACKCHANNEL_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
@@ -67,7 +68,7 @@ async fn parse(app: &App, params: &[(String, String)]) -> Result<LogoutRequest, 
     // The hint's audience names the app when client_id is absent.
     if client_id.is_none()
         && let Some(hint) = hint
-        && let Ok((_, claims)) = app.verify_jwt(hint)
+        && let Ok((_, claims)) = app.verify_jwt(hint, app.now())
     {
         client_id = match claims.get("aud") {
             Some(serde_json::Value::String(a)) => Some(a.clone()),

@@ -3,11 +3,11 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::app::App;
 use crate::error::{OAuthError, OAuthResult};
 use crate::keys::{SigningAlg, half_hash};
 use crate::oidc::{scopes, subject};
 use crate::secrets::{TokenKind, new_id, new_token, sha256, token_hash};
+use crate::state::App;
 use crate::store::{
     AccessTokenFormat, AccessTokenRecord, ClientRecord, GrantRecord, RefreshPolicy,
     RefreshTokenRecord, UserRecord,

@@ -11,12 +11,12 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::admin::{self, AdminError, NewClient};
-use crate::app::{App, AppState};
 use crate::error::{ErrorCode, OAuthError, OAuthResult, Style};
 use crate::keys::SigningAlg;
+use crate::oidc::clients::{self as admin, AdminError, NewClient};
 use crate::oidc::{client_assertion, scopes};
 use crate::secrets::{TokenKind, constant_time_eq, new_token, sha256, token_hash};
+use crate::state::{App, AppState};
 use crate::store::{ClientKind, ClientRecord, RefreshPolicy, SubjectType, TokenEndpointAuthMethod};
 
 const MAX_REDIRECT_URIS: usize = 20;

@@ -7,10 +7,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::app::AppState;
 use crate::error::{OAuthError, OAuthResult};
 use crate::oidc::client_auth::{self, param};
 use crate::oidc::token_lookup::{self, Found};
+use crate::state::AppState;
 use crate::web;
 
 pub async fn revoke(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {

@@ -9,8 +9,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value, json};
 
-use crate::app::App;
 use crate::oidc::scopes;
+use crate::state::App;
 use crate::store::{ClientRecord, SubjectType, UserRecord};
 
 /// The sector of a pairwise client: its registered sector identifier, else the host of its

@@ -2,10 +2,10 @@
 
 use serde_json::Value;
 
-use crate::app::App;
 use crate::error::OAuthResult;
 use crate::oidc::mint::ACCESS_TOKEN_ALG;
 use crate::secrets::{TokenKind, sha256, token_hash};
+use crate::state::App;
 use crate::store::{AccessTokenState, RefreshTokenState};
 
 pub enum Found {
@@ -29,7 +29,7 @@ pub async fn find(app: &App, token: &str) -> OAuthResult<Found> {
         );
     }
     let key = if token.matches('.').count() == 2 {
-        let Ok((header, claims)) = app.verify_jwt(token) else {
+        let Ok((header, claims)) = app.verify_jwt(token, app.now()) else {
             return Ok(Found::Unknown);
         };
         if header.get("typ").and_then(Value::as_str) != Some("at+jwt")

@@ -8,12 +8,12 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use crate::app::{App, AppState};
 use crate::error::{ErrorCode, OAuthError, OAuthResult};
 use crate::oidc::client_auth::param;
 use crate::oidc::mint::ACCESS_TOKEN_ALG;
 use crate::oidc::{scopes, subject};
 use crate::secrets::{sha256, token_hash};
+use crate::state::{App, AppState};
 use crate::store::AccessTokenRecord;
 use crate::web;
 
@@ -47,7 +47,7 @@ pub async fn check_access_token(
         return Err(invalid());
     }
     let key = if token.matches('.').count() == 2 {
-        let (header, claims) = app.verify_jwt(token).map_err(|_| invalid())?;
+        let (header, claims) = app.verify_jwt(token, app.now()).map_err(|_| invalid())?;
         if header.get("typ").and_then(Value::as_str) != Some("at+jwt")
             || header.get("alg").and_then(Value::as_str) != Some(ACCESS_TOKEN_ALG.as_str())
             || claims.get("iss").and_then(Value::as_str) != Some(app.config.issuer.as_str())

@@ -63,6 +63,24 @@ fn is_connection_lost(code: Option<&str>) -> bool {
     code.is_some_and(|c| c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03" | "53300"))
 }
 
+/// A store failure as the protocol reports it: an outage is `temporarily_unavailable`, anything
+/// else a `server_error` whose detail stays in the log.
+impl From<StoreError> for crate::error::OAuthError {
+    fn from(e: StoreError) -> Self {
+        use crate::error::OAuthError;
+        match e {
+            StoreError::Unavailable(msg) => {
+                tracing::warn!(error = %msg, "database unavailable");
+                OAuthError::new(
+                    crate::error::ErrorCode::TemporarilyUnavailable,
+                    "the service is temporarily unavailable, try again shortly",
+                )
+            }
+            other => OAuthError::server_error(other),
+        }
+    }
+}
+
 pub type StoreResult<T> = Result<T, StoreError>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

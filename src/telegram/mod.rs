@@ -3,7 +3,6 @@
 
 pub mod bot;
 pub mod deeplink;
-pub mod updates;
 pub mod upstream_oidc;
 pub mod webapp;
 pub mod widget;

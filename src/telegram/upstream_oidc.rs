@@ -35,6 +35,9 @@ const METADATA_TTL_SECS: i64 = 24 * 3600;
 /// Largest accepted `iat` in the future, in seconds (clock skew).
 const IAT_SKEW_SECS: i64 = 60;
 
+/// Where Telegram sends the browser back to, under the issuer (registered with BotFather).
+pub const CALLBACK_PATH: &str = "/login/telegram-oidc/callback";
+
 /// The claims Telegram adds to the standard ones: `id` is the Telegram user id (a number, or in
 /// some tokens a string), which `sub` is not.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -52,7 +52,7 @@ pub fn parse(init_data: &str) -> Result<Vec<(String, String)>, InitDataError> {
     if init_data.len() > MAX_INIT_DATA_LEN {
         return Err(InitDataError::Malformed("it is too long"));
     }
-    let fields = crate::web::parse_params(init_data)
+    let fields = crate::params::parse_params(init_data)
         .map_err(|_| InitDataError::Malformed("it is not a valid URL-encoded string"))?;
     if fields.len() > MAX_FIELDS {
         return Err(InitDataError::Malformed("too many fields"));

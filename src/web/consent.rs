@@ -9,11 +9,12 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 
-use crate::app::AppState;
 use crate::error::ErrorCode;
-use crate::oidc::authorize::{self, AuthorizeError, load_pending, see_other};
+use crate::oidc::authorize::AuthorizeError;
 use crate::oidc::scopes;
 use crate::secrets::{constant_time_eq, token_hash};
+use crate::state::AppState;
+use crate::web::authorize::{self, load_pending, see_other};
 use crate::web::{self, OAuthForm, pages};
 
 /// HMAC keyed by the raw session id, which only this browser's cookie holds.
@@ -135,7 +136,7 @@ pub async fn consent_decision(
             if let Err(e) = saved {
                 return AuthorizeError::from(e).into_response(&app);
             }
-            authorize::issue_code(&app, &form.req, &request, &session)
+            authorize::issue_code(&app, &form.req, &request, &session, Some(&client))
                 .await
                 .unwrap_or_else(|e| e.into_response(&app))
         }

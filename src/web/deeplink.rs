@@ -16,14 +16,16 @@ use qrcode::render::svg;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::app::{App, AppState};
 use crate::error::ErrorCode;
-use crate::oidc::authorize::{AuthorizeError, load_pending, see_other};
+use crate::flow::bot_chat::{self, Purpose};
+use crate::oidc::authorize::AuthorizeError;
 use crate::secrets::{TokenKind, constant_time_eq, new_token, token_hash};
+use crate::state::{App, AppState};
 use crate::store::flows::{BotLoginRecord, BotLoginStatus};
 use crate::store::{ClientRecord, StoreError};
 use crate::telegram::TelegramIdentity;
-use crate::telegram::deeplink::{self, COLLECT_SECS, Purpose};
+use crate::telegram::deeplink::COLLECT_SECS;
+use crate::web::authorize::{load_pending, see_other};
 // The templates call these as `self::t(...)`.
 use crate::web::i18n::{lang, t};
 use crate::web::{self, OAuthForm, pages};
@@ -118,7 +120,7 @@ pub async fn for_login_page(
 ) -> Result<(BotLoginView, HeaderValue), StoreError> {
     let browser_secret = new_token(TokenKind::BrowserBinding);
     let ttl = app.config.telegram.deep_link_ttl_secs;
-    let login = deeplink::create(
+    let login = bot_chat::create(
         app,
         &client.client_id,
         Purpose::Browser {
@@ -318,12 +320,8 @@ async fn collect(
         Some(json) => {
             let identity: TelegramIdentity =
                 serde_json::from_str(json).map_err(crate::error::OAuthError::server_error)?;
-            let cookie =
-                web::login::complete_login(app, &identity, headers, &form.req, request).await?;
-            let mut response =
-                see_other(&app.url(&format!("/authorize/continue?req={}", form.req)));
-            response.headers_mut().append(header::SET_COOKIE, cookie);
-            response
+            // Single use is kept by the bot login itself, consumed above.
+            web::login::finish_login(app, &identity, None, headers, &form.req, request).await?
         }
         None => {
             app.store.delete_pending(&token_hash(&form.req)).await?;

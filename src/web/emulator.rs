@@ -7,9 +7,9 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 
-use crate::app::AppState;
-use crate::oidc::authorize::{load_pending, see_other};
+use crate::state::AppState;
 use crate::telegram::widget;
+use crate::web::authorize::{load_pending, see_other};
 use crate::web::{OAuthForm, pages};
 
 #[derive(Deserialize)]

@@ -6,13 +6,14 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use serde::Deserialize;
 
-use crate::app::{App, AppState};
-use crate::error::OAuthError;
-use crate::oidc::authorize::{AuthorizationRequest, AuthorizeError, load_pending, see_other};
-use crate::secrets::{sha256, token_hash};
-use crate::store::UserRecord;
+use crate::flow;
+use crate::flow::login::ProofKey;
+use crate::oidc::authorize::{AuthorizationRequest, AuthorizeError};
+use crate::secrets::sha256;
+use crate::state::{App, AppState};
 use crate::telegram::TelegramIdentity;
 use crate::telegram::widget::{self, Freshness, WidgetError};
+use crate::web::authorize::{load_pending, see_other};
 use crate::web::{self, pages};
 
 #[derive(Deserialize)]
@@ -164,70 +165,36 @@ async fn widget_login(
             );
         }
     };
-    // Remembered until it could no longer pass the freshness check anyway.
-    let remember_until = identity.proven_at + t.auth_date_window_secs + t.clock_skew_secs + 1;
-    match app
-        .store
-        .consume_proof(&sha256(&raw_hash), remember_until)
+    let proof = ProofKey(sha256(&raw_hash));
+    finish_login(app, &identity, Some(proof), headers, req, request)
         .await
-    {
-        Ok(true) => {}
-        Ok(false) => {
-            return pages::error_page_at(
-                app.base_path(),
-                StatusCode::BAD_REQUEST,
-                "Telegram login refused",
-                "This Telegram login was already used. Please log in again.",
-            );
-        }
-        Err(e) => return AuthorizeError::from(e).into_response(app),
-    }
-    match complete_login(app, &identity, headers, req, request).await {
-        Ok(cookie) => {
-            let mut response = see_other(&app.url(&format!("/authorize/continue?req={req}")));
-            response.headers_mut().insert(header::SET_COOKIE, cookie);
-            response
-        }
-        Err(e) => e.into_response(app),
-    }
+        .unwrap_or_else(|e| e.into_response(app))
 }
 
-/// Creates or refreshes the user record of a proven identity; every login method, with a
-/// browser or without, goes through here.
-pub async fn save_user(app: &App, identity: &TelegramIdentity) -> crate::store::StoreResult<()> {
-    let now = app.now();
-    // The upsert keeps a known user's `created_at`, so no read is needed first.
-    app.store
-        .upsert_user(&UserRecord {
-            telegram_id: identity.id,
-            first_name: identity.first_name.clone(),
-            last_name: identity.last_name.clone(),
-            username: identity.username.clone(),
-            photo_url: identity.photo_url.clone(),
-            language_code: identity.language_code.clone(),
-            is_premium: identity.is_premium,
-            phone_number: identity.phone_number.clone(),
-            created_at: now,
-            updated_at: now,
-        })
-        .await
-}
-
-/// The one path every login method ends in: the user record is refreshed, a browser session
-/// starts, and the pending authorization `req` notes that its login happened. Returns the
-/// `Set-Cookie` value.
-pub async fn complete_login(
+/// Every browser login ends here: through the gate to a new session, then back to the
+/// authorization, which asks the gate whether this user may enter the app.
+pub async fn finish_login(
     app: &App,
     identity: &TelegramIdentity,
+    proof: Option<ProofKey>,
     headers: &HeaderMap,
     req: &str,
-    mut request: AuthorizationRequest,
-) -> Result<axum::http::HeaderValue, AuthorizeError> {
-    save_user(app, identity).await?;
-    let (cookie, session_hash) =
-        web::start_session(app, identity.id, identity.method.amr(), headers).await?;
-    request.fresh_login_session = Some(hex::encode(session_hash));
-    let json = serde_json::to_string(&request).map_err(OAuthError::server_error)?;
-    app.store.update_pending(&token_hash(req), &json).await?;
-    Ok(cookie)
+    request: AuthorizationRequest,
+) -> Result<Response, AuthorizeError> {
+    let old_session = web::session_id(app, headers);
+    let session = flow::login::in_browser(
+        app,
+        identity,
+        proof,
+        old_session.as_deref(),
+        req,
+        request,
+        app.now(),
+    )
+    .await?;
+    let mut response = see_other(&app.url(&format!("/authorize/continue?req={req}")));
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, web::session_cookie(app, &session)?);
+    Ok(response)
 }

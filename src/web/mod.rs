@@ -1,22 +1,29 @@
 //! Browser-facing pieces: extractors that turn malformed input into OAuth errors, the browser
 //! session cookie, and the HTML pages.
 
+pub mod authorize;
 pub mod consent;
 pub mod deeplink;
+pub mod device;
 pub mod emulator;
+pub mod errors;
 pub mod i18n;
 pub mod login;
 pub mod pages;
+pub mod router;
+pub mod token;
 pub mod upstream;
+pub mod webhook;
 
 use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
-use crate::app::{App, AppState};
 use crate::error::OAuthError;
-use crate::secrets::{TokenKind, new_token, token_hash};
+use crate::flow::session::NewSession;
+use crate::secrets::TokenKind;
+use crate::state::{App, AppState};
 use crate::store::{SessionRecord, StoreResult};
 
 /// `axum::Form`, but a malformed or oversized body is an OAuth `invalid_request` in JSON,
@@ -61,38 +68,7 @@ fn form_rejection(rejection: axum::extract::rejection::FormRejection) -> OAuthEr
     OAuthError::invalid_request(description)
 }
 
-/// Parameters exactly as sent, in order, duplicates kept (RFC 6749 §3.1 forbids repeating one).
-/// Strict where browsers' parsers are lenient: a broken `%` escape or bytes that are not UTF-8
-/// make the whole request malformed instead of being passed on half-decoded.
-pub fn parse_params(raw: &str) -> Result<Vec<(String, String)>, OAuthError> {
-    let mut out = Vec::new();
-    for pair in raw.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        out.push((strict_decode(k)?, strict_decode(v)?));
-    }
-    Ok(out)
-}
-
-fn strict_decode(s: &str) -> Result<String, OAuthError> {
-    let malformed = || OAuthError::invalid_request("malformed percent-encoding in the parameters");
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3).ok_or_else(malformed)?;
-                let hex = std::str::from_utf8(hex).map_err(|_| malformed())?;
-                out.push(u8::from_str_radix(hex, 16).map_err(|_| malformed())?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).map_err(|_| malformed())
-}
+pub use crate::params::parse_params;
 
 /// Reads a urlencoded body into parameters; `Err` is the response to send.
 pub async fn read_form_params(
@@ -161,36 +137,12 @@ pub async fn current_session(
     let Some(id) = session_id(app, headers) else {
         return Ok(None);
     };
-    let found = app.store.get_session(&token_hash(&id), app.now()).await?;
+    let found = crate::flow::session::find(app, &id, app.now()).await?;
     Ok(found.map(|s| (id, s)))
 }
 
-/// Starts a session for a user just proven by Telegram; returns the `Set-Cookie` value and the
-/// stored hash of the new session id.
-pub async fn start_session(
-    app: &App,
-    user_id: i64,
-    amr: &str,
-    headers: &HeaderMap,
-) -> StoreResult<(HeaderValue, Vec<u8>)> {
-    // A new login replaces the old session: a fixed id would let a planted cookie ride along.
-    if let Some(old) = session_id(app, headers) {
-        app.store.delete_session(&token_hash(&old)).await?;
-    }
-    let now = app.now();
-    let id = new_token(TokenKind::Session);
-    let id_hash = token_hash(&id);
-    let ttl = app.config.tokens.session_ttl_secs;
-    app.store
-        .create_session(&SessionRecord {
-            id_hash: id_hash.clone(),
-            user_id,
-            auth_time: now,
-            amr: amr.to_owned(),
-            created_at: now,
-            expires_at: now + ttl,
-        })
-        .await?;
+/// The `Set-Cookie` value that hands a new session to the browser.
+pub fn session_cookie(app: &App, session: &NewSession) -> StoreResult<HeaderValue> {
     let secure = if app.config.secure_cookies() {
         "; Secure"
     } else {
@@ -199,14 +151,12 @@ pub async fn start_session(
     let cookie = format!(
         "{}={}; Path={}; Max-Age={}; HttpOnly; SameSite=Lax{}",
         session_cookie_name(app),
-        id,
+        session.id,
         app.config.cookie_path(),
-        ttl,
+        session.ttl_secs,
         secure
     );
-    let cookie = HeaderValue::from_str(&cookie)
-        .map_err(|e| crate::store::StoreError::Internal(e.to_string()))?;
-    Ok((cookie, id_hash))
+    HeaderValue::from_str(&cookie).map_err(|e| crate::store::StoreError::Internal(e.to_string()))
 }
 
 // ---- small handlers ----

@@ -1,6 +1,6 @@
 //! Login through Telegram's own OpenID Connect provider: the start (a redirect to Telegram) and
 //! the callback (code and state back from Telegram), which ends in the shared
-//! [`complete_login`](super::login::complete_login).
+//! [`complete_login`](super::login::finish_login).
 //!
 //! The flow's secrets never reach the database: the start gives the browser a short-lived
 //! HttpOnly cookie holding a random secret and the pending authorization handle; the PKCE
@@ -15,12 +15,13 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 
-use crate::app::{App, AppState};
-use crate::oidc::authorize::{AuthorizeError, load_pending, see_other};
+use crate::oidc::authorize::AuthorizeError;
 use crate::secrets::{constant_time_eq, random_bytes, sha256};
+use crate::state::{App, AppState};
 use crate::store::UpstreamLogin;
 use crate::telegram::upstream_oidc::{LoginSecrets, UpstreamError};
-use crate::web::{self, login::complete_login, pages};
+use crate::web::authorize::{load_pending, see_other};
+use crate::web::{self, login::finish_login, pages};
 
 /// How long the user has at Telegram before the login must be started again.
 const FLOW_TTL_SECS: i64 = 600;
@@ -28,7 +29,7 @@ const COOKIE_PREFIX: &str = "tgoidc_up_";
 const MAX_PARAM_LEN: usize = 2048;
 
 /// Where Telegram sends the browser back; register it with BotFather (Web Login).
-pub const CALLBACK_PATH: &str = "/login/telegram-oidc/callback";
+pub use crate::telegram::upstream_oidc::CALLBACK_PATH;
 pub const START_PATH: &str = "/login/telegram-oidc/start";
 
 /// One cookie per login, named after its state, so logins in two tabs do not collide.
@@ -265,14 +266,8 @@ async fn finish(
         Ok(identity) => identity,
         Err(e) => return upstream_failure(app, &e),
     };
-    match complete_login(app, &identity, headers, req, request).await {
-        Ok(session_cookie) => {
-            let mut response = see_other(&app.url(&format!("/authorize/continue?req={req}")));
-            response
-                .headers_mut()
-                .append(header::SET_COOKIE, session_cookie);
-            response
-        }
-        Err(e) => e.into_response(app),
-    }
+    // Single use is kept by the upstream code, its state and its PKCE verifier.
+    finish_login(app, &identity, None, headers, req, request)
+        .await
+        .unwrap_or_else(|e| e.into_response(app))
 }

@@ -20,10 +20,10 @@ const VERIFIER: &str = "deeplink-verifier_0123456789.abcdefghijklmnopqrstuvwxyz~
 const STATE: &str = "st-bot-1";
 
 /// What the login page offered for the bot.
-struct BotLogin {
+pub(crate) struct BotLogin {
     req: String,
     id: String,
-    payload: String,
+    pub(crate) payload: String,
     /// `name=value` of the cookie that binds the login to the browser.
     binding: String,
 }
@@ -46,7 +46,11 @@ fn authorize_url(app: &TestApp, client: &TestClient) -> String {
 }
 
 /// Starts an authorization and opens its login page; returns what the page offers the bot.
-async fn open_login_page(app: &TestApp, browser: &Browser, client: &TestClient) -> BotLogin {
+pub(crate) async fn open_login_page(
+    app: &TestApp,
+    browser: &Browser,
+    client: &TestClient,
+) -> BotLogin {
     let resp = browser.get(&authorize_url(app, client)).await;
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     let login = absolute(app, &location(resp.headers()));
@@ -98,7 +102,11 @@ async fn status(app: &TestApp, browser: &Browser, id: &str) -> (StatusCode, Stri
     (code, body["status"].as_str().unwrap_or("").to_owned())
 }
 
-async fn collect(app: &TestApp, browser: &Browser, login: &BotLogin) -> reqwest::Response {
+pub(crate) async fn collect(
+    app: &TestApp,
+    browser: &Browser,
+    login: &BotLogin,
+) -> reqwest::Response {
     browser
         .post_form(
             &app.url("/login/bot/complete"),
@@ -110,7 +118,7 @@ async fn collect(app: &TestApp, browser: &Browser, login: &BotLogin) -> reqwest:
         .await
 }
 
-fn start(user: &TgUser, payload: &str) -> Value {
+pub(crate) fn start(user: &TgUser, payload: &str) -> Value {
     message(user, &format!("/start {payload}"))
 }
 

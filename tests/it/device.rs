@@ -17,7 +17,7 @@ use crate::harness::{
 
 const GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
-async fn public_client(app: &TestApp) -> TestClient {
+pub(crate) async fn public_client(app: &TestApp) -> TestClient {
     app.client(ClientSpec {
         kind: ClientKind::Public,
         device_flow: true,
@@ -27,7 +27,7 @@ async fn public_client(app: &TestApp) -> TestClient {
 }
 
 /// `POST /device_authorization` as a public client.
-async fn authorize_device(app: &TestApp, client: &TestClient, scope: &str) -> Value {
+pub(crate) async fn authorize_device(app: &TestApp, client: &TestClient, scope: &str) -> Value {
     let resp = reqwest::Client::new()
         .post(app.url("/device_authorization"))
         .form(&[("client_id", client.id()), ("scope", scope)])
@@ -61,7 +61,7 @@ async fn poll_error(app: &TestApp, client: &TestClient, device_code: &str) -> St
     body["error"].as_str().unwrap().to_owned()
 }
 
-fn device_code(started: &Value) -> String {
+pub(crate) fn device_code(started: &Value) -> String {
     started["device_code"].as_str().unwrap().to_owned()
 }
 
@@ -502,7 +502,7 @@ async fn device_codes_are_bound_to_their_client() {
 async fn guessing_user_codes_is_throttled() {
     let app = TestApp::start().await;
     let browser = Browser::new();
-    let limit = telegram_oidc::app::USER_CODE_MISSES_PER_MINUTE;
+    let limit = telegram_oidc::state::USER_CODE_MISSES_PER_MINUTE;
     // Start at a minute boundary so the window does not roll over mid-test.
     app.clock.advance(60 - app.now().rem_euclid(60));
     for i in 0..limit {

@@ -260,14 +260,27 @@ pub async fn app_with_bot(
     mode: telegram_oidc::config::UpdateMode,
     adjust: impl FnOnce(&mut telegram_oidc::config::Config),
 ) -> TestApp {
+    app_with_bot_gated(fake, mode, adjust, None).await
+}
+
+/// As [`app_with_bot`], with an access policy in the login gate.
+pub async fn app_with_bot_gated(
+    fake: &FakeBotApi,
+    mode: telegram_oidc::config::UpdateMode,
+    adjust: impl FnOnce(&mut telegram_oidc::config::Config),
+    policy: Option<std::sync::Arc<dyn telegram_oidc::flow::policy::LoginPolicy>>,
+) -> TestApp {
     let base = fake.base.clone();
-    TestApp::start_with(move |c| {
-        c.telegram.bot_api_url = base;
-        c.telegram.updates = mode;
-        c.telegram.webhook_secret = telegram_oidc::config::Secret::new(WEBHOOK_SECRET);
-        c.telegram.polling_timeout_secs = 1;
-        adjust(c);
-    })
+    TestApp::start_gated(
+        move |c| {
+            c.telegram.bot_api_url = base;
+            c.telegram.updates = mode;
+            c.telegram.webhook_secret = telegram_oidc::config::Secret::new(WEBHOOK_SECRET);
+            c.telegram.polling_timeout_secs = 1;
+            adjust(c);
+        },
+        policy,
+    )
     .await
 }
 

@@ -4,9 +4,11 @@ use std::sync::Arc;
 
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, LOCATION};
+use telegram_oidc::Seams;
 use telegram_oidc::admin::{self, NewClient};
 use telegram_oidc::clock::{Clock, ShiftedClock};
 use telegram_oidc::config::{Config, Secret};
+use telegram_oidc::flow::policy::LoginPolicy;
 use telegram_oidc::keys::SigningAlg;
 use telegram_oidc::store::{AccessTokenFormat, ClientKind, ClientRecord, RefreshPolicy, Store};
 use telegram_oidc::telegram::widget;
@@ -73,6 +75,14 @@ impl TestApp {
 
     /// Starts a server; `adjust` may change the config before launch.
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+        Self::start_gated(adjust, None).await
+    }
+
+    /// As [`start_with`](Self::start_with), with an access policy in the login gate.
+    pub async fn start_gated(
+        adjust: impl FnOnce(&mut Config),
+        policy: Option<Arc<dyn LoginPolicy>>,
+    ) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -92,13 +102,20 @@ impl TestApp {
             .unwrap();
         let clock = Arc::new(ShiftedClock::default());
         let (tx, rx) = oneshot::channel::<()>();
-        let server = tokio::spawn(telegram_oidc::launch_with_clock(
+        let mut seams = Seams {
+            clock: clock.clone(),
+            ..Seams::default()
+        };
+        if let Some(policy) = policy {
+            seams.policy = policy;
+        }
+        let server = tokio::spawn(telegram_oidc::launch_with(
             config.clone(),
             listener,
             async {
                 let _ = rx.await;
             },
-            clock.clone(),
+            seams,
         ));
         let app = TestApp {
             base: config.issuer.clone(),

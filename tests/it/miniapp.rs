@@ -15,9 +15,9 @@ use telegram_oidc::telegram::webapp;
 use crate::harness::*;
 use crate::upstream::jwt_claims;
 
-const GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+pub(crate) const GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const INIT_DATA: &str = "urn:telegram-oidc:params:token-type:telegram-init-data";
-const WIDGET: &str = "urn:telegram-oidc:params:token-type:telegram-login-widget";
+pub(crate) const WIDGET: &str = "urn:telegram-oidc:params:token-type:telegram-login-widget";
 const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
 const ID_TOKEN: &str = "urn:ietf:params:oauth:token-type:id_token";
 const OTHER_BOT: i64 = 7_771_234_567;
@@ -66,11 +66,15 @@ fn sign(
     encode(&fields)
 }
 
-fn init_data(app: &TestApp, id: i64) -> String {
+pub(crate) fn init_data(app: &TestApp, id: i64) -> String {
     sign(launch(id, app.now()), BOT_TOKEN, None)
 }
 
-async fn mini_app_client(app: &TestApp, bot_id: Option<i64>, spec: ClientSpec) -> TestClient {
+pub(crate) async fn mini_app_client(
+    app: &TestApp,
+    bot_id: Option<i64>,
+    spec: ClientSpec,
+) -> TestClient {
     let mut tc = app.client(spec).await;
     tc.record = admin::allow_token_exchange(app.store.as_ref(), tc.id(), bot_id)
         .await
@@ -78,7 +82,11 @@ async fn mini_app_client(app: &TestApp, bot_id: Option<i64>, spec: ClientSpec) -
     tc
 }
 
-async fn exchange(app: &TestApp, tc: &TestClient, params: &[(&str, &str)]) -> (StatusCode, Value) {
+pub(crate) async fn exchange(
+    app: &TestApp,
+    tc: &TestClient,
+    params: &[(&str, &str)],
+) -> (StatusCode, Value) {
     let http = reqwest::Client::new();
     let mut request = http.post(app.url("/token"));
     let mut form: Vec<(&str, &str)> = params.to_vec();
@@ -99,7 +107,11 @@ async fn exchange(app: &TestApp, tc: &TestClient, params: &[(&str, &str)]) -> (S
     (status, resp.json().await.unwrap())
 }
 
-async fn exchange_init_data(app: &TestApp, tc: &TestClient, data: &str) -> (StatusCode, Value) {
+pub(crate) async fn exchange_init_data(
+    app: &TestApp,
+    tc: &TestClient,
+    data: &str,
+) -> (StatusCode, Value) {
     exchange(
         app,
         tc,

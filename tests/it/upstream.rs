@@ -12,7 +12,7 @@ use telegram_oidc::secrets::random_bytes;
 use crate::fake_telegram_oidc::{CLIENT_ID, CLIENT_SECRET, FakeTelegramOidc, FakeUser, Tweaks};
 use crate::harness::*;
 
-fn upstream_config(fake: &FakeTelegramOidc) -> UpstreamOidcConfig {
+pub(crate) fn upstream_config(fake: &FakeTelegramOidc) -> UpstreamOidcConfig {
     UpstreamOidcConfig {
         issuer: fake.issuer.clone(),
         client_id: CLIENT_ID.into(),
@@ -58,15 +58,19 @@ fn authorize_url(app: &TestApp, tc: &TestClient, scope: &str) -> String {
 }
 
 /// Where Telegram sends the browser back, and the login cookie the start set.
-struct AtTelegram {
-    callback: String,
+pub(crate) struct AtTelegram {
+    pub(crate) callback: String,
     cookie: String,
     telegram_auth_url: String,
 }
 
 /// From the app's authorization request through our login page and start endpoint to the
 /// fake Telegram, which logs in its current user and redirects back.
-async fn go_to_telegram(app: &TestApp, browser: &Browser, authorize: &str) -> AtTelegram {
+pub(crate) async fn go_to_telegram(
+    app: &TestApp,
+    browser: &Browser,
+    authorize: &str,
+) -> AtTelegram {
     let resp = browser.get(authorize).await;
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     let login = absolute(app, &location(resp.headers()));

@@ -1,68 +1,25 @@
 //! How the bot's updates arrive: Telegram calls our webhook, or we long-poll `getUpdates`.
-//! Both hand each update to [`deeplink::handle_update`]; neither keeps state of its own beyond
+//! Both hand each update to [`bot_chat::handle_update`]; neither keeps state of its own beyond
 //! the poll offset, so any node can take either role.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-
-use super::bot::{BotApi, BotApiError, Update};
-use super::deeplink::{self, HandleError};
-use crate::app::{App, AppState};
 use crate::config::UpdateMode;
-use crate::secrets::constant_time_eq;
+use crate::flow::bot_chat::{self, HandleError};
+use crate::state::App;
 use crate::store::JobLock;
+use crate::telegram::bot::{BotApi, BotApiError, Update};
 
 pub const WEBHOOK_PATH: &str = "/telegram/webhook";
 /// The job lock that keeps the long poll on one node: `getUpdates` serves one caller, and two
 /// pollers would take each other's updates.
 pub const POLLING_JOB: &str = "telegram-polling";
-const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
+pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
 const MIN_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How often a node that does not poll checks whether the poller's lock became free.
 const LOCK_RETRY: Duration = Duration::from_secs(15);
-
-/// `POST /telegram/webhook`: an update from Telegram, proven by the secret token it echoes in
-/// `X-Telegram-Bot-Api-Secret-Token` (compared in constant time). Without it: 401, nothing done.
-pub async fn webhook(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let expected = app.config.telegram.webhook_secret.expose().as_bytes();
-    let presented = headers
-        .get(SECRET_HEADER)
-        .map(|v| v.as_bytes())
-        .unwrap_or_default();
-    if expected.is_empty() || !constant_time_eq(presented, expected) {
-        tracing::warn!("a webhook call without the right secret token was refused");
-        return StatusCode::UNAUTHORIZED.into_response();
-    }
-    let Some(bot) = app.bot.as_deref() else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    let update: Update = match serde_json::from_slice(&body) {
-        Ok(update) => update,
-        // From Telegram itself (the secret matched), so a shape we do not read is acknowledged:
-        // refusing it would only make Telegram send it again and again.
-        Err(e) if e.is_data() => return StatusCode::OK.into_response(),
-        Err(_) => return StatusCode::BAD_REQUEST.into_response(),
-    };
-    match deeplink::handle_update(&app, bot, &update).await {
-        Ok(()) => StatusCode::OK.into_response(),
-        // Nothing changed: Telegram redelivers a failed update later.
-        Err(HandleError::Store(e)) => {
-            tracing::warn!(error = %e, update_id = update.update_id, "update not handled; Telegram will resend it");
-            StatusCode::SERVICE_UNAVAILABLE.into_response()
-        }
-        // The state change is done; only the reply in the chat went missing.
-        Err(HandleError::Bot(e)) => {
-            tracing::warn!(error = %e, update_id = update.update_id, "the bot could not answer in the chat");
-            StatusCode::OK.into_response()
-        }
-    }
-}
 
 /// Starts what the update mode needs: registers the webhook (if asked to) before the server
 /// serves, or spawns the long poll. The returned task is aborted at shutdown.
@@ -139,7 +96,7 @@ async fn handle_batch(
     for update in updates {
         let id = match update {
             Ok(update) => {
-                match deeplink::handle_update(app, bot, &update).await {
+                match bot_chat::handle_update(app, bot, &update).await {
                     Ok(()) => {}
                     Err(HandleError::Store(e)) => {
                         tracing::warn!(error = %e, update_id = update.update_id, "update not handled; polling it again");

@@ -7,11 +7,11 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::app::AppState;
 use crate::error::{ErrorCode, OAuthError, OAuthResult};
 use crate::oidc::client_auth::{self, param};
 use crate::oidc::grant_token_exchange;
 use crate::oidc::{grant_client_credentials, grant_code, grant_refresh};
+use crate::state::AppState;
 use crate::web;
 
 pub async fn token(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
@@ -27,7 +27,7 @@ pub async fn token(State(app): State<AppState>, headers: HeaderMap, body: Body) 
                 crate::oidc::grant_device::exchange(&app, &client, &params, now).await
             }
             Some(grant_token_exchange::GRANT_TYPE) => {
-                grant_token_exchange::exchange(&app, &client, &params, now).await
+                crate::flow::token_exchange::exchange(&app, &client, &params, now).await
             }
             Some("client_credentials") => {
                 grant_client_credentials::exchange(&app, &client, &params, now).await

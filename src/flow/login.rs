@@ -1,0 +1,162 @@
+//! The gate. Every login, whichever adapter proved the user (Login Widget, Telegram's OpenID
+//! Connect, the bot chat, a Mini App's or a WebView's token exchange, a device approved in the
+//! bot or on the page), passes here:
+//!
+//! 1. [`prove`]: the proof is used once (replay rule) and the user record is saved;
+//! 2. [`admit`]: the access policy says whether this user may enter this app, before a code, a
+//!    token or a device approval is issued for it.
+//!
+//! A rule that must hold for every login is written here and nowhere else.
+
+use crate::error::{ErrorCode, OAuthError};
+use crate::flow::policy::Admission;
+use crate::flow::session::{self, NewSession};
+use crate::oidc::authorize::AuthorizationRequest;
+use crate::secrets::token_hash;
+use crate::state::App;
+use crate::store::{ClientRecord, StoreError, UserRecord};
+use crate::telegram::TelegramIdentity;
+
+/// A Telegram proof's single-use key: the SHA-256 of what makes it unique (a widget `hash`,
+/// an `initData` hash or signature).
+#[derive(Debug, Clone)]
+pub struct ProofKey(pub Vec<u8>);
+
+/// Why the gate stopped a login.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    /// The same Telegram proof was presented before.
+    #[error("this Telegram login was already used")]
+    AlreadyUsed,
+    /// The access policy does not let this user into this app.
+    #[error("the app's administrator has not let this Telegram account in")]
+    NotAdmitted,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<Refused> for OAuthError {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::Store(e) => e.into(),
+            Refused::AlreadyUsed => OAuthError::invalid_request(refused.to_string()),
+            Refused::NotAdmitted => OAuthError::new(ErrorCode::AccessDenied, refused.to_string()),
+        }
+    }
+}
+
+/// The user record a proven identity becomes.
+pub fn user_record(identity: &TelegramIdentity, now: i64) -> UserRecord {
+    UserRecord {
+        telegram_id: identity.id,
+        first_name: identity.first_name.clone(),
+        last_name: identity.last_name.clone(),
+        username: identity.username.clone(),
+        photo_url: identity.photo_url.clone(),
+        language_code: identity.language_code.clone(),
+        is_premium: identity.is_premium,
+        phone_number: identity.phone_number.clone(),
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// Step one of every login: the proof is accepted once, and the user record is created or
+/// refreshed. `proof` is `None` where single use is kept elsewhere (an upstream ID token bound
+/// to its state and PKCE verifier, a bot login consumed in the store).
+pub async fn prove(
+    app: &App,
+    identity: &TelegramIdentity,
+    proof: Option<ProofKey>,
+    now: i64,
+) -> Result<UserRecord, Refused> {
+    if let Some(ProofKey(key)) = proof {
+        let t = &app.config.telegram;
+        // Remembered until it could no longer pass the freshness check anyway.
+        let remember_until = identity.proven_at + t.auth_date_window_secs + t.clock_skew_secs + 1;
+        if !app.store.consume_proof(&key, remember_until).await? {
+            tracing::info!(
+                method = identity.method.amr(),
+                "refused a Telegram login that was already used"
+            );
+            return Err(Refused::AlreadyUsed);
+        }
+    }
+    let user = user_record(identity, now);
+    // The upsert keeps a known user's `created_at`, so no read is needed first.
+    app.store.upsert_user(&user).await?;
+    Ok(user)
+}
+
+/// Step two, before anything is issued for `client`: may this user enter this app? `user` is
+/// the record [`prove`] returned, or `None` to read it (a browser session started earlier).
+pub async fn admit(
+    app: &App,
+    user_id: i64,
+    user: Option<&UserRecord>,
+    client: &ClientRecord,
+) -> Result<(), Refused> {
+    if !app.policy.applies_to(client) {
+        return Ok(());
+    }
+    let read;
+    let user = match user {
+        Some(user) => user,
+        None => {
+            read = app.store.get_user(user_id).await?;
+            match &read {
+                Some(user) => user,
+                None => {
+                    tracing::info!(user_id, client_id = %client.client_id, "login refused: unknown user");
+                    return Err(Refused::NotAdmitted);
+                }
+            }
+        }
+    };
+    match app.policy.admit(user, client).await {
+        Admission::Admit => Ok(()),
+        Admission::Refuse { rule } => {
+            tracing::info!(
+                user_id,
+                client_id = %client.client_id,
+                rule = %rule,
+                "login refused by the access policy"
+            );
+            Err(Refused::NotAdmitted)
+        }
+    }
+}
+
+/// Both steps, for the ways that issue at once (token exchange, a device approved in the bot).
+pub async fn prove_and_admit(
+    app: &App,
+    identity: &TelegramIdentity,
+    proof: Option<ProofKey>,
+    client: &ClientRecord,
+    now: i64,
+) -> Result<UserRecord, Refused> {
+    let user = prove(app, identity, proof, now).await?;
+    admit(app, user.telegram_id, Some(&user), client).await?;
+    Ok(user)
+}
+
+/// A login in a browser for the pending authorization `req`: the gate's first step, a new
+/// session, and a note on the pending request that its login happened (so `prompt=login` and
+/// `max_age` are met). Admission is asked when the authorization advances to a code.
+pub async fn in_browser(
+    app: &App,
+    identity: &TelegramIdentity,
+    proof: Option<ProofKey>,
+    old_session: Option<&str>,
+    req: &str,
+    mut request: AuthorizationRequest,
+    now: i64,
+) -> Result<NewSession, Refused> {
+    prove(app, identity, proof, now).await?;
+    let session = session::start(app, identity.id, identity.method.amr(), old_session, now).await?;
+    request.fresh_login_session = Some(hex::encode(&session.id_hash));
+    let json = serde_json::to_string(&request)
+        .map_err(|e| StoreError::Internal(format!("pending authorization: {e}")))?;
+    app.store.update_pending(&token_hash(req), &json).await?;
+    Ok(session)
+}

@@ -1,0 +1,11 @@
+//! The one path after `TelegramIdentity`: whichever adapter proved the user, the login passes
+//! the same gate (replay rule, saving the user, the access policy) before a session, a code, a
+//! grant or a device approval exists.
+
+pub mod bot_chat;
+pub mod bot_updates;
+pub mod device;
+pub mod login;
+pub mod policy;
+pub mod session;
+pub mod token_exchange;
