@@ -130,11 +130,14 @@ pub struct LoginSecrets {
 
 impl LoginSecrets {
     pub fn derive(browser_secret: &str) -> LoginSecrets {
-        use aws_lc_rs::hmac;
         use base64::Engine;
         use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let key = hmac::Key::new(hmac::HMAC_SHA256, browser_secret.as_bytes());
-        let derive = |label: &[u8]| URL_SAFE_NO_PAD.encode(hmac::sign(&key, label).as_ref());
+        let derive = |label: &[u8]| {
+            URL_SAFE_NO_PAD.encode(crate::secrets::hmac_sha256(
+                browser_secret.as_bytes(),
+                label,
+            ))
+        };
         LoginSecrets {
             // 43 characters of base64url: RFC 7636 §4.1 asks for 43 to 128 unreserved ones.
             pkce_verifier: derive(b"telegram-oidc pkce verifier"),

@@ -3,14 +3,14 @@
 //! (HMAC-SHA-256, the `hash` field) or with Telegram's Ed25519 key (the `signature` field), which
 //! lets a party without the token check data given to another bot.
 
-use aws_lc_rs::{hmac, signature};
+use aws_lc_rs::signature;
 use base64::Engine;
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
 use serde::Deserialize;
 
 use super::widget::Freshness;
 use super::{ProofMethod, TelegramIdentity};
-use crate::secrets::constant_time_eq;
+use crate::secrets::{constant_time_eq, hmac_sha256};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InitDataError {
@@ -86,17 +86,15 @@ pub fn data_check_string(fields: &[(String, String)], excluded: &[&str]) -> Stri
 }
 
 /// `HMAC_SHA256(key = "WebAppData", msg = bot_token)`.
-fn secret_key(bot_token: &str) -> hmac::Key {
-    let key = hmac::Key::new(hmac::HMAC_SHA256, b"WebAppData");
-    let derived = hmac::sign(&key, bot_token.as_bytes());
-    hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref())
+fn secret_key(bot_token: &str) -> [u8; 32] {
+    hmac_sha256(b"WebAppData", bot_token.as_bytes())
 }
 
 /// The `hash` Telegram computes with the bot token. The documentation's "all received fields"
 /// includes `signature` when there is one, so only `hash` is left out.
 pub fn hash_with_token(fields: &[(String, String)], bot_token: &str) -> String {
     let dcs = data_check_string(fields, &["hash"]);
-    hex::encode(hmac::sign(&secret_key(bot_token), dcs.as_bytes()).as_ref())
+    hex::encode(hmac_sha256(&secret_key(bot_token), dcs.as_bytes()))
 }
 
 /// What Telegram's Ed25519 key signs: `"<bot_id>:WebAppData\n"` and the fields without `hash`
@@ -130,8 +128,8 @@ pub fn verify_with_token(
         return Err(InitDataError::Malformed("hash has the wrong length"));
     }
     let dcs = data_check_string(&fields, &["hash"]);
-    let expected = hmac::sign(&secret_key(bot_token), dcs.as_bytes());
-    if !constant_time_eq(expected.as_ref(), &received) {
+    let expected = hmac_sha256(&secret_key(bot_token), dcs.as_bytes());
+    if !constant_time_eq(&expected, &received) {
         return Err(InitDataError::BadSignature);
     }
     let identity = identity(&fields, now, freshness)?;
