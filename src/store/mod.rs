@@ -15,6 +15,8 @@ pub mod postgres;
 mod records;
 mod sql;
 pub mod sqlite;
+#[cfg(test)]
+mod tests;
 
 pub use flows::FlowStore;
 pub use job_lock::JobLock;

@@ -1,6 +1,6 @@
-//! One SQLite file under parallel writers: two stores (two pools, as two processes would have)
-//! issue and redeem codes and rotate refresh tokens at once; WAL and the busy timeout must make
-//! every write land, none lost and none refused as "database is locked".
+//! One SQLite file under parallel writers: two stores (two writer threads, as two processes
+//! would have) issue and redeem codes and rotate refresh tokens at once; WAL and the busy timeout
+//! must make every write land, none lost and none refused as "database is locked".
 
 use std::sync::Arc;
 
