@@ -42,13 +42,13 @@ pub struct SqliteDb {
 }
 
 /// Page cache of the writer, which keeps what it wrote warm (SQLite's default, 2 MB).
-const WRITER_CACHE_KIB: i64 = 2048;
+pub const WRITER_CACHE_KIB: i64 = 2048;
 /// Page cache of the readers and the checkpointer: a reader's cache is emptied whenever another
 /// connection has written since its last read, which under load is before nearly every read,
 /// so a large one would only hold memory (bench/README.md, peak RSS).
 const READER_CACHE_KIB: i64 = 256;
 
-pub fn open(path: &Path, cache_kib: i64) -> rusqlite::Result<Connection> {
+pub fn open_connection(path: &Path, cache_kib: i64) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -163,7 +163,7 @@ fn writer_loop(path: PathBuf, jobs: mpsc::Receiver<Box<dyn Job>>) {
         }
         let c = match conn.take() {
             Some(c) => c,
-            None => match open(&path, WRITER_CACHE_KIB).and_then(|c| {
+            None => match open_connection(&path, WRITER_CACHE_KIB).and_then(|c| {
                 // Checkpoints are the other thread's work (checkpoint_loop).
                 c.pragma_update(None, "wal_autocheckpoint", 0)?;
                 Ok(c)
@@ -239,7 +239,7 @@ fn checkpoint_loop(path: &Path, commits: mpsc::Receiver<()>, restart: &AtomicBoo
         while commits.try_recv().is_ok() {}
         let c = match conn.take() {
             Some(c) => c,
-            None => match open(path, READER_CACHE_KIB) {
+            None => match open_connection(path, READER_CACHE_KIB) {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot open the database to checkpoint it");
@@ -313,7 +313,7 @@ impl SqliteDb {
         };
         let conn = match guard.take() {
             Some(conn) => conn,
-            None => open(&self.path, READER_CACHE_KIB)?,
+            None => open_connection(&self.path, READER_CACHE_KIB)?,
         };
         let result = f(&conn);
         // A connection that lost the file is opened again next time.

@@ -71,7 +71,7 @@ fn failed(e: impl std::fmt::Display) -> StoreError {
 }
 
 pub fn run(path: &Path) -> StoreResult<()> {
-    let conn = super::db::open(path, 2048).map_err(failed)?;
+    let conn = super::db::open_connection(path, super::db::WRITER_CACHE_KIB).map_err(failed)?;
     run_on(&conn)
 }
 
