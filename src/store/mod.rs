@@ -2,22 +2,26 @@
 //! which one it talks to. Bearer secrets (codes, tokens, session ids, client secrets) arrive
 //! here already hashed: a store never sees one in plain text.
 
-use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
+//!
+//! Each database has its own module with plain implementations: `sqlite/` on rusqlite (reads on
+//! the caller's thread, one writer thread committing in groups), `postgres/` on sqlx. The text
+//! of their statements, where it is the same, lives once in `sql.rs`.
 
-use crate::keys::SigningAlg;
+use async_trait::async_trait;
 
 pub mod flows;
 pub mod job_lock;
 pub mod postgres;
+mod records;
 mod sql;
-mod sql_flows;
 pub mod sqlite;
-mod sqlite_direct;
+#[cfg(test)]
+mod tests;
 
 pub use flows::FlowStore;
 pub use job_lock::JobLock;
 pub use postgres::PostgresStore;
+pub use records::*;
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -29,38 +33,6 @@ pub enum StoreError {
     Conflict(String),
     #[error("database error: {0}")]
     Internal(String),
-}
-
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        match &e {
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
-            sqlx::Error::Database(db) if db.is_unique_violation() => {
-                StoreError::Conflict(db.message().to_string())
-            }
-            sqlx::Error::Database(db)
-                if is_busy(db.message()) || is_connection_lost(db.code().as_deref()) =>
-            {
-                StoreError::Unavailable(db.message().to_string())
-            }
-            _ => StoreError::Internal(e.to_string()),
-        }
-    }
-}
-
-fn is_busy(message: &str) -> bool {
-    message.contains("database is locked") || message.contains("the database system is")
-}
-
-/// PostgreSQL SQLSTATEs that mean the server went away or cannot take us right now, not that
-/// the statement was wrong: class 08 (connection exception), 57P01-57P03 (admin shutdown, crash
-/// shutdown, cannot connect now) and 53300 (too many connections).
-fn is_connection_lost(code: Option<&str>) -> bool {
-    code.is_some_and(|c| c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03" | "53300"))
 }
 
 /// A store failure as the protocol reports it: an outage is `temporarily_unavailable`, anything
@@ -82,304 +54,6 @@ impl From<StoreError> for crate::error::OAuthError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum AccessTokenFormat {
-    #[default]
-    Jwt,
-    Opaque,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum ClientKind {
-    /// Holds a secret (RFC 6749 §2.1).
-    #[default]
-    Confidential,
-    /// Cannot keep a secret: must use PKCE.
-    Public,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum RefreshPolicy {
-    /// A refresh token only when the app asks for `offline_access`.
-    #[default]
-    OfflineAccess,
-    /// A refresh token with every code exchange.
-    Always,
-    Never,
-}
-
-/// What an admin registers about an app; stored as JSON beside the client id so new
-/// settings do not need a migration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ClientSettings {
-    pub name: String,
-    pub kind: ClientKind,
-    pub redirect_uris: Vec<String>,
-    pub allowed_scopes: Vec<String>,
-    pub id_token_alg: SigningAlg,
-    #[serde(default)]
-    pub access_token_format: AccessTokenFormat,
-    #[serde(default)]
-    pub refresh_policy: RefreshPolicy,
-    /// Skip the consent page (first-party apps).
-    #[serde(default)]
-    pub skip_consent: bool,
-    /// May trade Telegram login data (Mini App initData, widget data) for tokens at the token
-    /// endpoint (RFC 8693); `None`: may not.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token_exchange: Option<TokenExchangeSettings>,
-    /// A service account: may use the client credentials grant for its allowed scopes.
-    #[serde(default)]
-    pub service_account: bool,
-    #[serde(default)]
-    pub subject_type: SubjectType,
-    /// The pairwise sector (OpenID Connect Core §8.1); by default the redirect URI's host.
-    #[serde(default)]
-    pub sector_identifier: Option<String>,
-    /// Release a synthetic `<sub>@<email_domain>` address under the `email` scope.
-    #[serde(default)]
-    pub synthetic_email: bool,
-    /// Where RP-initiated logout may send the browser back to (exact match).
-    #[serde(default)]
-    pub post_logout_redirect_uris: Vec<String>,
-    /// OpenID Connect Back-Channel Logout 1.0: where logout tokens are posted.
-    #[serde(default)]
-    pub backchannel_logout_uri: Option<String>,
-    /// How the client proves itself at the token endpoint; `None` (clients registered before
-    /// this setting existed): with its secret if confidential, with nothing if public.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token_endpoint_auth_method: Option<TokenEndpointAuthMethod>,
-    /// The public keys behind `private_key_jwt` (RFC 7523): an inline JWK set ...
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jwks: Option<serde_json::Value>,
-    /// ... or where the client publishes it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jwks_uri: Option<String>,
-    /// SHA-256 (hex) of the registration access token of a dynamically registered client
-    /// (RFC 7592); `None` for clients an admin registered.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub registration_token_hash: Option<String>,
-    /// The registered `sector_identifier_uri` (OpenID Connect Registration §2), whose host
-    /// became `sector_identifier` once the document listed every redirect URI.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sector_identifier_uri: Option<String>,
-    /// May start the device authorization grant (RFC 8628). Off unless registered: a known
-    /// client id would otherwise let anyone phish users with its name on the approval page.
-    #[serde(default)]
-    pub device_flow: bool,
-}
-
-/// RFC 7591 §2 `token_endpoint_auth_method`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TokenEndpointAuthMethod {
-    ClientSecretBasic,
-    ClientSecretPost,
-    /// A JWT signed with one of the client's registered keys (RFC 7523 §2.2).
-    PrivateKeyJwt,
-    /// A public client.
-    None,
-}
-
-impl TokenEndpointAuthMethod {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TokenEndpointAuthMethod::ClientSecretBasic => "client_secret_basic",
-            TokenEndpointAuthMethod::ClientSecretPost => "client_secret_post",
-            TokenEndpointAuthMethod::PrivateKeyJwt => "private_key_jwt",
-            TokenEndpointAuthMethod::None => "none",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<TokenEndpointAuthMethod> {
-        [
-            TokenEndpointAuthMethod::ClientSecretBasic,
-            TokenEndpointAuthMethod::ClientSecretPost,
-            TokenEndpointAuthMethod::PrivateKeyJwt,
-            TokenEndpointAuthMethod::None,
-        ]
-        .into_iter()
-        .find(|m| m.as_str() == s)
-    }
-}
-
-impl ClientSettings {
-    /// Whether this client must authenticate with a signed JWT instead of a secret.
-    pub fn uses_private_key_jwt(&self) -> bool {
-        self.token_endpoint_auth_method == Some(TokenEndpointAuthMethod::PrivateKeyJwt)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum SubjectType {
-    /// `sub` is the Telegram id.
-    #[default]
-    Public,
-    /// `sub` differs per sector and cannot be linked across sectors.
-    Pairwise,
-}
-
-/// How a client's token exchanges are checked.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TokenExchangeSettings {
-    /// The numeric id of another bot whose Mini App this client is: its initData is checked
-    /// with Telegram's Ed25519 key and `signature`. `None`: this server's bot, checked with the
-    /// bot token.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub telegram_bot_id: Option<i64>,
-}
-
-#[derive(Clone)]
-pub struct ClientRecord {
-    pub client_id: String,
-    pub secret_hash: Option<Vec<u8>>,
-    pub settings: ClientSettings,
-    pub created_at: i64,
-}
-
-impl std::fmt::Debug for ClientRecord {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientRecord")
-            .field("client_id", &self.client_id)
-            .field("has_secret", &self.secret_hash.is_some())
-            .field("settings", &self.settings)
-            .finish()
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UserRecord {
-    pub telegram_id: i64,
-    pub first_name: String,
-    pub last_name: Option<String>,
-    pub username: Option<String>,
-    pub photo_url: Option<String>,
-    pub language_code: Option<String>,
-    pub is_premium: bool,
-    pub phone_number: Option<String>,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
-
-#[derive(Debug, Clone)]
-pub struct SessionRecord {
-    pub id_hash: Vec<u8>,
-    pub user_id: i64,
-    pub auth_time: i64,
-    pub amr: String,
-    pub created_at: i64,
-    pub expires_at: i64,
-}
-
-#[derive(Debug, Clone)]
-pub struct PendingAuthorization {
-    pub id_hash: Vec<u8>,
-    pub client_id: String,
-    /// The validated authorization request, as JSON.
-    pub request: String,
-    pub created_at: i64,
-    pub expires_at: i64,
-}
-
-/// One user's authorization of one app, from which codes and tokens descend; revoking it
-/// revokes all of them.
-#[derive(Debug, Clone)]
-pub struct GrantRecord {
-    pub id: String,
-    pub client_id: String,
-    pub user_id: Option<i64>,
-    pub scope: String,
-    pub auth_time: i64,
-    pub amr: String,
-    pub nonce: Option<String>,
-    pub created_at: i64,
-    pub revoked_at: Option<i64>,
-    /// When the last token this grant can issue expires; extended by refresh rotation.
-    pub expires_at: i64,
-}
-
-#[derive(Debug, Clone)]
-pub struct CodeRecord {
-    pub code_hash: Vec<u8>,
-    pub grant_id: String,
-    pub redirect_uri: String,
-    pub code_challenge: Option<String>,
-    pub expires_at: i64,
-}
-
-#[derive(Debug, Clone)]
-pub struct AccessTokenRecord {
-    /// SHA-256 of the opaque token, or of the JWT's `jti`.
-    pub token_hash: Vec<u8>,
-    pub grant_id: String,
-    pub client_id: String,
-    pub user_id: Option<i64>,
-    pub scope: String,
-    pub created_at: i64,
-    pub expires_at: i64,
-}
-
-#[derive(Debug, Clone)]
-pub struct RefreshTokenRecord {
-    pub token_hash: Vec<u8>,
-    pub grant_id: String,
-    pub created_at: i64,
-    pub expires_at: i64,
-}
-
-/// An access token as found, with the state of its grant.
-#[derive(Debug, Clone)]
-pub struct AccessTokenState {
-    pub record: AccessTokenRecord,
-    pub revoked: bool,
-}
-
-/// A refresh token as found, with its grant.
-#[derive(Debug, Clone)]
-pub struct RefreshTokenState {
-    pub record: RefreshTokenRecord,
-    pub used: bool,
-    pub grant: GrantRecord,
-}
-
-/// A login started towards Telegram's OpenID Connect provider, waiting for its callback. The
-/// secrets of the flow (PKCE verifier, nonce, the pending authorization handle) stay in the
-/// browser's cookie; this row makes `state` single-use and binds it to that cookie.
-#[derive(Debug, Clone)]
-pub struct UpstreamLogin {
-    /// SHA-256 of the `state` sent to Telegram.
-    pub state_hash: Vec<u8>,
-    /// SHA-256 of the browser cookie the callback must carry.
-    pub binding_hash: Vec<u8>,
-    pub created_at: i64,
-    pub expires_at: i64,
-}
-
-#[derive(Debug, Clone)]
-pub enum RedeemOutcome {
-    Redeemed(CodeRecord),
-    /// The code was used before: a sign of theft (RFC 6749 §4.1.2).
-    AlreadyUsed {
-        grant_id: String,
-    },
-    NotFound,
-}
-
-#[derive(Debug, Clone)]
-pub enum RotateOutcome {
-    Rotated(GrantRecord),
-    /// A used refresh token came back: its whole family must go.
-    Replayed {
-        grant_id: String,
-    },
-    /// Unknown, expired, or its grant is revoked.
-    Invalid,
-}
 
 #[async_trait]
 pub trait Store: FlowStore + Send + Sync + 'static {
@@ -464,27 +138,10 @@ pub trait Store: FlowStore + Send + Sync + 'static {
     ) -> StoreResult<bool>;
     /// A refresh token with its grant, used or not, for revocation and introspection.
     async fn get_refresh_token(&self, token_hash: &[u8]) -> StoreResult<Option<RefreshTokenState>>;
-    /// The scope of the grant behind a refresh token of `client_id`, without using it.
-    async fn refresh_token_scope(
-        &self,
-        token_hash: &[u8],
-        client_id: &str,
-    ) -> StoreResult<Option<String>>;
-    /// Uses a refresh token of `client_id` once and stores its successor (same grant) in the
-    /// same transaction. Another client's token is `Invalid` and stays usable.
-    async fn rotate_refresh_token(
-        &self,
-        old_hash: &[u8],
-        client_id: &str,
-        successor: &RefreshTokenRecord,
-        now: i64,
-    ) -> StoreResult<RotateOutcome> {
-        self.rotate_refresh_token_issuing(old_hash, client_id, successor, None, now)
-            .await
-    }
-    /// As [`Store::rotate_refresh_token`], storing the access token issued with the successor
-    /// in the same transaction: either the caller gets both, or the old token stays unused.
-    /// The access token must belong to the grant of `old_hash`, else nothing is stored.
+    /// Uses a refresh token of `client_id` once and stores its successor (same grant), and the
+    /// access token issued with it if any, in the same transaction: either the caller gets
+    /// both, or the old token stays unused. Another client's token is `Invalid` and stays
+    /// usable. The access token must belong to the grant of `old_hash`, else nothing is stored.
     async fn rotate_refresh_token_issuing(
         &self,
         old_hash: &[u8],
@@ -510,20 +167,4 @@ pub trait Store: FlowStore + Send + Sync + 'static {
     /// API polling), or `None` while another node or task holds it. The lock is held until the
     /// [`JobLock`] is released or dropped; see [`job_lock`] for how.
     async fn try_lock_job(&self, job: &str) -> StoreResult<Option<JobLock>>;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_connection_lost;
-
-    #[test]
-    fn a_lost_or_refused_postgres_connection_is_unavailable_not_a_bug() {
-        for code in ["08006", "08001", "57P01", "57P02", "57P03", "53300"] {
-            assert!(is_connection_lost(Some(code)), "{code}");
-        }
-        for code in ["23505", "42P01", "40001", "5"] {
-            assert!(!is_connection_lost(Some(code)), "{code}");
-        }
-        assert!(!is_connection_lost(None));
-    }
 }

@@ -94,6 +94,20 @@ fn refresh(grant_id: &str, now: i64, ttl: i64) -> RefreshTokenRecord {
     }
 }
 
+/// The scope of the grant behind a refresh token of `client_id`, without using it.
+pub async fn refresh_token_scope(
+    store: &dyn Store,
+    token_hash: &[u8],
+    client_id: &str,
+) -> Option<String> {
+    store
+        .get_refresh_token(token_hash)
+        .await
+        .unwrap()
+        .filter(|t| t.grant.client_id == client_id)
+        .map(|t| t.grant.scope)
+}
+
 async fn scenario(store: Arc<dyn Store>) {
     // Far in the past, so the sweep at the end removes only this scenario's rows and never
     // those of tests running beside it on the same PostgreSQL database.
@@ -166,6 +180,20 @@ async fn scenario(store: Arc<dyn Store>) {
     assert_eq!(got.phone_number.as_deref(), Some("+100"));
     assert_eq!(got.created_at, now);
     assert!(got.is_premium);
+
+    // Text from outside may hold NUL: stored (PostgreSQL, whose text cannot hold it, keeps
+    // U+FFFD in its place) or simply not found, never an error.
+    assert!(store.get_client("a\0b").await.unwrap().is_none());
+    let nul = UserRecord {
+        telegram_id: unique_user(),
+        first_name: "N\0ul".into(),
+        username: Some("\0".into()),
+        ..user.clone()
+    };
+    store.upsert_user(&nul).await.unwrap();
+    let got = store.get_user(nul.telegram_id).await.unwrap().unwrap();
+    assert_eq!(got.first_name.replace('\u{FFFD}', "\0"), nul.first_name);
+    assert!(store.get_consent(uid, "x\0").await.unwrap().is_none());
 
     // One-time proofs.
     let proof = random_bytes::<32>();
@@ -289,18 +317,14 @@ async fn scenario(store: Arc<dyn Store>) {
             .revoked
     );
     assert_eq!(
-        store
-            .refresh_token_scope(&r1.token_hash, &c.client_id)
+        refresh_token_scope(store.as_ref(), &r1.token_hash, &c.client_id)
             .await
-            .unwrap()
             .as_deref(),
         Some("openid")
     );
     assert!(
-        store
-            .refresh_token_scope(&r1.token_hash, &other.client_id)
+        refresh_token_scope(store.as_ref(), &r1.token_hash, &other.client_id)
             .await
-            .unwrap()
             .is_none()
     );
 
@@ -308,13 +332,13 @@ async fn scenario(store: Arc<dyn Store>) {
     let r2 = refresh("", now, 2000);
     assert!(matches!(
         store
-            .rotate_refresh_token(&r1.token_hash, &other.client_id, &r2, now)
+            .rotate_refresh_token_issuing(&r1.token_hash, &other.client_id, &r2, None, now)
             .await
             .unwrap(),
         RotateOutcome::Invalid
     ));
     match store
-        .rotate_refresh_token(&r1.token_hash, &c.client_id, &r2, now)
+        .rotate_refresh_token_issuing(&r1.token_hash, &c.client_id, &r2, None, now)
         .await
         .unwrap()
     {
@@ -327,7 +351,7 @@ async fn scenario(store: Arc<dyn Store>) {
     );
     let r3 = refresh("", now, 10);
     match store
-        .rotate_refresh_token(&r1.token_hash, &c.client_id, &r3, now)
+        .rotate_refresh_token_issuing(&r1.token_hash, &c.client_id, &r3, None, now)
         .await
         .unwrap()
     {
@@ -345,7 +369,7 @@ async fn scenario(store: Arc<dyn Store>) {
     );
     assert!(matches!(
         store
-            .rotate_refresh_token(&r2.token_hash, &c.client_id, &r3, now)
+            .rotate_refresh_token_issuing(&r2.token_hash, &c.client_id, &r3, None, now)
             .await
             .unwrap(),
         RotateOutcome::Invalid
@@ -357,10 +381,11 @@ async fn scenario(store: Arc<dyn Store>) {
     store.store_tokens(None, Some(&short)).await.unwrap();
     assert!(matches!(
         store
-            .rotate_refresh_token(
+            .rotate_refresh_token_issuing(
                 &short.token_hash,
                 &c.client_id,
                 &refresh("", now, 5),
+                None,
                 now + 5
             )
             .await

@@ -1,0 +1,208 @@
+//! [`FlowStore`] on PostgreSQL: every change of state is one conditional
+//! `UPDATE ... RETURNING`, so of two nodes deciding at once only one wins.
+
+use async_trait::async_trait;
+use sqlx::Row;
+
+use super::rows;
+use super::{PostgresStore, opt_text, text};
+use crate::store::StoreResult;
+use crate::store::flows::*;
+use crate::store::sql;
+
+#[async_trait]
+impl FlowStore for PostgresStore {
+    async fn create_bot_login(&self, l: &BotLoginRecord) -> StoreResult<()> {
+        sqlx::query(sql::INSERT_BOT_LOGIN)
+            .bind(text(&l.id))
+            .bind(&l.payload_hash)
+            .bind(text(&l.client_id))
+            .bind(&l.pending_hash)
+            .bind(&l.browser_hash)
+            .bind(&l.device_hash)
+            .bind(l.status.as_str())
+            .bind(l.telegram_id)
+            .bind(opt_text(&l.identity))
+            .bind(l.created_at)
+            .bind(l.expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn get_bot_login(&self, id: &str) -> StoreResult<Option<BotLoginRecord>> {
+        let row = sqlx::query(sql::GET_BOT_LOGIN)
+            .bind(text(id))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(rows::bot_login).transpose()
+    }
+
+    async fn start_bot_login(
+        &self,
+        payload_hash: &[u8],
+        telegram_id: i64,
+        now: i64,
+    ) -> StoreResult<Option<BotLoginRecord>> {
+        let row = sqlx::query(sql::START_BOT_LOGIN)
+            .bind(payload_hash)
+            .bind(telegram_id)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(rows::bot_login).transpose()
+    }
+
+    async fn decide_bot_login(
+        &self,
+        id: &str,
+        telegram_id: i64,
+        identity: Option<&str>,
+        now: i64,
+        keep_until: i64,
+    ) -> StoreResult<Option<BotLoginRecord>> {
+        let status = if identity.is_some() {
+            BotLoginStatus::Approved
+        } else {
+            BotLoginStatus::Denied
+        };
+        let row = sqlx::query(sql::DECIDE_BOT_LOGIN)
+            .bind(text(id))
+            .bind(telegram_id)
+            .bind(status.as_str())
+            .bind(identity.map(text))
+            .bind(now)
+            .bind(keep_until)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(rows::bot_login).transpose()
+    }
+
+    async fn finish_bot_login(
+        &self,
+        id: &str,
+        browser_hash: &[u8],
+        pending_hash: &[u8],
+        now: i64,
+    ) -> StoreResult<Option<BotLoginRecord>> {
+        let row = sqlx::query(sql::FINISH_BOT_LOGIN)
+            .bind(text(id))
+            .bind(browser_hash)
+            .bind(pending_hash)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(rows::bot_login).transpose()
+    }
+
+    async fn create_device_code(&self, d: &DeviceCodeRecord) -> StoreResult<()> {
+        sqlx::query(sql::INSERT_DEVICE_CODE)
+            .bind(&d.device_code_hash)
+            .bind(&d.user_code_hash)
+            .bind(text(&d.client_id))
+            .bind(text(&d.scope))
+            .bind(d.status.as_str())
+            .bind(d.user_id)
+            .bind(d.auth_time)
+            .bind(opt_text(&d.amr))
+            .bind(d.interval_secs)
+            .bind(d.last_polled_at)
+            .bind(d.created_at)
+            .bind(d.expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn find_device_code(
+        &self,
+        user_code_hash: &[u8],
+        now: i64,
+    ) -> StoreResult<Option<DeviceCodeRecord>> {
+        let row = sqlx::query(sql::FIND_DEVICE_CODE)
+            .bind(user_code_hash)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(rows::device_code).transpose()
+    }
+
+    async fn decide_device_code(
+        &self,
+        device_code_hash: &[u8],
+        approval: Option<&DeviceApproval>,
+        now: i64,
+    ) -> StoreResult<Option<DeviceCodeRecord>> {
+        let status = match approval {
+            Some(_) => DeviceStatus::Approved,
+            None => DeviceStatus::Denied,
+        };
+        let row = sqlx::query(sql::DECIDE_DEVICE_CODE)
+            .bind(device_code_hash)
+            .bind(status.as_str())
+            .bind(approval.map(|a| a.user_id))
+            .bind(approval.map(|a| a.auth_time))
+            .bind(approval.map(|a| text(&a.amr)))
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(rows::device_code).transpose()
+    }
+
+    async fn poll_device_code(
+        &self,
+        device_code_hash: &[u8],
+        client_id: &str,
+        now: i64,
+    ) -> StoreResult<DevicePoll> {
+        let row = sqlx::query(sql::GET_DEVICE_CODE)
+            .bind(device_code_hash)
+            .bind(text(client_id))
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else {
+            return Ok(DevicePoll::Unknown);
+        };
+        let found = rows::device_code(&row)?;
+        if found.status == DeviceStatus::Consumed {
+            return Ok(DevicePoll::Polled(found));
+        }
+        if now >= found.expires_at {
+            return Ok(DevicePoll::Expired);
+        }
+        let in_time = sqlx::query(sql::POLL_DEVICE_CODE)
+            .bind(device_code_hash)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        if let Some(row) = in_time {
+            return Ok(DevicePoll::Polled(rows::device_code(&row)?));
+        }
+        let slowed = sqlx::query(sql::SLOW_DOWN_DEVICE_CODE)
+            .bind(device_code_hash)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match slowed {
+            Some(row) => DevicePoll::SlowDown {
+                interval_secs: row.try_get("interval_secs")?,
+            },
+            None => DevicePoll::Unknown,
+        })
+    }
+
+    async fn consume_device_code(
+        &self,
+        device_code_hash: &[u8],
+        client_id: &str,
+        now: i64,
+    ) -> StoreResult<Option<DeviceCodeRecord>> {
+        let row = sqlx::query(sql::CONSUME_DEVICE_CODE)
+            .bind(device_code_hash)
+            .bind(text(client_id))
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(rows::device_code).transpose()
+    }
+}

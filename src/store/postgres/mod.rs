@@ -1,0 +1,122 @@
+//! PostgreSQL: what a team runs when one node is not enough. On sqlx's pool; every statement
+//! is one round trip, and what must be atomic is one statement or one transaction.
+
+use std::borrow::Cow;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use super::job_lock::{self, JobLock};
+use super::{StoreError, StoreResult};
+
+mod flows;
+mod rows;
+mod store;
+
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+impl PostgresStore {
+    pub async fn connect(url: &str) -> Result<PostgresStore, StoreError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Internal(format!("bad postgres url: {e}")))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            // When the database is gone a request waits this long, then answers 503.
+            .acquire_timeout(Duration::from_secs(3))
+            .connect_with(options)
+            .await?;
+        Ok(PostgresStore { pool })
+    }
+
+    /// Applies migrations; concurrent callers on many nodes serialise on sqlx's advisory lock.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Internal(format!("migration failed: {e}")))
+    }
+
+    async fn lock_job(&self, job: &str) -> StoreResult<Option<JobLock>> {
+        job_lock::try_lock_postgres(&self.pool, job).await
+    }
+}
+
+/// Text as PostgreSQL can hold it. Its `text` cannot contain NUL, and a NUL sent in a parameter
+/// fails the statement (SQLSTATE 22021), which would turn text from outside (a Telegram name, a
+/// client id in a request) into a server error. It becomes U+FFFD instead: stored, and in a
+/// lookup simply not found. SQLite stores NUL as it is.
+fn text(s: &str) -> Cow<'_, str> {
+    if s.contains('\0') {
+        Cow::Owned(s.replace('\0', "\u{FFFD}"))
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+fn opt_text(s: &Option<String>) -> Option<Cow<'_, str>> {
+    s.as_deref().map(text)
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict(db.message().to_string())
+            }
+            sqlx::Error::Database(db)
+                if is_starting_or_stopping(db.message())
+                    || is_connection_lost(db.code().as_deref()) =>
+            {
+                StoreError::Unavailable(db.message().to_string())
+            }
+            _ => StoreError::Internal(e.to_string()),
+        }
+    }
+}
+
+/// "the database system is starting up / shutting down / in recovery mode".
+fn is_starting_or_stopping(message: &str) -> bool {
+    message.contains("the database system is")
+}
+
+/// PostgreSQL SQLSTATEs that mean the server went away or cannot take us right now, not that
+/// the statement was wrong: class 08 (connection exception), 57P01-57P03 (admin shutdown, crash
+/// shutdown, cannot connect now) and 53300 (too many connections).
+fn is_connection_lost(code: Option<&str>) -> bool {
+    code.is_some_and(|c| c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03" | "53300"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_or_refused_postgres_connection_is_unavailable_not_a_bug() {
+        for code in ["08006", "08001", "57P01", "57P02", "57P03", "53300"] {
+            assert!(is_connection_lost(Some(code)), "{code}");
+        }
+        for code in ["23505", "42P01", "40001", "5"] {
+            assert!(!is_connection_lost(Some(code)), "{code}");
+        }
+        assert!(!is_connection_lost(None));
+    }
+
+    #[test]
+    fn nul_never_reaches_postgres() {
+        assert!(matches!(text("plain"), Cow::Borrowed("plain")));
+        assert_eq!(text("a\0b"), "a\u{FFFD}b");
+        assert_eq!(opt_text(&Some("\0".into())).as_deref(), Some("\u{FFFD}"));
+    }
+}

@@ -1,0 +1,223 @@
+//! Rows to records, and the inserts that several methods share.
+
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+
+use super::{opt_text, text};
+use crate::store::flows::{BotLoginRecord, BotLoginStatus, DeviceCodeRecord, DeviceStatus};
+use crate::store::sql;
+use crate::store::*;
+
+pub fn client(row: &PgRow) -> StoreResult<ClientRecord> {
+    let settings: String = row.try_get("settings")?;
+    let settings: ClientSettings = serde_json::from_str(&settings)
+        .map_err(|e| StoreError::Internal(format!("client settings: {e}")))?;
+    Ok(ClientRecord {
+        client_id: row.try_get("client_id")?,
+        secret_hash: row.try_get("secret_hash")?,
+        settings,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+pub fn settings_json(client: &ClientRecord) -> StoreResult<String> {
+    serde_json::to_string(&client.settings)
+        .map_err(|e| StoreError::Internal(format!("client settings: {e}")))
+}
+
+pub fn user(row: &PgRow) -> StoreResult<UserRecord> {
+    Ok(UserRecord {
+        telegram_id: row.try_get("telegram_id")?,
+        first_name: row.try_get("first_name")?,
+        last_name: row.try_get("last_name")?,
+        username: row.try_get("username")?,
+        photo_url: row.try_get("photo_url")?,
+        language_code: row.try_get("language_code")?,
+        is_premium: row.try_get("is_premium")?,
+        phone_number: row.try_get("phone_number")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+pub fn session(row: &PgRow) -> StoreResult<SessionRecord> {
+    Ok(SessionRecord {
+        id_hash: row.try_get("id_hash")?,
+        user_id: row.try_get("user_id")?,
+        auth_time: row.try_get("auth_time")?,
+        amr: row.try_get("amr")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}
+
+pub fn pending(row: &PgRow) -> StoreResult<PendingAuthorization> {
+    Ok(PendingAuthorization {
+        id_hash: row.try_get("id_hash")?,
+        client_id: row.try_get("client_id")?,
+        request: row.try_get("request")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}
+
+pub fn grant(row: &PgRow) -> StoreResult<GrantRecord> {
+    Ok(GrantRecord {
+        id: row.try_get("id")?,
+        client_id: row.try_get("client_id")?,
+        user_id: row.try_get("user_id")?,
+        scope: row.try_get("scope")?,
+        auth_time: row.try_get("auth_time")?,
+        amr: row.try_get("amr")?,
+        nonce: row.try_get("nonce")?,
+        created_at: row.try_get("created_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}
+
+pub fn code(row: &PgRow) -> StoreResult<CodeRecord> {
+    Ok(CodeRecord {
+        code_hash: row.try_get("code_hash")?,
+        grant_id: row.try_get("grant_id")?,
+        redirect_uri: row.try_get("redirect_uri")?,
+        code_challenge: row.try_get("code_challenge")?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}
+
+pub fn access_token(row: &PgRow) -> StoreResult<AccessTokenState> {
+    let live_grant: Option<String> = row.try_get("live_grant")?;
+    let revoked_at: Option<i64> = row.try_get("revoked_at")?;
+    let token_revoked_at: Option<i64> = row.try_get("token_revoked_at")?;
+    Ok(AccessTokenState {
+        record: AccessTokenRecord {
+            token_hash: row.try_get("token_hash")?,
+            grant_id: row.try_get("grant_id")?,
+            client_id: row.try_get("client_id")?,
+            user_id: row.try_get("user_id")?,
+            scope: row.try_get("scope")?,
+            created_at: row.try_get("created_at")?,
+            expires_at: row.try_get("expires_at")?,
+        },
+        revoked: live_grant.is_none() || revoked_at.is_some() || token_revoked_at.is_some(),
+    })
+}
+
+pub fn refresh_token(row: &PgRow) -> StoreResult<RefreshTokenState> {
+    let grant = grant(row)?;
+    let used_at: Option<i64> = row.try_get("used_at")?;
+    Ok(RefreshTokenState {
+        record: RefreshTokenRecord {
+            token_hash: row.try_get("token_hash")?,
+            grant_id: grant.id.clone(),
+            created_at: row.try_get("token_created_at")?,
+            expires_at: row.try_get("token_expires_at")?,
+        },
+        used: used_at.is_some(),
+        grant,
+    })
+}
+
+pub fn upstream_login(row: &PgRow) -> StoreResult<UpstreamLogin> {
+    Ok(UpstreamLogin {
+        state_hash: row.try_get("state_hash")?,
+        binding_hash: row.try_get("binding_hash")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}
+
+pub fn bot_login(row: &PgRow) -> StoreResult<BotLoginRecord> {
+    let status: String = row.try_get("status")?;
+    Ok(BotLoginRecord {
+        id: row.try_get("id")?,
+        payload_hash: row.try_get("payload_hash")?,
+        client_id: row.try_get("client_id")?,
+        pending_hash: row.try_get("pending_hash")?,
+        browser_hash: row.try_get("browser_hash")?,
+        device_hash: row.try_get("device_hash")?,
+        status: BotLoginStatus::parse(&status)?,
+        telegram_id: row.try_get("telegram_id")?,
+        identity: row.try_get("identity")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}
+
+pub fn device_code(row: &PgRow) -> StoreResult<DeviceCodeRecord> {
+    let status: String = row.try_get("status")?;
+    Ok(DeviceCodeRecord {
+        device_code_hash: row.try_get("device_code_hash")?,
+        user_code_hash: row.try_get("user_code_hash")?,
+        client_id: row.try_get("client_id")?,
+        scope: row.try_get("scope")?,
+        status: DeviceStatus::parse(&status)?,
+        user_id: row.try_get("user_id")?,
+        auth_time: row.try_get("auth_time")?,
+        amr: row.try_get("amr")?,
+        interval_secs: row.try_get("interval_secs")?,
+        last_polled_at: row.try_get("last_polled_at")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}
+
+pub async fn insert_grant<'c, E>(executor: E, g: &GrantRecord) -> StoreResult<()>
+where
+    E: sqlx::PgExecutor<'c>,
+{
+    sqlx::query(sql::INSERT_GRANT)
+        .bind(text(&g.id))
+        .bind(text(&g.client_id))
+        .bind(g.user_id)
+        .bind(text(&g.scope))
+        .bind(g.auth_time)
+        .bind(text(&g.amr))
+        .bind(opt_text(&g.nonce))
+        .bind(g.created_at)
+        .bind(g.revoked_at)
+        .bind(g.expires_at)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+pub async fn insert_access_token<'c, E>(executor: E, a: &AccessTokenRecord) -> StoreResult<()>
+where
+    E: sqlx::PgExecutor<'c>,
+{
+    sqlx::query(sql::INSERT_ACCESS_TOKEN)
+        .bind(&a.token_hash)
+        .bind(text(&a.grant_id))
+        .bind(text(&a.client_id))
+        .bind(a.user_id)
+        .bind(text(&a.scope))
+        .bind(a.created_at)
+        .bind(a.expires_at)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+/// The refresh token, and its grant kept alive as long as the token; inside the caller's
+/// transaction.
+pub async fn insert_refresh_token(
+    tx: &mut sqlx::PgConnection,
+    r: &RefreshTokenRecord,
+    grant_id: &str,
+) -> StoreResult<()> {
+    sqlx::query(sql::INSERT_REFRESH_TOKEN)
+        .bind(&r.token_hash)
+        .bind(text(grant_id))
+        .bind(r.created_at)
+        .bind(r.expires_at)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(sql::EXTEND_GRANT)
+        .bind(text(grant_id))
+        .bind(r.expires_at)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,455 @@
+//! [`Store`] on PostgreSQL. Single use is one conditional `UPDATE ... RETURNING`; what must be
+//! stored together is one transaction.
+
+use async_trait::async_trait;
+use sqlx::Row;
+
+use super::rows::{self, insert_access_token, insert_grant, insert_refresh_token};
+use super::{PostgresStore, opt_text, text};
+use crate::store::sql;
+use crate::store::*;
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query(sql::PING).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn create_client(&self, client: &ClientRecord) -> StoreResult<()> {
+        sqlx::query(sql::INSERT_CLIENT)
+            .bind(text(&client.client_id))
+            .bind(&client.secret_hash)
+            .bind(rows::settings_json(client)?)
+            .bind(client.created_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn get_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
+        let row = sqlx::query(sql::GET_CLIENT)
+            .bind(text(client_id))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(rows::client).transpose()
+    }
+
+    async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>> {
+        let found = sqlx::query(sql::LIST_CLIENTS).fetch_all(&self.pool).await?;
+        found.iter().map(rows::client).collect()
+    }
+
+    async fn update_client(&self, client: &ClientRecord) -> StoreResult<bool> {
+        let done = sqlx::query(sql::UPDATE_CLIENT)
+            .bind(text(&client.client_id))
+            .bind(&client.secret_hash)
+            .bind(rows::settings_json(client)?)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_client(&self, client_id: &str) -> StoreResult<bool> {
+        let client_id = text(client_id);
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(sql::DELETE_CLIENT)
+            .bind(&client_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(sql::REVOKE_CLIENT_GRANTS)
+            .bind(&client_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(sql::DELETE_CLIENT_CONSENTS)
+            .bind(&client_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn upsert_user(&self, u: &UserRecord) -> StoreResult<()> {
+        sqlx::query(sql::UPSERT_USER)
+            .bind(u.telegram_id)
+            .bind(text(&u.first_name))
+            .bind(opt_text(&u.last_name))
+            .bind(opt_text(&u.username))
+            .bind(opt_text(&u.photo_url))
+            .bind(opt_text(&u.language_code))
+            .bind(u.is_premium)
+            .bind(opt_text(&u.phone_number))
+            .bind(u.created_at)
+            .bind(u.updated_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn get_user(&self, telegram_id: i64) -> StoreResult<Option<UserRecord>> {
+        let row = sqlx::query(sql::GET_USER)
+            .bind(telegram_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(rows::user).transpose()
+    }
+
+    async fn consume_proof(&self, proof_hash: &[u8], expires_at: i64) -> StoreResult<bool> {
+        let done = sqlx::query(sql::CONSUME_PROOF)
+            .bind(proof_hash)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn create_session(&self, s: &SessionRecord) -> StoreResult<()> {
+        sqlx::query(sql::CREATE_SESSION)
+            .bind(&s.id_hash)
+            .bind(s.user_id)
+            .bind(s.auth_time)
+            .bind(text(&s.amr))
+            .bind(s.created_at)
+            .bind(s.expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn get_session(&self, id_hash: &[u8], now: i64) -> StoreResult<Option<SessionRecord>> {
+        let row = sqlx::query(sql::GET_SESSION)
+            .bind(id_hash)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(rows::session).transpose()
+    }
+
+    async fn delete_session(&self, id_hash: &[u8]) -> StoreResult<()> {
+        sqlx::query(sql::DELETE_SESSION)
+            .bind(id_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn record_session_client(
+        &self,
+        session_hash: &[u8],
+        client_id: &str,
+        user_id: i64,
+        expires_at: i64,
+    ) -> StoreResult<()> {
+        sqlx::query(sql::RECORD_SESSION_CLIENT)
+            .bind(session_hash)
+            .bind(text(client_id))
+            .bind(user_id)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn take_session_clients(&self, session_hash: &[u8]) -> StoreResult<Vec<(String, i64)>> {
+        let taken = sqlx::query(sql::TAKE_SESSION_CLIENTS)
+            .bind(session_hash)
+            .fetch_all(&self.pool)
+            .await?;
+        taken
+            .iter()
+            .map(|r| Ok((r.try_get("client_id")?, r.try_get("user_id")?)))
+            .collect()
+    }
+
+    async fn create_pending(&self, p: &PendingAuthorization) -> StoreResult<()> {
+        sqlx::query(sql::CREATE_PENDING)
+            .bind(&p.id_hash)
+            .bind(text(&p.client_id))
+            .bind(text(&p.request))
+            .bind(p.created_at)
+            .bind(p.expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn get_pending(
+        &self,
+        id_hash: &[u8],
+        now: i64,
+    ) -> StoreResult<Option<PendingAuthorization>> {
+        let row = sqlx::query(sql::GET_PENDING)
+            .bind(id_hash)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(rows::pending).transpose()
+    }
+
+    async fn update_pending(&self, id_hash: &[u8], request: &str) -> StoreResult<bool> {
+        let done = sqlx::query(sql::UPDATE_PENDING)
+            .bind(id_hash)
+            .bind(text(request))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_pending(&self, id_hash: &[u8]) -> StoreResult<()> {
+        sqlx::query(sql::DELETE_PENDING)
+            .bind(id_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn get_consent(&self, user_id: i64, client_id: &str) -> StoreResult<Option<String>> {
+        let row = sqlx::query(sql::GET_CONSENT)
+            .bind(user_id)
+            .bind(text(client_id))
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get("scope")?),
+            None => None,
+        })
+    }
+
+    async fn save_consent(
+        &self,
+        user_id: i64,
+        client_id: &str,
+        scope: &str,
+        now: i64,
+    ) -> StoreResult<()> {
+        sqlx::query(sql::SAVE_CONSENT)
+            .bind(user_id)
+            .bind(text(client_id))
+            .bind(text(scope))
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn create_grant_with_code(
+        &self,
+        grant: &GrantRecord,
+        code: &CodeRecord,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        insert_grant(&mut *tx, grant).await?;
+        sqlx::query(sql::INSERT_CODE)
+            .bind(&code.code_hash)
+            .bind(text(&code.grant_id))
+            .bind(text(&code.redirect_uri))
+            .bind(opt_text(&code.code_challenge))
+            .bind(code.expires_at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn create_grant(&self, grant: &GrantRecord) -> StoreResult<()> {
+        insert_grant(&self.pool, grant).await
+    }
+
+    async fn get_grant(&self, id: &str) -> StoreResult<Option<GrantRecord>> {
+        let row = sqlx::query(sql::GET_GRANT)
+            .bind(text(id))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(rows::grant).transpose()
+    }
+
+    async fn redeem_code(
+        &self,
+        code_hash: &[u8],
+        client_id: &str,
+        now: i64,
+    ) -> StoreResult<RedeemOutcome> {
+        let client_id = text(client_id);
+        let row = sqlx::query(sql::REDEEM_CODE)
+            .bind(code_hash)
+            .bind(now)
+            .bind(&client_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        if let Some(row) = row {
+            return Ok(RedeemOutcome::Redeemed(rows::code(&row)?));
+        }
+        let used = sqlx::query(sql::CODE_ALREADY_USED)
+            .bind(code_hash)
+            .bind(&client_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match used {
+            Some(row) => RedeemOutcome::AlreadyUsed {
+                grant_id: row.try_get("grant_id")?,
+            },
+            None => RedeemOutcome::NotFound,
+        })
+    }
+
+    async fn revoke_grant(&self, grant_id: &str, now: i64) -> StoreResult<()> {
+        sqlx::query(sql::REVOKE_GRANT)
+            .bind(text(grant_id))
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn store_tokens(
+        &self,
+        access: Option<&AccessTokenRecord>,
+        refresh: Option<&RefreshTokenRecord>,
+    ) -> StoreResult<()> {
+        let Some(r) = refresh else {
+            // One row needs no transaction: a single INSERT is atomic by itself, and BEGIN and
+            // COMMIT would cost two more round trips to the database.
+            if let Some(a) = access {
+                insert_access_token(&self.pool, a).await?;
+            }
+            return Ok(());
+        };
+        let mut tx = self.pool.begin().await?;
+        if let Some(a) = access {
+            insert_access_token(&mut *tx, a).await?;
+        }
+        insert_refresh_token(&mut tx, r, &r.grant_id).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_access_token(&self, token_hash: &[u8]) -> StoreResult<Option<AccessTokenState>> {
+        let row = sqlx::query(sql::GET_ACCESS_TOKEN)
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(rows::access_token).transpose()
+    }
+
+    async fn revoke_access_token(
+        &self,
+        token_hash: &[u8],
+        client_id: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(sql::REVOKE_ACCESS_TOKEN)
+            .bind(token_hash)
+            .bind(text(client_id))
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn get_refresh_token(&self, token_hash: &[u8]) -> StoreResult<Option<RefreshTokenState>> {
+        let row = sqlx::query(sql::GET_REFRESH_TOKEN)
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(rows::refresh_token).transpose()
+    }
+
+    async fn rotate_refresh_token_issuing(
+        &self,
+        old_hash: &[u8],
+        client_id: &str,
+        successor: &RefreshTokenRecord,
+        access: Option<&AccessTokenRecord>,
+        now: i64,
+    ) -> StoreResult<RotateOutcome> {
+        let client_id = text(client_id);
+        let mut tx = self.pool.begin().await?;
+        let used = sqlx::query(sql::USE_REFRESH_TOKEN)
+            .bind(old_hash)
+            .bind(now)
+            .bind(&client_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(used) = used else {
+            let seen = sqlx::query(sql::REFRESH_TOKEN_SEEN)
+                .bind(old_hash)
+                .bind(&client_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            return Ok(match seen {
+                Some(row) => {
+                    let used_at: Option<i64> = row.try_get("used_at")?;
+                    if used_at.is_some() {
+                        RotateOutcome::Replayed {
+                            grant_id: row.try_get("grant_id")?,
+                        }
+                    } else {
+                        RotateOutcome::Invalid
+                    }
+                }
+                None => RotateOutcome::Invalid,
+            });
+        };
+        let grant_id: String = used.try_get("grant_id")?;
+        let grant = sqlx::query(sql::GET_LIVE_GRANT)
+            .bind(&grant_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(grant) = grant else {
+            tx.commit().await?;
+            return Ok(RotateOutcome::Invalid);
+        };
+        let grant = rows::grant(&grant)?;
+        if let Some(a) = access {
+            if a.grant_id != grant_id {
+                // Rolled back: the old token stays as it was.
+                return Err(StoreError::Internal("access token of another grant".into()));
+            }
+            insert_access_token(&mut *tx, a).await?;
+        }
+        insert_refresh_token(&mut tx, successor, &grant_id).await?;
+        tx.commit().await?;
+        Ok(RotateOutcome::Rotated(grant))
+    }
+
+    async fn delete_expired(&self, now: i64) -> StoreResult<u64> {
+        let mut total = 0;
+        for (statement, memory) in sql::DELETE_EXPIRED {
+            total += sqlx::query(statement)
+                .bind(now - memory)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        }
+        Ok(total)
+    }
+
+    async fn create_upstream_login(&self, l: &UpstreamLogin) -> StoreResult<()> {
+        sqlx::query(sql::INSERT_UPSTREAM_LOGIN)
+            .bind(&l.state_hash)
+            .bind(&l.binding_hash)
+            .bind(l.created_at)
+            .bind(l.expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn take_upstream_login(
+        &self,
+        state_hash: &[u8],
+        now: i64,
+    ) -> StoreResult<Option<UpstreamLogin>> {
+        let row = sqlx::query(sql::TAKE_UPSTREAM_LOGIN)
+            .bind(state_hash)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(rows::upstream_login).transpose()
+    }
+
+    async fn try_lock_job(&self, job: &str) -> StoreResult<Option<JobLock>> {
+        self.lock_job(job).await
+    }
+}
