@@ -2,7 +2,9 @@
 //! input into OAuth errors, the browser session cookie, and how errors are written.
 
 pub mod authorize;
+pub mod browser_error;
 pub mod consent;
+pub mod csrf;
 pub mod deeplink;
 pub mod device;
 pub mod emulator;
@@ -10,6 +12,7 @@ pub mod errors;
 pub mod extract;
 pub mod i18n;
 pub mod login;
+pub mod logout;
 pub mod pages;
 pub mod router;
 pub mod token;
@@ -103,12 +106,15 @@ pub async fn readyz(State(app): State<AppState>) -> Response {
     }
 }
 
+/// The fallback: no state here, so the page is drawn for an issuer at the root.
 pub async fn not_found() -> Response {
-    pages::error_page(
+    browser_error::Problem::page(
         StatusCode::NOT_FOUND,
         "Not found",
         "There is nothing at this address.",
     )
+    .at_site("", "")
+    .into_response()
 }
 
 pub async fn stylesheet() -> Response {
