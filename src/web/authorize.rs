@@ -275,3 +275,96 @@ pub fn see_other(location: &str) -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oidc::authorize::{AuthorizeError, ErrorRedirect};
+
+    fn client() -> ClientRecord {
+        ClientRecord {
+            client_id: "app".into(),
+            secret_hash: None,
+            settings: serde_json::from_value(serde_json::json!({
+                "name": "App",
+                "kind": "confidential",
+                "redirect_uris": ["https://rp.example.test/cb"],
+                "allowed_scopes": ["openid", "profile"],
+                "id_token_alg": "RS256",
+            }))
+            .unwrap(),
+            created_at: 0,
+        }
+    }
+
+    fn check(query: &str) -> Result<AuthorizationRequest, AuthorizeError> {
+        let params = extract::authorize_query(Some(query)).unwrap();
+        client_id_param(&params)?;
+        validate(&params, &client())
+    }
+
+    fn to_app(query: &str) -> ErrorRedirect {
+        match check(query) {
+            Err(AuthorizeError::ToApp(redirect)) => redirect,
+            other => panic!("expected a report to the app, got {other:?}"),
+        }
+    }
+
+    fn page(query: &str) -> String {
+        match check(query) {
+            Err(AuthorizeError::Unusable(message)) => message,
+            other => panic!("expected a page, got {other:?}"),
+        }
+    }
+
+    const GOOD: &str = "client_id=app&redirect_uri=https%3A%2F%2Frp.example.test%2Fcb&response_type=code&scope=openid";
+
+    #[test]
+    fn a_good_request_passes() {
+        let request = check(&format!("{GOOD}&state=s1&prompt=login")).unwrap();
+        assert_eq!(request.scope, "openid");
+        assert_eq!(request.state.as_deref(), Some("s1"));
+        assert!(request.prompt_login);
+    }
+
+    #[test]
+    fn a_repeated_client_id_or_redirect_uri_is_a_page() {
+        assert_eq!(
+            page(&format!("{GOOD}&client_id=app")),
+            "The request names client_id more than once."
+        );
+        assert_eq!(
+            page(&format!("{GOOD}&redirect_uri=x")),
+            "The request names redirect_uri more than once."
+        );
+        assert_eq!(
+            page("client_id=&redirect_uri=x"),
+            "The request does not name an app (client_id is missing)."
+        );
+    }
+
+    #[test]
+    fn any_other_repeat_goes_to_the_app() {
+        let r = to_app(&format!(
+            "{GOOD}&state=s1&scope=profile&response_mode=form_post"
+        ));
+        assert_eq!(r.code, ErrorCode::InvalidRequest);
+        assert_eq!(r.description, "the parameter scope appears more than once");
+        assert_eq!(r.state.as_deref(), Some("s1"));
+        assert!(r.form_post);
+        // A repeated state is not echoed, a repeated response_mode is not followed.
+        let r = to_app(&format!("{GOOD}&state=a&state=b"));
+        assert_eq!(r.description, "the parameter state appears more than once");
+        assert_eq!(r.state, None);
+        let r = to_app(&format!(
+            "{GOOD}&response_mode=form_post&response_mode=form_post"
+        ));
+        assert!(!r.form_post);
+    }
+
+    #[test]
+    fn an_empty_value_counts_as_absent() {
+        let r = to_app(&GOOD.replace("scope=openid", "scope="));
+        assert_eq!(r.code, ErrorCode::InvalidScope);
+    }
+}
