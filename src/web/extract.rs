@@ -85,14 +85,15 @@ pub async fn read_form_params(
 
 // ---- the authorization request (RFC 6749 §4.1.1, OpenID Connect Core §3.1.2.1) ----
 
+use crate::oidc::authorize::{AuthorizeParams, Param};
+use crate::web::browser_error::{Problem, UNUSABLE_REQUEST};
+
 /// The authorization request in a query; a malformed one is a page, since nothing in it can
 /// be trusted yet.
-pub fn authorize_query(
-    raw: Option<&str>,
-) -> Result<crate::oidc::authorize::AuthorizeParams, crate::web::browser_error::Problem> {
+pub fn authorize_query(raw: Option<&str>) -> Result<AuthorizeParams, Problem> {
     match parse_params(raw.unwrap_or("")) {
         Ok(params) => Ok(authorize_params(&params)),
-        Err(e) => Err(crate::web::browser_error::Problem::unusable(e.description)),
+        Err(e) => Err(Problem::unusable(e.description)),
     }
 }
 
@@ -102,7 +103,7 @@ pub async fn authorize_form(
     app: &App,
     headers: &HeaderMap,
     body: axum::body::Body,
-) -> Result<crate::oidc::authorize::AuthorizeParams, crate::web::browser_error::Problem> {
+) -> Result<AuthorizeParams, Problem> {
     match read_form_params(app, headers, body).await {
         Ok(params) => Ok(authorize_params(&params)),
         Err(e) => {
@@ -111,11 +112,7 @@ pub async fn authorize_form(
             } else {
                 StatusCode::BAD_REQUEST
             };
-            Err(crate::web::browser_error::Problem::page(
-                status,
-                crate::web::browser_error::UNUSABLE_REQUEST,
-                e.description,
-            ))
+            Err(Problem::page(status, UNUSABLE_REQUEST, e.description))
         }
     }
 }
@@ -123,8 +120,7 @@ pub async fn authorize_form(
 /// The parameters, read once. An empty value counts as absent (RFC 6749 §3.1); a repeated
 /// parameter has no value, and the first one repeated is named, so that `oidc::authorize` can
 /// tell the person (a repeated `client_id` or `redirect_uri`) or the app (any other).
-pub fn authorize_params(params: &[(String, String)]) -> crate::oidc::authorize::AuthorizeParams {
-    use crate::oidc::authorize::{AuthorizeParams, Param};
+pub fn authorize_params(params: &[(String, String)]) -> AuthorizeParams {
     let single = |name: &str| {
         let mut found = params.iter().filter(|(k, _)| k == name).map(|(_, v)| v);
         match (found.next(), found.next()) {
@@ -140,11 +136,7 @@ pub fn authorize_params(params: &[(String, String)]) -> crate::oidc::authorize::
     AuthorizeParams {
         client_id: single("client_id"),
         redirect_uri: single("redirect_uri"),
-        repeated: params
-            .iter()
-            .enumerate()
-            .find(|(i, (k, _))| params[..*i].iter().any(|(p, _)| p == k))
-            .map(|(_, (k, _))| k.clone()),
+        repeated: first_repeated(params).map(str::to_owned),
         state: get("state"),
         response_type: get("response_type"),
         response_mode: get("response_mode"),
@@ -159,4 +151,14 @@ pub fn authorize_params(params: &[(String, String)]) -> crate::oidc::authorize::
         request: get("request"),
         request_uri: get("request_uri"),
     }
+}
+
+/// The first parameter that appears more than once (RFC 6749 §3.1 forbids it), empty values
+/// included.
+pub fn first_repeated(params: &[(String, String)]) -> Option<&str> {
+    params
+        .iter()
+        .enumerate()
+        .find(|(i, (k, _))| params[..*i].iter().any(|(p, _)| p == k))
+        .map(|(_, (k, _))| k.as_str())
 }

@@ -13,7 +13,7 @@ use crate::secrets::token_hash;
 use crate::state::{App, AppState};
 use crate::web::browser_error::{BrowserError, Problem};
 use crate::web::csrf::{self, Form};
-use crate::web::{self, pages};
+use crate::web::{self, extract, pages};
 
 const UNUSABLE: &str = "This sign-out request cannot be used";
 
@@ -41,11 +41,7 @@ fn message_page(app: &App, title: &str, message: &str) -> Response {
 /// The logout parameters; a repeated one makes the request unusable (RFC 6749 §3.1 applies to
 /// these endpoints too).
 fn logout_params(params: &[(String, String)]) -> Result<LogoutParams, Problem> {
-    let repeated = params
-        .iter()
-        .enumerate()
-        .any(|(i, (k, _))| params[..i].iter().any(|(p, _)| p == k));
-    if repeated {
+    if extract::first_repeated(params).is_some() {
         return Err(notice(
             StatusCode::BAD_REQUEST,
             UNUSABLE,

@@ -160,10 +160,7 @@ pub async fn callback(
         Err(e) => return incomplete(&e.description),
     };
     if params.iter().any(|(_, v)| v.len() > MAX_PARAM_LEN)
-        || params
-            .iter()
-            .enumerate()
-            .any(|(i, (k, _))| params[..i].iter().any(|(p, _)| p == k))
+        || web::extract::first_repeated(&params).is_some()
     {
         return incomplete("The answer from Telegram is malformed.");
     }
