@@ -155,7 +155,7 @@ pub struct EnterForm {
 pub async fn enter_code(
     State(app): State<AppState>,
     form: Result<OAuthForm<EnterForm>, OAuthError>,
-) -> Response {
+) -> Result<Response, BrowserError> {
     let typed = match form {
         Ok(OAuthForm(form)) => form.user_code,
         Err(_) => String::new(),
@@ -174,20 +174,27 @@ pub async fn enter_code(
             axum::http::header::RETRY_AFTER,
             axum::http::HeaderValue::from_static("60"),
         );
-        return response;
+        return Ok(response);
     }
     let Some(code) = normalize_user_code(&typed) else {
         app.note_user_code_miss(now);
-        return enter_page_with(&app, StatusCode::BAD_REQUEST, "", Some(unknown));
+        return Ok(enter_page_with(
+            &app,
+            StatusCode::BAD_REQUEST,
+            "",
+            Some(unknown),
+        ));
     };
     let user_code_hash = token_hash(&code);
-    let found = match app.store.find_device_code(&user_code_hash, now).await {
-        Ok(found) => found,
-        Err(e) => return Problem::from(e).at(&app).into_response(),
-    };
-    let Some(device) = found else {
+    let found = app.store.find_device_code(&user_code_hash, now).await;
+    let Some(device) = found.map_err(|e| Problem::from(e).at(&app))? else {
         app.note_user_code_miss(now);
-        return enter_page_with(&app, StatusCode::BAD_REQUEST, "", Some(unknown));
+        return Ok(enter_page_with(
+            &app,
+            StatusCode::BAD_REQUEST,
+            "",
+            Some(unknown),
+        ));
     };
     let request = AuthorizationRequest {
         client_id: device.client_id.clone(),
@@ -212,7 +219,7 @@ pub async fn enter_code(
         ))
     }
     .await;
-    result.unwrap_or_else(|e| Problem::from(e).at(&app).into_response())
+    result.map_err(|e| Problem::from(e).at(&app))
 }
 
 #[derive(Template)]

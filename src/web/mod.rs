@@ -106,7 +106,8 @@ pub async fn readyz(State(app): State<AppState>) -> Response {
     }
 }
 
-/// The fallback: no state here, so the page is drawn for an issuer at the root.
+/// The router's fallback, and the answer to a link without its `req`. It has no state, so its
+/// page links the stylesheet at the root path, whatever the issuer's path.
 pub async fn not_found() -> Response {
     browser_error::Problem::page(
         StatusCode::NOT_FOUND,
