@@ -5,12 +5,10 @@
 //! an unverified URI would make this server an open redirector (RFC 6749 §4.1.2.1). After that,
 //! errors go back to the app with `state` and `iss` (RFC 9207).
 
-use http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ErrorCode, OAuthError};
-use crate::oidc::{pkce, scopes};
-use crate::state::App;
+use crate::error::ErrorCode;
+use crate::oidc::{Provider, pkce, scopes};
 use crate::store::{ClientKind, ClientRecord, SessionRecord};
 
 const MAX_STATE_LEN: usize = 2048;
@@ -51,143 +49,149 @@ pub struct AuthorizationRequest {
     pub device_verification: Option<String>,
 }
 
+/// An authorization request's parameters as sent (RFC 6749 §4.1.1, OIDC Core §3.1.2.1), read
+/// once from the query or the form. A value is `None` when the parameter is absent, empty, or
+/// repeated; `repeated` names the first parameter that appears more than once (RFC 6749 §3.1).
+#[derive(Debug, Clone, Default)]
+pub struct AuthorizeParams {
+    pub client_id: Param,
+    pub redirect_uri: Param,
+    pub repeated: Option<String>,
+    pub state: Option<String>,
+    pub response_type: Option<String>,
+    pub response_mode: Option<String>,
+    pub scope: Option<String>,
+    pub code_challenge: Option<String>,
+    pub code_challenge_method: Option<String>,
+    pub prompt: Option<String>,
+    pub max_age: Option<String>,
+    pub nonce: Option<String>,
+    pub login_hint: Option<String>,
+    pub id_token_hint: Option<String>,
+    pub request: Option<String>,
+    pub request_uri: Option<String>,
+}
+
+/// A parameter that decides where errors may go, so a repeat of it matters on its own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Param {
+    /// Absent, or sent without a value (RFC 6749 §3.1: treated as omitted).
+    #[default]
+    Missing,
+    Once(String),
+    Repeated,
+}
+
 /// Why an authorization request stops.
 #[derive(Debug)]
 pub enum AuthorizeError {
-    /// No trustworthy redirect URI: tell the person on a page.
-    Page {
-        status: StatusCode,
-        title: &'static str,
-        message: String,
-    },
-    /// Report to the app at its registered redirect URI.
-    Redirect {
-        redirect_uri: String,
-        state: Option<String>,
-        code: ErrorCode,
-        description: String,
-        form_post: bool,
-    },
+    /// The app or its redirect URI cannot be trusted: the person is told on a page, never
+    /// redirected (RFC 6749 §4.1.2.1).
+    Unusable(String),
+    /// Reported to the app at its registered redirect URI.
+    ToApp(ErrorRedirect),
 }
 
-impl AuthorizeError {
-    pub fn page(message: impl Into<String>) -> Self {
-        AuthorizeError::Page {
-            status: StatusCode::BAD_REQUEST,
-            title: "This sign-in request cannot be used",
-            message: message.into(),
+/// An error response to the app (RFC 6749 §4.1.2.1), sent only to a verified redirect URI.
+#[derive(Debug, Clone)]
+pub struct ErrorRedirect {
+    pub redirect_uri: String,
+    pub state: Option<String>,
+    pub code: ErrorCode,
+    pub description: String,
+    pub form_post: bool,
+}
+
+impl AuthorizationRequest {
+    /// The error response to this request's app.
+    pub fn error(&self, code: ErrorCode, description: &str) -> ErrorRedirect {
+        ErrorRedirect {
+            redirect_uri: self.redirect_uri.clone(),
+            state: self.state.clone(),
+            code,
+            description: description.to_owned(),
+            form_post: self.form_post,
         }
     }
-}
-
-impl From<OAuthError> for AuthorizeError {
-    fn from(e: OAuthError) -> Self {
-        AuthorizeError::Page {
-            status: if e.code == ErrorCode::TemporarilyUnavailable {
-                StatusCode::SERVICE_UNAVAILABLE
-            } else {
-                StatusCode::INTERNAL_SERVER_ERROR
-            },
-            title: "Something went wrong",
-            message: e.description,
-        }
-    }
-}
-
-impl From<crate::store::StoreError> for AuthorizeError {
-    fn from(e: crate::store::StoreError) -> Self {
-        OAuthError::from(e).into()
-    }
-}
-
-fn single<'a>(params: &'a [(String, String)], name: &str) -> Result<Option<&'a str>, ()> {
-    let mut found = params
-        .iter()
-        .filter(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str());
-    let first = found.next();
-    if found.next().is_some() {
-        return Err(());
-    }
-    Ok(first.filter(|v| !v.is_empty()))
 }
 
 /// The `client_id`, which must be known before anything else can be checked.
-pub fn client_id_param(params: &[(String, String)]) -> Result<&str, AuthorizeError> {
-    match single(params, "client_id") {
-        Ok(Some(id)) => Ok(id),
-        Ok(None) => Err(AuthorizeError::page(
-            "The request does not name an app (client_id is missing).",
+pub fn client_id_param(params: &AuthorizeParams) -> Result<&str, AuthorizeError> {
+    match &params.client_id {
+        Param::Once(id) => Ok(id),
+        Param::Missing => Err(AuthorizeError::Unusable(
+            "The request does not name an app (client_id is missing).".into(),
         )),
-        Err(()) => Err(AuthorizeError::page(
-            "The request names client_id more than once.",
+        Param::Repeated => Err(AuthorizeError::Unusable(
+            "The request names client_id more than once.".into(),
         )),
     }
 }
 
 /// Checks an authorization request for `client` (RFC 6749 §4.1.1, RFC 7636, OIDC Core §3.1.2.1).
 pub fn validate(
-    params: &[(String, String)],
+    params: &AuthorizeParams,
     client: &ClientRecord,
 ) -> Result<AuthorizationRequest, AuthorizeError> {
-    let redirect_uri = match single(params, "redirect_uri") {
-        Ok(Some(uri)) => uri,
-        Ok(None) => return Err(AuthorizeError::page("The request has no redirect_uri.")),
-        Err(()) => {
-            return Err(AuthorizeError::page(
-                "The request names redirect_uri more than once.",
+    let redirect_uri = match &params.redirect_uri {
+        Param::Once(uri) => uri.as_str(),
+        Param::Missing => {
+            return Err(AuthorizeError::Unusable(
+                "The request has no redirect_uri.".into(),
+            ));
+        }
+        Param::Repeated => {
+            return Err(AuthorizeError::Unusable(
+                "The request names redirect_uri more than once.".into(),
             ));
         }
     };
     if !redirect_uri_matches(client, redirect_uri) {
-        return Err(AuthorizeError::page(format!(
+        return Err(AuthorizeError::Unusable(format!(
             "The address to return to is not registered for the app \u{201c}{}\u{201d}.",
             client.settings.name
         )));
     }
-    let state = single(params, "state").ok().flatten().map(str::to_owned);
-    let form_post = matches!(single(params, "response_mode"), Ok(Some("form_post")));
-    let fail = |code: ErrorCode, description: &str| AuthorizeError::Redirect {
-        redirect_uri: redirect_uri.to_owned(),
-        state: state.clone(),
-        code,
-        description: description.to_owned(),
-        form_post,
+    let state = params.state.clone();
+    let form_post = params.response_mode.as_deref() == Some("form_post");
+    let fail = |code: ErrorCode, description: &str| {
+        AuthorizeError::ToApp(ErrorRedirect {
+            redirect_uri: redirect_uri.to_owned(),
+            state: state.clone(),
+            code,
+            description: description.to_owned(),
+            form_post,
+        })
     };
-    if let Some((name, _)) = params
-        .iter()
-        .enumerate()
-        .find(|(i, (k, _))| params[..*i].iter().any(|(p, _)| p == k))
-        .map(|(_, kv)| kv.clone())
-    {
+    if let Some(name) = &params.repeated {
         return Err(fail(
             ErrorCode::InvalidRequest,
             &format!("the parameter {name} appears more than once"),
         ));
     }
-    let get = |name: &str| single(params, name).ok().flatten();
     if state.as_ref().is_some_and(|s| s.len() > MAX_STATE_LEN) {
-        return Err(AuthorizeError::Redirect {
+        // Not echoed back: the limit is there to keep redirect URLs bounded.
+        return Err(AuthorizeError::ToApp(ErrorRedirect {
             redirect_uri: redirect_uri.to_owned(),
             state: None,
             code: ErrorCode::InvalidRequest,
             description: "state is too long".into(),
             form_post,
-        });
+        }));
     }
-    if get("request").is_some() {
+    if params.request.is_some() {
         return Err(fail(
             ErrorCode::RequestNotSupported,
             "request objects are not supported",
         ));
     }
-    if get("request_uri").is_some() {
+    if params.request_uri.is_some() {
         return Err(fail(
             ErrorCode::RequestUriNotSupported,
             "request_uri is not supported",
         ));
     }
-    match get("response_type") {
+    match params.response_type.as_deref() {
         Some("code") => {}
         Some(_) => {
             return Err(fail(
@@ -197,7 +201,7 @@ pub fn validate(
         }
         None => return Err(fail(ErrorCode::InvalidRequest, "response_type is missing")),
     }
-    match get("response_mode") {
+    match params.response_mode.as_deref() {
         None | Some("query") | Some("form_post") => {}
         Some(_) => {
             return Err(fail(
@@ -206,7 +210,7 @@ pub fn validate(
             ));
         }
     }
-    let requested = scopes::parse(get("scope").unwrap_or(""));
+    let requested = scopes::parse(params.scope.as_deref().unwrap_or(""));
     let granted: Vec<String> = requested
         .iter()
         .filter(|s| scopes::SUPPORTED.contains(&s.as_str()))
@@ -219,8 +223,8 @@ pub fn validate(
             "none of the requested scopes is available to this app",
         ));
     }
-    let challenge = get("code_challenge");
-    let method = get("code_challenge_method");
+    let challenge = params.code_challenge.as_deref();
+    let method = params.code_challenge_method.as_deref();
     match (challenge, method) {
         (Some(c), Some("S256")) => {
             if !pkce::is_valid_s256_challenge(c) {
@@ -251,7 +255,9 @@ pub fn validate(
         (None, None) => {}
     }
     let (mut prompt_none, mut prompt_login, mut prompt_consent) = (false, false, false);
-    let prompts: Vec<&str> = get("prompt")
+    let prompts: Vec<&str> = params
+        .prompt
+        .as_deref()
         .map(|p| p.split(' ').filter(|s| !s.is_empty()).collect())
         .unwrap_or_default();
     for p in &prompts {
@@ -269,7 +275,7 @@ pub fn validate(
             "prompt=none cannot be combined with other values",
         ));
     }
-    let max_age = match get("max_age") {
+    let max_age = match params.max_age.as_deref() {
         None => None,
         Some(v) => match v.parse::<i64>() {
             Ok(n) if n >= 0 => Some(n),
@@ -281,13 +287,14 @@ pub fn validate(
             }
         },
     };
-    let nonce = get("nonce").map(str::to_owned);
+    let nonce = params.nonce.clone();
     if nonce.as_ref().is_some_and(|n| n.len() > MAX_NONCE_LEN) {
         return Err(fail(ErrorCode::InvalidRequest, "nonce is too long"));
     }
-    let login_hint = get("login_hint")
-        .filter(|h| h.len() <= MAX_HINT_LEN)
-        .map(str::to_owned);
+    let login_hint = params
+        .login_hint
+        .clone()
+        .filter(|h| h.len() <= MAX_HINT_LEN);
     Ok(AuthorizationRequest {
         client_id: client.client_id.clone(),
         redirect_uri: redirect_uri.to_owned(),
@@ -302,7 +309,7 @@ pub fn validate(
         login_hint,
         form_post,
         expected_sub: None,
-        id_token_hint: get("id_token_hint").map(str::to_owned),
+        id_token_hint: params.id_token_hint.clone(),
         fresh_login_session: None,
         device_verification: None,
     })
@@ -310,10 +317,16 @@ pub fn validate(
 
 /// The `sub` of an ID token we signed for `client`. An expired one is still a good hint
 /// (OpenID Connect Core §3.1.2.1).
-pub fn check_id_token_hint(app: &App, client: &ClientRecord, hint: &str) -> Option<String> {
-    let (header, claims) = app.verify_jwt(hint, app.now()).ok()?;
+pub fn check_id_token_hint(
+    provider: &Provider,
+    client: &ClientRecord,
+    hint: &str,
+    now: i64,
+) -> Option<String> {
+    let (header, claims) = provider.verify_jwt(hint, now).ok()?;
     if header.get("typ").and_then(serde_json::Value::as_str) == Some("at+jwt")
-        || claims.get("iss").and_then(serde_json::Value::as_str) != Some(app.config.issuer.as_str())
+        || claims.get("iss").and_then(serde_json::Value::as_str)
+            != Some(provider.config.issuer.as_str())
     {
         return None;
     }

@@ -5,9 +5,8 @@
 use serde_json::{Value, json};
 
 use crate::error::{OAuthError, OAuthResult};
-use crate::oidc::scopes;
+use crate::oidc::{Provider, scopes};
 use crate::secrets::{TokenKind, new_token, random_bytes, token_hash};
-use crate::state::App;
 use crate::store::flows::{DeviceCodeRecord, DeviceStatus};
 use crate::store::{ClientRecord, StoreError};
 
@@ -74,21 +73,21 @@ fn granted_scope(client: &ClientRecord, asked: Option<&str>) -> OAuthResult<Stri
 /// A device code and a user code for `client` (RFC 8628 §3.2): the response body, and the
 /// device code's hash and expiry for a confirmation in the bot chat.
 pub async fn start(
-    app: &App,
+    provider: &Provider,
     client: &ClientRecord,
     asked: Option<&str>,
     now: i64,
 ) -> OAuthResult<(Value, Vec<u8>, i64)> {
     let scope = granted_scope(client, asked)?;
-    let ttl = app.config.tokens.device_code_ttl_secs;
-    let interval = app.config.tokens.device_poll_interval_secs;
+    let ttl = provider.config.tokens.device_code_ttl_secs;
+    let interval = provider.config.tokens.device_poll_interval_secs;
     let device_code = new_token(TokenKind::DeviceCode);
     let device_hash = token_hash(&device_code);
     let mut user_code = String::new();
     // A user code is short, so it can collide with a live one: draw again.
     for attempt in 0..5 {
         user_code = new_user_code();
-        let created = app
+        let created = provider
             .store
             .create_device_code(&DeviceCodeRecord {
                 device_code_hash: device_hash.clone(),
@@ -112,7 +111,7 @@ pub async fn start(
         }
     }
     let display = display_user_code(&user_code);
-    let verification_uri = app.url(VERIFICATION_PATH);
+    let verification_uri = provider.url(VERIFICATION_PATH);
     let complete = format!("{verification_uri}?user_code={display}");
     let body = json!({
         "device_code": device_code,

@@ -1,6 +1,7 @@
 //! The authorization endpoint's pages and redirects (RFC 6749 §4.1, OpenID Connect Core
-//! §3.1.2): the request is checked by `oidc::authorize`, then taken through login and consent
-//! to a code. Before a code is issued, the gate asks whether this user may enter this app.
+//! §3.1.2): the request is parsed once (`web::extract`) and checked by `oidc::authorize`,
+//! `flow::authorize` says where it goes next, and this file shows it: the login page, the
+//! consent page, the device confirmation, or the app with a code or an error.
 
 use axum::body::Body;
 use axum::extract::{Query, RawQuery, State};
@@ -9,91 +10,36 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use crate::error::{ErrorCode, OAuthError};
-use crate::flow;
-use crate::flow::login::Refused;
+use crate::flow::authorize::{self as flow_authorize, Next};
 use crate::oidc::authorize::{
-    AuthorizationRequest, AuthorizeError, check_id_token_hint, client_id_param,
-    login_is_fresh_enough, validate,
+    AuthorizationRequest, AuthorizeParams, check_id_token_hint, client_id_param, validate,
 };
-use crate::oidc::scopes;
-use crate::oidc::subject;
-use crate::secrets::{TokenKind, new_id, new_token, token_hash};
+use crate::secrets::{TokenKind, new_token, token_hash};
 use crate::state::{App, AppState};
-use crate::store::{ClientRecord, CodeRecord, GrantRecord, PendingAuthorization, SessionRecord};
-use crate::web::{self, pages};
-
-/// How a stopped authorization is shown: a page, or a report to the app.
-impl AuthorizeError {
-    pub fn into_response(self, app: &App) -> Response {
-        match self {
-            AuthorizeError::Page {
-                status,
-                title,
-                message,
-            } => {
-                let mut page = pages::error_page_at(app.base_path(), status, title, &message);
-                // A browser or a person retrying an outage is told when (RFC 9110 §10.2.3).
-                if status == StatusCode::SERVICE_UNAVAILABLE {
-                    page.headers_mut().insert(
-                        header::RETRY_AFTER,
-                        axum::http::HeaderValue::from_static("5"),
-                    );
-                }
-                page
-            }
-            AuthorizeError::Redirect {
-                redirect_uri,
-                state,
-                code,
-                description,
-                form_post,
-            } => {
-                let mut params = vec![("error", code.as_str().to_owned())];
-                if !description.is_empty() {
-                    params.push(("error_description", description));
-                }
-                respond_to_client(app, &redirect_uri, state.as_deref(), params, form_post)
-            }
-        }
-    }
-}
-
-impl From<Refused> for AuthorizeError {
-    fn from(refused: Refused) -> Self {
-        match refused {
-            Refused::Store(e) => e.into(),
-            Refused::AlreadyUsed => AuthorizeError::Page {
-                status: StatusCode::BAD_REQUEST,
-                title: "Telegram login refused",
-                message: "This Telegram login was already used. Please log in again.".into(),
-            },
-            Refused::NotAdmitted => AuthorizeError::Page {
-                status: StatusCode::FORBIDDEN,
-                title: "You cannot sign in to this app",
-                message: "The app's administrator has not let this Telegram account in.".into(),
-            },
-        }
-    }
-}
+use crate::store::{ClientRecord, PendingAuthorization};
+use crate::web::browser_error::{BrowserError, Problem};
+use crate::web::{self, extract, pages};
 
 /// The authorization response: `params`, `state` and `iss` for the app, as a 302 with a query
 /// or, for `response_mode=form_post`, as a self-submitting form (OAuth 2.0 Form Post).
+/// `base` is the issuer's path, for the page shown when the redirect URI is not a URL.
 pub fn respond_to_client(
-    app: &App,
+    base: &str,
+    issuer: &str,
     redirect_uri: &str,
     state: Option<&str>,
     params: Vec<(&str, String)>,
     form_post: bool,
 ) -> Response {
     if !form_post {
-        return redirect_to_client(app, redirect_uri, state, params);
+        return redirect_to_client(base, issuer, redirect_uri, state, params);
     }
     let mut fields: Vec<(String, String)> =
         params.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
     if let Some(state) = state {
         fields.push(("state".into(), state.to_owned()));
     }
-    fields.push(("iss".into(), app.config.issuer.clone()));
+    fields.push(("iss".into(), issuer.to_owned()));
     let nonce = pages::csp_nonce();
     let origin = pages::origin_of(redirect_uri).unwrap_or_default();
     let csp = format!(
@@ -111,19 +57,17 @@ pub fn respond_to_client(
 }
 
 /// A 302 to the app's redirect URI carrying `params`, `state` and `iss`.
-pub fn redirect_to_client(
-    app: &App,
+fn redirect_to_client(
+    base: &str,
+    issuer: &str,
     redirect_uri: &str,
     state: Option<&str>,
     params: Vec<(&str, String)>,
 ) -> Response {
     let Ok(mut url) = url::Url::parse(redirect_uri) else {
-        return pages::error_page_at(
-            app.base_path(),
-            StatusCode::BAD_REQUEST,
-            "This sign-in request cannot be used",
-            "The app's redirect address is not a valid URL.",
-        );
+        return Problem::unusable("The app's redirect address is not a valid URL.")
+            .at_site(base, issuer)
+            .into_response();
     };
     {
         let mut query = url.query_pairs_mut();
@@ -133,7 +77,7 @@ pub fn redirect_to_client(
         if let Some(state) = state {
             query.append_pair("state", state);
         }
-        query.append_pair("iss", &app.config.issuer);
+        query.append_pair("iss", issuer);
     }
     (
         StatusCode::FOUND,
@@ -145,71 +89,66 @@ pub fn redirect_to_client(
         .into_response()
 }
 
+/// The code for the app, at its redirect URI.
+fn code_to_client(app: &App, request: &AuthorizationRequest, code: String) -> Response {
+    respond_to_client(
+        app.base_path(),
+        &app.config.issuer,
+        &request.redirect_uri,
+        request.state.as_deref(),
+        vec![("code", code)],
+        request.form_post,
+    )
+}
+
 pub async fn authorize_get(
     State(app): State<AppState>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-) -> Response {
-    let params = match web::parse_params(query.as_deref().unwrap_or("")) {
-        Ok(p) => p,
-        Err(e) => return AuthorizeError::page(e.description).into_response(&app),
+) -> Result<Response, BrowserError> {
+    let result = match extract::authorize_query(query.as_deref()) {
+        Ok(params) => start(&app, &headers, &params).await,
+        Err(problem) => Err(problem),
     };
-    start(&app, &headers, &params)
-        .await
-        .unwrap_or_else(|e| e.into_response(&app))
+    result.map_err(|p| p.at(&app))
 }
 
 pub async fn authorize_post(
     State(app): State<AppState>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
-    let params = match web::read_form_params(&app, &headers, body).await {
-        Ok(p) => p,
-        Err(e) => {
-            let status = if e.code == ErrorCode::PayloadTooLarge {
-                StatusCode::PAYLOAD_TOO_LARGE
-            } else {
-                StatusCode::BAD_REQUEST
-            };
-            return pages::error_page_at(
-                app.base_path(),
-                status,
-                "This sign-in request cannot be used",
-                &e.description,
-            );
-        }
+) -> Result<Response, BrowserError> {
+    let result = match extract::authorize_form(&app, &headers, body).await {
+        Ok(params) => start(&app, &headers, &params).await,
+        Err(problem) => Err(problem),
     };
-    start(&app, &headers, &params)
-        .await
-        .unwrap_or_else(|e| e.into_response(&app))
+    result.map_err(|p| p.at(&app))
 }
 
 async fn start(
     app: &App,
     headers: &HeaderMap,
-    params: &[(String, String)],
-) -> Result<Response, AuthorizeError> {
+    params: &AuthorizeParams,
+) -> Result<Response, Problem> {
     let client_id = client_id_param(params)?;
     let Some(client) = app.store.get_client(client_id).await? else {
-        return Err(AuthorizeError::page(
+        return Err(Problem::unusable(
             "The app that sent you here is not registered.",
         ));
     };
     let mut request = validate(params, &client)?;
-    if let Some(hint) = request.id_token_hint.take() {
-        request.expected_sub = Some(check_id_token_hint(app, &client, &hint).ok_or_else(|| {
-            AuthorizeError::Redirect {
-                redirect_uri: request.redirect_uri.clone(),
-                state: request.state.clone(),
-                code: ErrorCode::InvalidRequest,
-                description: "id_token_hint is not an ID token this server issued to this app"
-                    .into(),
-                form_post: request.form_post,
-            }
-        })?);
-    }
     let now = app.now();
+    if let Some(hint) = request.id_token_hint.take() {
+        let Some(sub) = check_id_token_hint(app, &client, &hint, now) else {
+            return Err(request
+                .error(
+                    ErrorCode::InvalidRequest,
+                    "id_token_hint is not an ID token this server issued to this app",
+                )
+                .into());
+        };
+        request.expected_sub = Some(sub);
+    }
     let req_id = new_token(TokenKind::PendingAuthorization);
     let request_json = serde_json::to_string(&request).map_err(OAuthError::server_error)?;
     app.store
@@ -234,27 +173,29 @@ pub async fn resume(
     State(app): State<AppState>,
     query: Result<Query<ResumeQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
-) -> Response {
+) -> Result<Response, BrowserError> {
     let Ok(Query(query)) = query else {
-        return AuthorizeError::page("The link is incomplete.").into_response(&app);
+        return Err(Problem::unusable("The link is incomplete.").at(&app));
     };
     let result = async {
         let (request, created_at, client) = load_pending(&app, &query.req).await?;
         advance(&app, &headers, &query.req, &request, created_at, &client).await
     }
     .await;
-    result.unwrap_or_else(|e| e.into_response(&app))
+    result.map_err(|p| p.at(&app))
 }
 
 /// The pending authorization behind a `req` handle, with its client.
 pub async fn load_pending(
     app: &App,
     req_id: &str,
-) -> Result<(AuthorizationRequest, i64, ClientRecord), AuthorizeError> {
-    let expired = || AuthorizeError::Page {
-        status: StatusCode::BAD_REQUEST,
-        title: "This sign-in has expired",
-        message: "Go back to the app and start signing in again.".into(),
+) -> Result<(AuthorizationRequest, i64, ClientRecord), Problem> {
+    let expired = || {
+        Problem::page(
+            StatusCode::BAD_REQUEST,
+            "This sign-in has expired",
+            "Go back to the app and start signing in again.",
+        )
     };
     if !req_id.starts_with(TokenKind::PendingAuthorization.prefix()) || req_id.len() > 128 {
         return Err(expired());
@@ -269,142 +210,59 @@ pub async fn load_pending(
     let request: AuthorizationRequest =
         serde_json::from_str(&pending.request).map_err(OAuthError::server_error)?;
     let Some(client) = app.store.get_client(&request.client_id).await? else {
-        return Err(AuthorizeError::page(
+        return Err(Problem::unusable(
             "The app that sent you here is no longer registered.",
         ));
     };
     Ok((request, pending.created_at, client))
 }
 
-/// Takes the authorization as far as it can go: to the login page, the consent page, or the
-/// app with a code.
-pub async fn advance(
+/// Takes the authorization as far as it can go for this browser's session, and shows where it
+/// went: the login page, the device confirmation, the consent page, or the app.
+async fn advance(
     app: &App,
     headers: &HeaderMap,
     req_id: &str,
     request: &AuthorizationRequest,
     pending_created_at: i64,
     client: &ClientRecord,
-) -> Result<Response, AuthorizeError> {
+) -> Result<Response, Problem> {
     let now = app.now();
-    let session = web::current_session(app, headers).await?;
-    let to_app = |code: ErrorCode, description: &str| AuthorizeError::Redirect {
-        redirect_uri: request.redirect_uri.clone(),
-        state: request.state.clone(),
-        code,
-        description: description.to_owned(),
-        form_post: request.form_post,
-    };
-    let hinted_elsewhere = |s: &SessionRecord| {
-        request
-            .expected_sub
-            .as_ref()
-            .is_some_and(|sub| *sub != subject::subject_for(app, client, s.user_id))
-    };
-    let session = match session {
-        Some((_, s)) if hinted_elsewhere(&s) && request.prompt_none => {
-            return Err(to_app(
-                ErrorCode::LoginRequired,
-                "the logged-in user is not the one id_token_hint names",
-            ));
-        }
-        Some((_, s))
-            if login_is_fresh_enough(request, &s, pending_created_at, now)
-                && !hinted_elsewhere(&s)
-                || request.fresh_login_session.as_deref()
-                    == Some(hex::encode(&s.id_hash).as_str()) =>
-        {
-            s
-        }
-        _ if request.prompt_none => {
-            return Err(to_app(
-                ErrorCode::LoginRequired,
-                "the user is not logged in",
-            ));
-        }
-        _ => return Ok(see_other(&app.url(&format!("/login?req={req_id}")))),
-    };
-    // A device confirmation asks the gate when the user approves (`flow::device`).
-    if request.device_verification.is_some() {
-        return Ok(see_other(&app.url(&format!(
+    let session = web::current_session(app, headers).await?.map(|(_, s)| s);
+    let next = flow_authorize::advance(
+        app,
+        session,
+        req_id,
+        request,
+        pending_created_at,
+        client,
+        now,
+    )
+    .await?;
+    Ok(match next {
+        Next::Login => see_other(&app.url(&format!("/login?req={req_id}"))),
+        Next::DeviceConfirm => see_other(&app.url(&format!(
             "{}?req={req_id}",
             crate::oidc::device::CONFIRM_PATH
-        ))));
-    }
-    // The gate: may this user enter this app? Asked before consent, and again at the code.
-    flow::login::admit(app, session.user_id, None, client).await?;
-    let consented = match app
-        .store
-        .get_consent(session.user_id, &client.client_id)
-        .await?
-    {
-        Some(granted) => scopes::is_subset(&request.scope, &granted),
-        None => false,
-    };
-    if !client.settings.skip_consent && (request.prompt_consent || !consented) {
-        if request.prompt_none {
-            return Err(to_app(
-                ErrorCode::ConsentRequired,
-                "the user has not consented",
-            ));
-        }
-        return Ok(see_other(&app.url(&format!("/consent?req={req_id}"))));
-    }
-    issue_code(app, req_id, request, &session, None).await
+        ))),
+        Next::Consent => see_other(&app.url(&format!("/consent?req={req_id}"))),
+        Next::Code(code) => code_to_client(app, request, code),
+        Next::ToApp(redirect) => return Err(redirect.into()),
+    })
 }
 
-/// Ends an authorization with a code: grant and code are stored together, the pending request
-/// is gone, and the browser goes back to the app. `client`, when given, is asked of the gate
-/// first (`advance` asked already).
+/// Ends an authorization with a code after the user's answer on the consent page; the gate is
+/// asked first.
 pub async fn issue_code(
     app: &App,
     req_id: &str,
     request: &AuthorizationRequest,
-    session: &SessionRecord,
-    client: Option<&ClientRecord>,
-) -> Result<Response, AuthorizeError> {
-    let now = app.now();
-    if let Some(client) = client {
-        flow::login::admit(app, session.user_id, None, client).await?;
-    }
-    let code = new_token(TokenKind::Code);
-    let ttl = app.config.tokens.code_ttl_secs;
-    let grant = GrantRecord {
-        id: new_id(),
-        client_id: request.client_id.clone(),
-        user_id: Some(session.user_id),
-        scope: request.scope.clone(),
-        auth_time: session.auth_time,
-        amr: session.amr.clone(),
-        nonce: request.nonce.clone(),
-        created_at: now,
-        revoked_at: None,
-        expires_at: now + ttl,
-    };
-    let record = CodeRecord {
-        code_hash: token_hash(&code),
-        grant_id: grant.id.clone(),
-        redirect_uri: request.redirect_uri.clone(),
-        code_challenge: request.code_challenge.clone(),
-        expires_at: now + ttl,
-    };
-    app.store.create_grant_with_code(&grant, &record).await?;
-    app.store
-        .record_session_client(
-            &session.id_hash,
-            &request.client_id,
-            session.user_id,
-            session.expires_at,
-        )
-        .await?;
-    app.store.delete_pending(&token_hash(req_id)).await?;
-    Ok(respond_to_client(
-        app,
-        &request.redirect_uri,
-        request.state.as_deref(),
-        vec![("code", code)],
-        request.form_post,
-    ))
+    session: &crate::store::SessionRecord,
+    client: &ClientRecord,
+) -> Result<Response, Problem> {
+    let code =
+        flow_authorize::issue_code(app, req_id, request, session, Some(client), app.now()).await?;
+    Ok(code_to_client(app, request, code))
 }
 
 pub fn see_other(location: &str) -> Response {
@@ -416,4 +274,97 @@ pub fn see_other(location: &str) -> Response {
         ],
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oidc::authorize::{AuthorizeError, ErrorRedirect};
+
+    fn client() -> ClientRecord {
+        ClientRecord {
+            client_id: "app".into(),
+            secret_hash: None,
+            settings: serde_json::from_value(serde_json::json!({
+                "name": "App",
+                "kind": "confidential",
+                "redirect_uris": ["https://rp.example.test/cb"],
+                "allowed_scopes": ["openid", "profile"],
+                "id_token_alg": "RS256",
+            }))
+            .unwrap(),
+            created_at: 0,
+        }
+    }
+
+    fn check(query: &str) -> Result<AuthorizationRequest, AuthorizeError> {
+        let params = extract::authorize_query(Some(query)).unwrap();
+        client_id_param(&params)?;
+        validate(&params, &client())
+    }
+
+    fn to_app(query: &str) -> ErrorRedirect {
+        match check(query) {
+            Err(AuthorizeError::ToApp(redirect)) => redirect,
+            other => panic!("expected a report to the app, got {other:?}"),
+        }
+    }
+
+    fn page(query: &str) -> String {
+        match check(query) {
+            Err(AuthorizeError::Unusable(message)) => message,
+            other => panic!("expected a page, got {other:?}"),
+        }
+    }
+
+    const GOOD: &str = "client_id=app&redirect_uri=https%3A%2F%2Frp.example.test%2Fcb&response_type=code&scope=openid";
+
+    #[test]
+    fn a_good_request_passes() {
+        let request = check(&format!("{GOOD}&state=s1&prompt=login")).unwrap();
+        assert_eq!(request.scope, "openid");
+        assert_eq!(request.state.as_deref(), Some("s1"));
+        assert!(request.prompt_login);
+    }
+
+    #[test]
+    fn a_repeated_client_id_or_redirect_uri_is_a_page() {
+        assert_eq!(
+            page(&format!("{GOOD}&client_id=app")),
+            "The request names client_id more than once."
+        );
+        assert_eq!(
+            page(&format!("{GOOD}&redirect_uri=x")),
+            "The request names redirect_uri more than once."
+        );
+        assert_eq!(
+            page("client_id=&redirect_uri=x"),
+            "The request does not name an app (client_id is missing)."
+        );
+    }
+
+    #[test]
+    fn any_other_repeat_goes_to_the_app() {
+        let r = to_app(&format!(
+            "{GOOD}&state=s1&scope=profile&response_mode=form_post"
+        ));
+        assert_eq!(r.code, ErrorCode::InvalidRequest);
+        assert_eq!(r.description, "the parameter scope appears more than once");
+        assert_eq!(r.state.as_deref(), Some("s1"));
+        assert!(r.form_post);
+        // A repeated state is not echoed, a repeated response_mode is not followed.
+        let r = to_app(&format!("{GOOD}&state=a&state=b"));
+        assert_eq!(r.description, "the parameter state appears more than once");
+        assert_eq!(r.state, None);
+        let r = to_app(&format!(
+            "{GOOD}&response_mode=form_post&response_mode=form_post"
+        ));
+        assert!(!r.form_post);
+    }
+
+    #[test]
+    fn an_empty_value_counts_as_absent() {
+        let r = to_app(&GOOD.replace("scope=openid", "scope="));
+        assert_eq!(r.code, ErrorCode::InvalidScope);
+    }
 }

@@ -18,7 +18,6 @@ use serde_json::json;
 
 use crate::error::ErrorCode;
 use crate::flow::bot_chat::{self, Purpose};
-use crate::oidc::authorize::AuthorizeError;
 use crate::secrets::{TokenKind, constant_time_eq, new_token, token_hash};
 use crate::state::{App, AppState};
 use crate::store::flows::{BotLoginRecord, BotLoginStatus};
@@ -26,6 +25,7 @@ use crate::store::{ClientRecord, StoreError};
 use crate::telegram::TelegramIdentity;
 use crate::telegram::deeplink::COLLECT_SECS;
 use crate::web::authorize::{load_pending, see_other};
+use crate::web::browser_error::{BrowserError, Problem};
 // The templates call these as `self::t(...)`.
 use crate::web::i18n::{lang, t};
 use crate::web::{self, OAuthForm, pages};
@@ -243,34 +243,25 @@ pub async fn complete(
     State(app): State<AppState>,
     headers: HeaderMap,
     form: Result<OAuthForm<CompleteForm>, crate::error::OAuthError>,
-) -> Response {
-    let form = match form {
-        Ok(OAuthForm(form)) => form,
-        Err(e) => {
-            return pages::error_page_at(
-                app.base_path(),
-                StatusCode::BAD_REQUEST,
-                "The answer could not be read",
-                &e.description,
-            );
-        }
+) -> Result<Response, BrowserError> {
+    let result = match form {
+        Ok(OAuthForm(form)) => collect(&app, &headers, &form).await,
+        Err(e) => Err(Problem::page(
+            StatusCode::BAD_REQUEST,
+            "The answer could not be read",
+            e.description,
+        )),
     };
-    collect(&app, &headers, &form)
-        .await
-        .unwrap_or_else(|e| e.into_response(&app))
+    result.map_err(|p| p.at(&app))
 }
 
-async fn collect(
-    app: &App,
-    headers: &HeaderMap,
-    form: &CompleteForm,
-) -> Result<Response, AuthorizeError> {
+async fn collect(app: &App, headers: &HeaderMap, form: &CompleteForm) -> Result<Response, Problem> {
     let other_browser = || {
-        AuthorizeError::Page {
-        status: StatusCode::FORBIDDEN,
-        title: "This confirmation belongs to another browser",
-        message: "Only the browser that showed the Telegram link can continue. Go back to the app and sign in again.".into(),
-    }
+        Problem::page(
+            StatusCode::FORBIDDEN,
+            "This confirmation belongs to another browser",
+            "Only the browser that showed the Telegram link can continue. Go back to the app and sign in again.",
+        )
     };
     if !is_valid_id(&form.id) {
         return Err(other_browser());
@@ -292,11 +283,11 @@ async fn collect(
             .filter(|l| l.pending_hash.as_deref() == Some(token_hash(&form.req).as_slice()))
             .ok_or_else(other_browser)?;
         return match login.status {
-            BotLoginStatus::Consumed => Err(AuthorizeError::Page {
-                status: StatusCode::BAD_REQUEST,
-                title: "This Telegram confirmation was already used",
-                message: "Go back to the app and sign in again.".into(),
-            }),
+            BotLoginStatus::Consumed => Err(Problem::page(
+                StatusCode::BAD_REQUEST,
+                "This Telegram confirmation was already used",
+                "Go back to the app and sign in again.",
+            )),
             BotLoginStatus::Pending | BotLoginStatus::Started if login.expires_at > now => {
                 let action = format!("{}{COMPLETE_PATH}", app.base_path());
                 Ok(pages::render(
@@ -336,14 +327,12 @@ async fn collect(
                     &pages::strict_csp(&[]),
                 )
             } else {
-                AuthorizeError::Redirect {
-                    redirect_uri: request.redirect_uri.clone(),
-                    state: request.state.clone(),
-                    code: ErrorCode::AccessDenied,
-                    description: "the user denied the login in Telegram".into(),
-                    form_post: request.form_post,
-                }
-                .into_response(app)
+                Problem::from(request.error(
+                    ErrorCode::AccessDenied,
+                    "the user denied the login in Telegram",
+                ))
+                .at(app)
+                .into_response()
             }
         }
     };

@@ -3,7 +3,6 @@
 //! Telegram login) or right in the bot chat through a `t.me/<bot>?start=` link.
 
 use askama::Template;
-use aws_lc_rs::hmac;
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
@@ -11,8 +10,6 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -21,17 +18,19 @@ use crate::flow;
 use crate::flow::bot_chat::Purpose;
 use crate::flow::device::Decided;
 use crate::flow::login::Refused;
-use crate::oidc::authorize::{AuthorizationRequest, AuthorizeError};
+use crate::oidc::authorize::AuthorizationRequest;
 use crate::oidc::client_auth::{self, param};
 use crate::oidc::device::{
     AUTHORIZATION_PATH, CONFIRM_PATH, VERIFICATION_PATH, normalize_user_code,
 };
 use crate::oidc::scopes;
-use crate::secrets::{TokenKind, constant_time_eq, new_token, token_hash};
+use crate::secrets::{TokenKind, new_token, token_hash};
 use crate::state::{App, AppState};
 use crate::store::flows::{DeviceApproval, DeviceCodeRecord};
 use crate::store::{ClientRecord, PendingAuthorization};
 use crate::web::authorize::{load_pending, see_other};
+use crate::web::browser_error::{BrowserError, Problem};
+use crate::web::csrf::{self, Form};
 // The templates call these as `self::t(...)`.
 use crate::web::i18n::{lang, t, tf};
 use crate::web::{self, OAuthForm, pages};
@@ -156,7 +155,7 @@ pub struct EnterForm {
 pub async fn enter_code(
     State(app): State<AppState>,
     form: Result<OAuthForm<EnterForm>, OAuthError>,
-) -> Response {
+) -> Result<Response, BrowserError> {
     let typed = match form {
         Ok(OAuthForm(form)) => form.user_code,
         Err(_) => String::new(),
@@ -175,20 +174,27 @@ pub async fn enter_code(
             axum::http::header::RETRY_AFTER,
             axum::http::HeaderValue::from_static("60"),
         );
-        return response;
+        return Ok(response);
     }
     let Some(code) = normalize_user_code(&typed) else {
         app.note_user_code_miss(now);
-        return enter_page_with(&app, StatusCode::BAD_REQUEST, "", Some(unknown));
+        return Ok(enter_page_with(
+            &app,
+            StatusCode::BAD_REQUEST,
+            "",
+            Some(unknown),
+        ));
     };
     let user_code_hash = token_hash(&code);
-    let found = match app.store.find_device_code(&user_code_hash, now).await {
-        Ok(found) => found,
-        Err(e) => return AuthorizeError::from(e).into_response(&app),
-    };
-    let Some(device) = found else {
+    let found = app.store.find_device_code(&user_code_hash, now).await;
+    let Some(device) = found.map_err(|e| Problem::from(e).at(&app))? else {
         app.note_user_code_miss(now);
-        return enter_page_with(&app, StatusCode::BAD_REQUEST, "", Some(unknown));
+        return Ok(enter_page_with(
+            &app,
+            StatusCode::BAD_REQUEST,
+            "",
+            Some(unknown),
+        ));
     };
     let request = AuthorizationRequest {
         client_id: device.client_id.clone(),
@@ -213,13 +219,7 @@ pub async fn enter_code(
         ))
     }
     .await;
-    result.unwrap_or_else(|e| AuthorizeError::from(e).into_response(&app))
-}
-
-/// HMAC keyed by the raw session id, which only this browser's cookie holds.
-fn csrf_token(session_id: &str, req: &str) -> String {
-    let key = hmac::Key::new(hmac::HMAC_SHA256, session_id.as_bytes());
-    URL_SAFE_NO_PAD.encode(hmac::sign(&key, format!("device:{req}").as_bytes()).as_ref())
+    result.map_err(|e| Problem::from(e).at(&app))
 }
 
 #[derive(Template)]
@@ -238,11 +238,13 @@ struct ConfirmPage<'a> {
 async fn waiting_device(
     app: &App,
     request: &AuthorizationRequest,
-) -> Result<DeviceCodeRecord, AuthorizeError> {
-    let expired = || AuthorizeError::Page {
-        status: StatusCode::BAD_REQUEST,
-        title: "This device sign-in has expired",
-        message: "Start again on the device to get a new code.".into(),
+) -> Result<DeviceCodeRecord, Problem> {
+    let expired = || {
+        Problem::page(
+            StatusCode::BAD_REQUEST,
+            "This device sign-in has expired",
+            "Start again on the device to get a new code.",
+        )
     };
     let hash = request
         .device_verification
@@ -265,9 +267,9 @@ pub async fn confirm_page(
     State(app): State<AppState>,
     query: Result<Query<ConfirmQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
-) -> Response {
+) -> Result<Response, BrowserError> {
     let Ok(Query(query)) = query else {
-        return web::not_found().await;
+        return Ok(web::not_found().await);
     };
     let result = async {
         let (request, _, client) = load_pending(&app, &query.req).await?;
@@ -287,7 +289,7 @@ pub async fn confirm_page(
             .split(' ')
             .filter_map(scopes::describe)
             .collect();
-        let csrf = csrf_token(&session_id, &query.req);
+        let csrf = csrf::token(&session_id, Form::Device(&query.req));
         let action = format!("{}{CONFIRM_PATH}", app.base_path());
         Ok(pages::render(
             StatusCode::OK,
@@ -304,7 +306,7 @@ pub async fn confirm_page(
         ))
     }
     .await;
-    result.unwrap_or_else(|e: AuthorizeError| e.into_response(&app))
+    result.map_err(|p: Problem| p.at(&app))
 }
 
 #[derive(Deserialize)]
@@ -319,28 +321,29 @@ pub async fn confirm_decision(
     State(app): State<AppState>,
     headers: HeaderMap,
     form: Result<OAuthForm<ConfirmForm>, OAuthError>,
-) -> Response {
-    let Ok(OAuthForm(form)) = form else {
-        return pages::error_page_at(
-            app.base_path(),
+) -> Result<Response, BrowserError> {
+    let unreadable = || {
+        Problem::page(
             StatusCode::BAD_REQUEST,
             "The answer could not be read",
             "Choose Approve or Deny.",
-        );
+        )
+    };
+    let Ok(OAuthForm(form)) = form else {
+        return Err(unreadable().at(&app));
     };
     let result = async {
-        let forbidden = || AuthorizeError::Page {
-            status: StatusCode::FORBIDDEN,
-            title: "This answer was not accepted",
-            message: "It did not come from the confirmation page shown in this browser. Start again on the device.".into(),
+        let forbidden = || {
+            Problem::page(
+                StatusCode::FORBIDDEN,
+                "This answer was not accepted",
+                "It did not come from the confirmation page shown in this browser. Start again on the device.",
+            )
         };
         let Some((session_id, session)) = web::current_session(&app, &headers).await? else {
             return Err(forbidden());
         };
-        if !constant_time_eq(
-            csrf_token(&session_id, &form.req).as_bytes(),
-            form.csrf.as_bytes(),
-        ) {
+        if !csrf::verify(&session_id, Form::Device(&form.req), &form.csrf) {
             return Err(forbidden());
         }
         let (request, _, client) = load_pending(&app, &form.req).await?;
@@ -357,13 +360,7 @@ pub async fn confirm_decision(
                     .await
             }
             "deny" => flow::device::deny(&app, &device.device_code_hash, now).await,
-            _ => {
-                return Err(AuthorizeError::Page {
-                    status: StatusCode::BAD_REQUEST,
-                    title: "The answer could not be read",
-                    message: "Choose Approve or Deny.".into(),
-                });
-            }
+            _ => return Err(unreadable()),
         };
         app.store.delete_pending(&token_hash(&form.req)).await?;
         let (title, message) = match decided {
@@ -382,11 +379,11 @@ pub async fn confirm_decision(
                 ),
             ),
             Ok(Decided::Gone) | Err(Refused::AlreadyUsed) => {
-                return Err(AuthorizeError::Page {
-                    status: StatusCode::BAD_REQUEST,
-                    title: "This device sign-in has expired",
-                    message: "It was answered already, or it ran out of time. Start again on the device.".into(),
-                });
+                return Err(Problem::page(
+                    StatusCode::BAD_REQUEST,
+                    "This device sign-in has expired",
+                    "It was answered already, or it ran out of time. Start again on the device.",
+                ));
             }
             Err(e) => return Err(e.into()),
         };
@@ -401,5 +398,5 @@ pub async fn confirm_decision(
         ))
     }
     .await;
-    result.unwrap_or_else(|e| e.into_response(&app))
+    result.map_err(|p: Problem| p.at(&app))
 }

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use crate::state::AppState;
 use crate::telegram::widget;
 use crate::web::authorize::{load_pending, see_other};
+use crate::web::browser_error::{BrowserError, Problem};
 use crate::web::{OAuthForm, pages};
 
 #[derive(Deserialize)]
@@ -20,17 +21,16 @@ pub struct EmulatorQuery {
 pub async fn emulator_page(
     State(app): State<AppState>,
     query: Result<Query<EmulatorQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
+) -> Result<Response, BrowserError> {
     let Ok(Query(query)) = query else {
-        return crate::web::not_found().await;
+        return Ok(crate::web::not_found().await);
     };
-    let (request, _, _) = match load_pending(&app, &query.req).await {
-        Ok(found) => found,
-        Err(e) => return e.into_response(&app),
-    };
+    let (request, _, _) = load_pending(&app, &query.req)
+        .await
+        .map_err(|p| p.at(&app))?;
     let action = format!("{}/dev/telegram", app.base_path());
     let app_origin = pages::origin_of(&request.redirect_uri).unwrap_or_default();
-    pages::render(
+    Ok(pages::render(
         StatusCode::OK,
         &pages::EmulatorPage {
             base: app.base_path(),
@@ -39,7 +39,7 @@ pub async fn emulator_page(
             default_id: "100000001",
         },
         &pages::strict_csp(&[app_origin]),
-    )
+    ))
 }
 
 #[derive(Deserialize)]
@@ -56,23 +56,16 @@ pub struct EmulatorForm {
 pub async fn emulator_submit(
     State(app): State<AppState>,
     form: Result<OAuthForm<EmulatorForm>, crate::error::OAuthError>,
-) -> Response {
-    let bad = |message: &str| {
-        pages::error_page_at(
-            app.base_path(),
-            StatusCode::BAD_REQUEST,
-            "Emulator",
-            message,
-        )
-    };
+) -> Result<Response, BrowserError> {
+    let bad = |message: &str| Problem::page(StatusCode::BAD_REQUEST, "Emulator", message).at(&app);
     let Ok(OAuthForm(form)) = form else {
-        return bad("The form could not be read.");
+        return Err(bad("The form could not be read."));
     };
     if form.id.parse::<i64>().map(|id| id <= 0).unwrap_or(true) {
-        return bad("The Telegram id must be a positive number.");
+        return Err(bad("The Telegram id must be a positive number."));
     }
     if form.first_name.trim().is_empty() {
-        return bad("Telegram always sends a first name.");
+        return Err(bad("Telegram always sends a first name."));
     }
     let mut fields = vec![
         ("id".to_string(), form.id.clone()),
@@ -91,13 +84,15 @@ pub async fn emulator_submit(
         .extend_pairs(&fields)
         .finish();
     if load_pending(&app, &form.req).await.is_err() {
-        return bad("This sign-in has expired. Go back to the app and start again.");
+        return Err(bad(
+            "This sign-in has expired. Go back to the app and start again.",
+        ));
     }
-    see_other(&format!(
+    Ok(see_other(&format!(
         "{}/login/telegram/{}?{query}",
         app.base_path(),
         form.req
-    ))
+    )))
 }
 
 #[derive(Deserialize)]

@@ -8,12 +8,13 @@ use serde::Deserialize;
 
 use crate::flow;
 use crate::flow::login::ProofKey;
-use crate::oidc::authorize::{AuthorizationRequest, AuthorizeError};
+use crate::oidc::authorize::AuthorizationRequest;
 use crate::secrets::sha256;
 use crate::state::{App, AppState};
 use crate::telegram::TelegramIdentity;
 use crate::telegram::widget::{self, Freshness, WidgetError};
 use crate::web::authorize::{load_pending, see_other};
+use crate::web::browser_error::{BrowserError, Problem};
 use crate::web::{self, pages};
 
 #[derive(Deserialize)]
@@ -24,19 +25,18 @@ pub struct LoginQuery {
 pub async fn login_page(
     State(app): State<AppState>,
     query: Result<Query<LoginQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
+) -> Result<Response, BrowserError> {
     let Ok(Query(query)) = query else {
-        return AuthorizeError::Page {
-            status: StatusCode::BAD_REQUEST,
-            title: "This sign-in link is incomplete",
-            message: "Go back to the app and start signing in again.".into(),
-        }
-        .into_response(&app);
+        return Err(Problem::page(
+            StatusCode::BAD_REQUEST,
+            "This sign-in link is incomplete",
+            "Go back to the app and start signing in again.",
+        )
+        .at(&app));
     };
-    let (request, _, client) = match load_pending(&app, &query.req).await {
-        Ok(found) => found,
-        Err(e) => return e.into_response(&app),
-    };
+    let (request, _, client) = load_pending(&app, &query.req)
+        .await
+        .map_err(|p| p.at(&app))?;
     let nonce = pages::csp_nonce();
     let callback_url = app.url(&format!("/login/telegram/{}", query.req));
     let emulator_url = app
@@ -94,7 +94,16 @@ pub async fn login_page(
     if let Some(cookie) = bot_cookie {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
-    response
+    Ok(response)
+}
+
+/// Widget fields that could not be read at all.
+fn unreadable(message: String) -> Problem {
+    Problem::page(
+        StatusCode::BAD_REQUEST,
+        "The Telegram login could not be read",
+        message,
+    )
 }
 
 /// `data-auth-url` mode: Telegram redirects here with the signed fields in the query.
@@ -103,16 +112,12 @@ pub async fn widget_callback_get(
     Path(req): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-) -> Response {
-    match web::parse_params(query.as_deref().unwrap_or("")) {
+) -> Result<Response, BrowserError> {
+    let result = match web::parse_params(query.as_deref().unwrap_or("")) {
         Ok(fields) => widget_login(&app, &req, &fields, &headers).await,
-        Err(e) => pages::error_page_at(
-            app.base_path(),
-            StatusCode::BAD_REQUEST,
-            "The Telegram login could not be read",
-            &e.description,
-        ),
-    }
+        Err(e) => Err(unreadable(e.description)),
+    };
+    result.map_err(|p| p.at(&app))
 }
 
 /// `data-onauth` mode: the page's script posts the fields it received.
@@ -121,16 +126,12 @@ pub async fn widget_callback_post(
     Path(req): Path<String>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
-    match web::read_form_params(&app, &headers, body).await {
+) -> Result<Response, BrowserError> {
+    let result = match web::read_form_params(&app, &headers, body).await {
         Ok(fields) => widget_login(&app, &req, &fields, &headers).await,
-        Err(e) => pages::error_page_at(
-            app.base_path(),
-            StatusCode::BAD_REQUEST,
-            "The Telegram login could not be read",
-            &e.description,
-        ),
-    }
+        Err(e) => Err(unreadable(e.description)),
+    };
+    result.map_err(|p| p.at(&app))
 }
 
 async fn widget_login(
@@ -138,11 +139,8 @@ async fn widget_login(
     req: &str,
     fields: &[(String, String)],
     headers: &HeaderMap,
-) -> Response {
-    let request = match load_pending(app, req).await {
-        Ok((request, _, _)) => request,
-        Err(e) => return e.into_response(app),
-    };
+) -> Result<Response, Problem> {
+    let (request, _, _) = load_pending(app, req).await?;
     let now = app.now();
     let t = &app.config.telegram;
     let freshness = Freshness {
@@ -157,18 +155,15 @@ async fn widget_login(
                 WidgetError::BadSignature => StatusCode::UNAUTHORIZED,
                 _ => StatusCode::BAD_REQUEST,
             };
-            return pages::error_page_at(
-                app.base_path(),
+            return Err(Problem::page(
                 status,
                 "Telegram login refused",
-                &e.to_string(),
-            );
+                e.to_string(),
+            ));
         }
     };
     let proof = ProofKey(sha256(&raw_hash));
-    finish_login(app, &identity, Some(proof), headers, req, request)
-        .await
-        .unwrap_or_else(|e| e.into_response(app))
+    finish_login(app, &identity, Some(proof), headers, req, request).await
 }
 
 /// Every browser login ends here: through the gate to a new session, then back to the
@@ -180,7 +175,7 @@ pub async fn finish_login(
     headers: &HeaderMap,
     req: &str,
     request: AuthorizationRequest,
-) -> Result<Response, AuthorizeError> {
+) -> Result<Response, Problem> {
     let old_session = web::session_id(app, headers);
     let session = flow::login::in_browser(
         app,

@@ -2,7 +2,9 @@
 //! input into OAuth errors, the browser session cookie, and how errors are written.
 
 pub mod authorize;
+pub mod browser_error;
 pub mod consent;
+pub mod csrf;
 pub mod deeplink;
 pub mod device;
 pub mod emulator;
@@ -10,6 +12,7 @@ pub mod errors;
 pub mod extract;
 pub mod i18n;
 pub mod login;
+pub mod logout;
 pub mod pages;
 pub mod router;
 pub mod token;
@@ -103,12 +106,16 @@ pub async fn readyz(State(app): State<AppState>) -> Response {
     }
 }
 
+/// The router's fallback, and the answer to a link without its `req`. It has no state, so its
+/// page links the stylesheet at the root path, whatever the issuer's path.
 pub async fn not_found() -> Response {
-    pages::error_page(
+    browser_error::Problem::page(
         StatusCode::NOT_FOUND,
         "Not found",
         "There is nothing at this address.",
     )
+    .at_site("", "")
+    .into_response()
 }
 
 pub async fn stylesheet() -> Response {

@@ -146,11 +146,8 @@ pub fn strict_csp(form_targets: &[String]) -> String {
     )
 }
 
-pub fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
-    error_page_at("", status, title, message)
-}
-
-/// An error page whose stylesheet lives under the issuer's path `base`.
+/// An error page whose stylesheet lives under the issuer's path `base`. Handlers return a
+/// `web::browser_error::BrowserError`, which draws its pages with this.
 pub fn error_page_at(base: &str, status: StatusCode, title: &str, message: &str) -> Response {
     render(
         status,

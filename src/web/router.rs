@@ -27,9 +27,9 @@ pub fn router(app: AppState) -> Router {
         .route("/revoke", post(oidc::revoke::revoke))
         .route(
             "/logout",
-            get(oidc::logout::end_session).post(oidc::logout::end_session),
+            get(web::logout::end_session).post(web::logout::end_session),
         )
-        .route("/logout/confirm", post(oidc::logout::confirm))
+        .route("/logout/confirm", post(web::logout::confirm))
         .route("/introspect", post(oidc::introspect::introspect))
         .route(
             "/userinfo",

@@ -10,18 +10,18 @@
 
 use axum::extract::{Query, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 
-use crate::oidc::authorize::AuthorizeError;
 use crate::secrets::{constant_time_eq, random_bytes, sha256};
 use crate::state::{App, AppState};
 use crate::store::UpstreamLogin;
 use crate::telegram::upstream_oidc::{LoginSecrets, UpstreamError};
 use crate::web::authorize::{load_pending, see_other};
-use crate::web::{self, login::finish_login, pages};
+use crate::web::browser_error::Problem;
+use crate::web::{self, login::finish_login};
 
 /// How long the user has at Telegram before the login must be started again.
 const FLOW_TTL_SECS: i64 = 600;
@@ -52,8 +52,10 @@ fn cookie_header(app: &App, name: &str, value: &str, max_age: i64) -> Option<Hea
     .ok()
 }
 
-fn page(app: &App, status: StatusCode, title: &str, message: &str) -> Response {
-    pages::error_page_at(app.base_path(), status, title, message)
+fn page(app: &App, status: StatusCode, title: &'static str, message: &str) -> Response {
+    Problem::page(status, title, message)
+        .at(app)
+        .into_response()
 }
 
 fn upstream_failure(app: &App, e: &UpstreamError) -> Response {
@@ -102,7 +104,7 @@ pub async fn start(
         );
     };
     if let Err(e) = load_pending(&app, &query.req).await {
-        return e.into_response(&app);
+        return e.at(&app).into_response();
     }
     let now = app.now();
     let browser_secret = URL_SAFE_NO_PAD.encode(random_bytes::<32>());
@@ -123,12 +125,13 @@ pub async fn start(
         })
         .await;
     if let Err(e) = stored {
-        return AuthorizeError::from(e).into_response(&app);
+        return Problem::from(e).at(&app).into_response();
     }
     let Some(cookie) = cookie_header(&app, &cookie_name(&state), &cookie_value, FLOW_TTL_SECS)
     else {
-        return AuthorizeError::from(crate::error::OAuthError::server_error("cookie header"))
-            .into_response(&app);
+        return Problem::from(crate::error::OAuthError::server_error("cookie header"))
+            .at(&app)
+            .into_response();
     };
     let mut response = see_other(&url);
     response.headers_mut().append(header::SET_COOKIE, cookie);
@@ -157,10 +160,7 @@ pub async fn callback(
         Err(e) => return incomplete(&e.description),
     };
     if params.iter().any(|(_, v)| v.len() > MAX_PARAM_LEN)
-        || params
-            .iter()
-            .enumerate()
-            .any(|(i, (k, _))| params[..i].iter().any(|(p, _)| p == k))
+        || web::extract::first_repeated(&params).is_some()
     {
         return incomplete("The answer from Telegram is malformed.");
     }
@@ -226,7 +226,7 @@ async fn finish(
                 "This login has expired or was already used. Go back to the app and sign in again.",
             );
         }
-        Err(e) => return AuthorizeError::from(e).into_response(app),
+        Err(e) => return Problem::from(e).at(app).into_response(),
     };
     if !constant_time_eq(&login.binding_hash, &sha256(cookie.as_bytes())) {
         return refused(
@@ -259,7 +259,7 @@ async fn finish(
     };
     let request = match load_pending(app, req).await {
         Ok((request, _, _)) => request,
-        Err(e) => return e.into_response(app),
+        Err(e) => return e.at(app).into_response(),
     };
     let secrets = LoginSecrets::derive(browser_secret);
     let identity = match upstream.redeem(code, &secrets, now).await {
@@ -269,5 +269,5 @@ async fn finish(
     // Single use is kept by the upstream code, its state and its PKCE verifier.
     finish_login(app, &identity, None, headers, req, request)
         .await
-        .unwrap_or_else(|e| e.into_response(app))
+        .unwrap_or_else(|e| e.at(app).into_response())
 }

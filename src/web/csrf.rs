@@ -1,0 +1,62 @@
+//! The token that binds a form to the page that showed it: an HMAC-SHA256 keyed by the raw
+//! browser session id, which only this browser's cookie holds, over what the form is for. No
+//! other site and no other browser can produce it, so a forged submission is refused.
+
+use aws_lc_rs::hmac;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+/// What a form answers; each its own message, so a token for one form never passes another.
+#[derive(Debug, Clone, Copy)]
+pub enum Form<'a> {
+    /// The consent page of the pending authorization `req`.
+    Consent(&'a str),
+    /// The device confirmation page of the pending verification `req`.
+    Device(&'a str),
+    /// The sign-out confirmation page.
+    Logout,
+}
+
+impl Form<'_> {
+    fn message(self) -> String {
+        match self {
+            Form::Consent(req) => format!("consent:{req}"),
+            Form::Device(req) => format!("device:{req}"),
+            Form::Logout => "logout".to_owned(),
+        }
+    }
+}
+
+fn key(session_id: &str) -> hmac::Key {
+    hmac::Key::new(hmac::HMAC_SHA256, session_id.as_bytes())
+}
+
+/// The token a page puts in its form.
+pub fn token(session_id: &str, form: Form<'_>) -> String {
+    URL_SAFE_NO_PAD.encode(hmac::sign(&key(session_id), form.message().as_bytes()).as_ref())
+}
+
+/// Whether `presented` is the token of `form` for this session, compared in constant time.
+pub fn verify(session_id: &str, form: Form<'_>, presented: &str) -> bool {
+    match URL_SAFE_NO_PAD.decode(presented) {
+        Ok(tag) => hmac::verify(&key(session_id), form.message().as_bytes(), &tag).is_ok(),
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_passes_only_its_own_session_and_form() {
+        let t = token("sess_a", Form::Consent("req_1"));
+        assert!(verify("sess_a", Form::Consent("req_1"), &t));
+        assert!(!verify("sess_b", Form::Consent("req_1"), &t));
+        assert!(!verify("sess_a", Form::Consent("req_2"), &t));
+        assert!(!verify("sess_a", Form::Device("req_1"), &t));
+        assert!(!verify("sess_a", Form::Logout, &t));
+        assert!(!verify("sess_a", Form::Consent("req_1"), ""));
+        assert!(!verify("sess_a", Form::Consent("req_1"), "not base64!"));
+    }
+}
