@@ -4,16 +4,21 @@
 use serde_json::Value;
 
 use crate::error::{ErrorCode, OAuthError, OAuthResult};
-use crate::oidc::client_auth::param;
-use crate::oidc::{mint, scopes};
+use crate::oidc::{Provider, mint, scopes};
 use crate::secrets::new_id;
-use crate::state::App;
 use crate::store::{ClientKind, ClientRecord, GrantRecord};
 
+/// `grant_type=client_credentials` (RFC 6749 §4.4.2).
+#[derive(Debug)]
+pub struct ClientCredentialsRequest {
+    /// The scopes asked for, or `None` for every scope the account is allowed.
+    pub scope: Option<String>,
+}
+
 pub async fn exchange(
-    app: &App,
+    app: &Provider,
     client: &ClientRecord,
-    params: &[(String, String)],
+    request: &ClientCredentialsRequest,
     now: i64,
 ) -> OAuthResult<Value> {
     if !client.settings.service_account || client.settings.kind != ClientKind::Confidential {
@@ -23,7 +28,7 @@ pub async fn exchange(
         ));
     }
     let allowed = &client.settings.allowed_scopes;
-    let scope = match param(params, "scope") {
+    let scope = match request.scope.as_deref() {
         Some(asked) => {
             let asked = scopes::parse(asked);
             if let Some(bad) = asked.iter().find(|s| !allowed.contains(s)) {

@@ -3,22 +3,27 @@
 use serde_json::Value;
 
 use crate::error::{OAuthError, OAuthResult};
-use crate::oidc::client_auth::param;
-use crate::oidc::{mint, pkce};
+use crate::oidc::{Provider, mint, pkce};
 use crate::secrets::token_hash;
-use crate::state::App;
 use crate::store::{ClientRecord, RedeemOutcome};
 
+/// `grant_type=authorization_code` (RFC 6749 §4.1.3, RFC 7636 §4.5).
+/// No `Debug`: it holds a credential.
+pub struct CodeRequest {
+    pub code: String,
+    pub redirect_uri: Option<String>,
+    pub code_verifier: Option<String>,
+}
+
 pub async fn exchange(
-    app: &App,
+    app: &Provider,
     client: &ClientRecord,
-    params: &[(String, String)],
+    request: &CodeRequest,
     now: i64,
 ) -> OAuthResult<Value> {
-    let code =
-        param(params, "code").ok_or_else(|| OAuthError::invalid_request("code is missing"))?;
-    let redirect_uri = param(params, "redirect_uri");
-    let verifier = param(params, "code_verifier");
+    let code = request.code.as_str();
+    let redirect_uri = request.redirect_uri.as_deref();
+    let verifier = request.code_verifier.as_deref();
     if code.len() > 256 {
         return Err(OAuthError::invalid_grant("the code is invalid"));
     }

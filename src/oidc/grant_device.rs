@@ -4,23 +4,26 @@
 use serde_json::Value;
 
 use crate::error::{ErrorCode, OAuthError, OAuthResult};
-use crate::oidc::client_auth::param;
-use crate::oidc::mint;
+use crate::oidc::{Provider, mint};
 use crate::secrets::{TokenKind, new_id, token_hash};
-use crate::state::App;
 use crate::store::flows::{DevicePoll, DeviceStatus};
 use crate::store::{ClientRecord, GrantRecord};
 
 pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
+/// `grant_type=urn:ietf:params:oauth:grant-type:device_code` (RFC 8628 §3.4).
+/// No `Debug`: it holds a credential.
+pub struct DeviceCodeRequest {
+    pub device_code: String,
+}
+
 pub async fn exchange(
-    app: &App,
+    app: &Provider,
     client: &ClientRecord,
-    params: &[(String, String)],
+    request: &DeviceCodeRequest,
     now: i64,
 ) -> OAuthResult<Value> {
-    let device_code = param(params, "device_code")
-        .ok_or_else(|| OAuthError::invalid_request("device_code is missing"))?;
+    let device_code = request.device_code.as_str();
     if device_code.len() > 128 || !device_code.starts_with(TokenKind::DeviceCode.prefix()) {
         return Err(OAuthError::invalid_grant("the device code is invalid"));
     }

@@ -4,20 +4,25 @@
 use serde_json::Value;
 
 use crate::error::{OAuthError, OAuthResult};
-use crate::oidc::client_auth::param;
-use crate::oidc::{mint, scopes};
+use crate::oidc::{Provider, mint, scopes};
 use crate::secrets::token_hash;
-use crate::state::App;
 use crate::store::{ClientRecord, RotateOutcome};
 
+/// `grant_type=refresh_token` (RFC 6749 §6).
+/// No `Debug`: it holds a credential.
+pub struct RefreshRequest {
+    pub refresh_token: String,
+    /// A narrower scope than the grant's, or `None` for the grant's own.
+    pub scope: Option<String>,
+}
+
 pub async fn exchange(
-    app: &App,
+    app: &Provider,
     client: &ClientRecord,
-    params: &[(String, String)],
+    request: &RefreshRequest,
     now: i64,
 ) -> OAuthResult<Value> {
-    let presented = param(params, "refresh_token")
-        .ok_or_else(|| OAuthError::invalid_request("refresh_token is missing"))?;
+    let presented = request.refresh_token.as_str();
     if presented.len() > 256 {
         return Err(OAuthError::invalid_grant("the refresh token is invalid"));
     }
@@ -37,7 +42,7 @@ pub async fn exchange(
     }
     // A narrower scope may be asked for, never a wider one (RFC 6749 §6). Checked before the
     // token is used, so a refused request leaves the token as it was.
-    let scope = match param(params, "scope") {
+    let scope = match request.scope.as_deref() {
         Some(asked) if scopes::is_subset(asked, &grant.scope) => {
             scopes::join(&scopes::parse(asked))
         }

@@ -5,9 +5,8 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{OAuthError, OAuthResult};
 use crate::keys::{SigningAlg, half_hash};
-use crate::oidc::{scopes, subject};
+use crate::oidc::{Provider, scopes, subject};
 use crate::secrets::{TokenKind, new_id, new_token, sha256, token_hash};
-use crate::state::App;
 use crate::store::{
     AccessTokenFormat, AccessTokenRecord, ClientRecord, GrantRecord, RefreshPolicy,
     RefreshTokenRecord, UserRecord,
@@ -23,7 +22,7 @@ pub struct MintedAccess {
 }
 
 pub fn access_token(
-    app: &App,
+    app: &Provider,
     client: &ClientRecord,
     grant: &GrantRecord,
     scope: &str,
@@ -85,7 +84,7 @@ pub struct IdTokenInput<'a> {
     pub now: i64,
 }
 
-pub fn id_token(app: &App, input: IdTokenInput<'_>) -> OAuthResult<String> {
+pub fn id_token(app: &Provider, input: IdTokenInput<'_>) -> OAuthResult<String> {
     let alg = input.client.settings.id_token_alg;
     let mut claims = Map::new();
     claims.insert("iss".into(), json!(app.config.issuer));
@@ -129,7 +128,7 @@ pub fn wants_refresh(client: &ClientRecord, scope: &str) -> bool {
     }
 }
 
-pub fn refresh_token(app: &App, grant_id: &str, now: i64) -> (String, RefreshTokenRecord) {
+pub fn refresh_token(app: &Provider, grant_id: &str, now: i64) -> (String, RefreshTokenRecord) {
     let token = new_token(TokenKind::RefreshToken);
     let record = RefreshTokenRecord {
         token_hash: token_hash(&token),
@@ -142,7 +141,7 @@ pub fn refresh_token(app: &App, grant_id: &str, now: i64) -> (String, RefreshTok
 
 /// The JSON body of a successful token response (RFC 6749 §5.1).
 pub fn token_response(
-    app: &App,
+    app: &Provider,
     access_token: &str,
     scope: &str,
     id_token: Option<String>,
@@ -166,7 +165,7 @@ pub fn token_response(
 /// The whole token response for a user's grant: access token, an ID token when `openid` was
 /// granted, a refresh token when the client's policy gives one, all stored in one transaction.
 pub async fn issue_for_grant(
-    app: &App,
+    app: &Provider,
     client: &ClientRecord,
     grant: &GrantRecord,
     user: &UserRecord,

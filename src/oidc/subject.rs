@@ -9,8 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value, json};
 
-use crate::oidc::scopes;
-use crate::state::App;
+use crate::oidc::{Provider, scopes};
 use crate::store::{ClientRecord, SubjectType, UserRecord};
 
 /// The sector of a pairwise client: its registered sector identifier, else the host of its
@@ -28,7 +27,7 @@ pub fn sector_of(client: &ClientRecord) -> String {
         .unwrap_or_else(|| client.client_id.clone())
 }
 
-pub fn subject_for(app: &App, client: &ClientRecord, telegram_id: i64) -> String {
+pub fn subject_for(app: &Provider, client: &ClientRecord, telegram_id: i64) -> String {
     match client.settings.subject_type {
         SubjectType::Public => telegram_id.to_string(),
         SubjectType::Pairwise => {
@@ -45,7 +44,7 @@ pub fn subject_for(app: &App, client: &ClientRecord, telegram_id: i64) -> String
 
 /// `sub` plus the claims the scope releases to this client.
 pub fn claims_for(
-    app: &App,
+    app: &Provider,
     client: &ClientRecord,
     scope: &str,
     user: &UserRecord,
