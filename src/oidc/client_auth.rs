@@ -34,7 +34,8 @@ pub struct SecretCredentials {
 }
 
 /// The first value of a parameter, a parameter sent without a value counting as omitted
-/// (RFC 6749 §3.2). For the endpoints that still read raw parameters (logout).
+/// (RFC 6749 §3.2). Only for the logout endpoint, which still reads raw parameters; the client
+/// endpoints read theirs through `web::extract::FormParams`.
 pub fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
     params
         .iter()
@@ -44,6 +45,7 @@ pub fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> 
 }
 
 /// RFC 6749 §3.2: parameters sent without a value are treated as omitted, and none may repeat.
+/// Only for the logout endpoint, like [`param`].
 pub fn reject_duplicates(params: &[(String, String)]) -> OAuthResult<()> {
     for (i, (k, _)) in params.iter().enumerate() {
         if params[..i].iter().any(|(p, _)| p == k) {

@@ -16,7 +16,7 @@ pub struct ClientCredentialsRequest {
 }
 
 pub async fn exchange(
-    app: &Provider,
+    provider: &Provider,
     client: &ClientRecord,
     request: &ClientCredentialsRequest,
     now: i64,
@@ -40,7 +40,7 @@ pub async fn exchange(
         }
         None => scopes::join(allowed),
     };
-    let ttl = app.config.tokens.access_token_ttl_secs;
+    let ttl = provider.config.tokens.access_token_ttl_secs;
     let grant = GrantRecord {
         id: new_id(),
         client_id: client.client_id.clone(),
@@ -53,8 +53,17 @@ pub async fn exchange(
         revoked_at: None,
         expires_at: now + ttl,
     };
-    app.store.create_grant(&grant).await?;
-    let access = mint::access_token(app, client, &grant, &scope, now)?;
-    app.store.store_tokens(Some(&access.record), None).await?;
-    Ok(mint::token_response(app, &access.token, &scope, None, None))
+    provider.store.create_grant(&grant).await?;
+    let access = mint::access_token(provider, client, &grant, &scope, now)?;
+    provider
+        .store
+        .store_tokens(Some(&access.record), None)
+        .await?;
+    Ok(mint::token_response(
+        provider,
+        &access.token,
+        &scope,
+        None,
+        None,
+    ))
 }

@@ -18,7 +18,7 @@ pub struct DeviceCodeRequest {
 }
 
 pub async fn exchange(
-    app: &Provider,
+    provider: &Provider,
     client: &ClientRecord,
     request: &DeviceCodeRequest,
     now: i64,
@@ -28,7 +28,7 @@ pub async fn exchange(
         return Err(OAuthError::invalid_grant("the device code is invalid"));
     }
     let hash = token_hash(device_code);
-    let code = match app
+    let code = match provider
         .store
         .poll_device_code(&hash, &client.client_id, now)
         .await?
@@ -71,7 +71,7 @@ pub async fn exchange(
         DeviceStatus::Approved => {}
     }
     // Of parallel polls, exactly one turns the approval into tokens.
-    let Some(code) = app
+    let Some(code) = provider
         .store
         .consume_device_code(&hash, &client.client_id, now)
         .await?
@@ -86,7 +86,7 @@ pub async fn exchange(
             "an approved device code without its user",
         ));
     };
-    let user = app
+    let user = provider
         .store
         .get_user(user_id)
         .await?
@@ -101,8 +101,8 @@ pub async fn exchange(
         nonce: None,
         created_at: now,
         revoked_at: None,
-        expires_at: now + app.config.tokens.access_token_ttl_secs,
+        expires_at: now + provider.config.tokens.access_token_ttl_secs,
     };
-    app.store.create_grant(&grant).await?;
-    mint::issue_for_grant(app, client, &grant, &user, false, now).await
+    provider.store.create_grant(&grant).await?;
+    mint::issue_for_grant(provider, client, &grant, &user, false, now).await
 }

@@ -17,7 +17,7 @@ pub struct RefreshRequest {
 }
 
 pub async fn exchange(
-    app: &Provider,
+    provider: &Provider,
     client: &ClientRecord,
     request: &RefreshRequest,
     now: i64,
@@ -29,7 +29,7 @@ pub async fn exchange(
     let presented_hash = token_hash(presented);
     // Read first, so the access and ID tokens can be minted before the token is used and then
     // stored in the same transaction as the rotation: a failure in between loses nothing.
-    let Some(found) = app.store.get_refresh_token(&presented_hash).await? else {
+    let Some(found) = provider.store.get_refresh_token(&presented_hash).await? else {
         return Err(OAuthError::invalid_grant(
             "the refresh token is invalid or expired",
         ));
@@ -56,15 +56,15 @@ pub async fn exchange(
     let user_id = grant
         .user_id
         .ok_or_else(|| OAuthError::invalid_grant("the refresh token is invalid"))?;
-    let user = app
+    let user = provider
         .store
         .get_user(user_id)
         .await?
         .ok_or_else(|| OAuthError::invalid_grant("the user no longer exists"))?;
-    let access = mint::access_token(app, client, &grant, &scope, now)?;
+    let access = mint::access_token(provider, client, &grant, &scope, now)?;
     let id_token = if scopes::contains(&scope, scopes::OPENID) {
         Some(mint::id_token(
-            app,
+            provider,
             mint::IdTokenInput {
                 client,
                 grant: &grant,
@@ -78,8 +78,8 @@ pub async fn exchange(
     } else {
         None
     };
-    let (successor, successor_record) = mint::refresh_token(app, &grant.id, now);
-    let outcome = app
+    let (successor, successor_record) = mint::refresh_token(provider, &grant.id, now);
+    let outcome = provider
         .store
         .rotate_refresh_token_issuing(
             &presented_hash,
@@ -92,7 +92,7 @@ pub async fn exchange(
     match outcome {
         RotateOutcome::Rotated(_) => {}
         RotateOutcome::Replayed { grant_id } => {
-            app.store.revoke_grant(&grant_id, now).await?;
+            provider.store.revoke_grant(&grant_id, now).await?;
             tracing::warn!(client_id = %client.client_id, "refresh token replayed; its family is revoked");
             return Err(OAuthError::invalid_grant(
                 "the refresh token was already used",
@@ -105,7 +105,7 @@ pub async fn exchange(
         }
     }
     Ok(mint::token_response(
-        app,
+        provider,
         &access.token,
         &scope,
         id_token,

@@ -119,7 +119,7 @@ pub fn parse<'a>(
 /// The answer to an exchange whose subject the gate let in: what the client asked for, for
 /// `user`, proven by `amr` at `auth_time`.
 pub async fn issue(
-    app: &Provider,
+    provider: &Provider,
     client: &ClientRecord,
     request: TokenExchangeRequest<'_>,
     user: &UserRecord,
@@ -128,7 +128,7 @@ pub async fn issue(
     now: i64,
 ) -> OAuthResult<Value> {
     let scope = request.scope;
-    let tokens = &app.config.tokens;
+    let tokens = &provider.config.tokens;
     let grant = GrantRecord {
         id: new_id(),
         client_id: client.client_id.clone(),
@@ -151,7 +151,7 @@ pub async fn issue(
         now,
     };
     if request.requested == Requested::IdToken {
-        let id_token = mint::id_token(app, id_token_input(""))?;
+        let id_token = mint::id_token(provider, id_token_input(""))?;
         // RFC 8693 §2.2.1: a token that is not an access token has the token_type N_A.
         return Ok(json!({
             "access_token": id_token,
@@ -161,20 +161,21 @@ pub async fn issue(
             "scope": scope,
         }));
     }
-    app.store.create_grant(&grant).await?;
-    let access = mint::access_token(app, client, &grant, &scope, now)?;
+    provider.store.create_grant(&grant).await?;
+    let access = mint::access_token(provider, client, &grant, &scope, now)?;
     let id_token = if scopes::contains(&scope, scopes::OPENID) {
-        Some(mint::id_token(app, id_token_input(&access.token))?)
+        Some(mint::id_token(provider, id_token_input(&access.token))?)
     } else {
         None
     };
     let refresh =
-        mint::wants_refresh(client, &scope).then(|| mint::refresh_token(app, &grant.id, now));
-    app.store
+        mint::wants_refresh(client, &scope).then(|| mint::refresh_token(provider, &grant.id, now));
+    provider
+        .store
         .store_tokens(Some(&access.record), refresh.as_ref().map(|(_, r)| r))
         .await?;
     let mut body = mint::token_response(
-        app,
+        provider,
         &access.token,
         &scope,
         id_token,

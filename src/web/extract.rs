@@ -92,7 +92,7 @@ use base64::engine::general_purpose::STANDARD;
 
 use crate::error::{ErrorCode, OAuthResult, Style};
 use crate::oidc::client_assertion;
-use crate::oidc::client_auth::{self, ClientCredentials, SecretCredentials};
+use crate::oidc::client_auth::{ClientCredentials, SecretCredentials};
 use crate::oidc::grant_client_credentials::ClientCredentialsRequest;
 use crate::oidc::grant_code::CodeRequest;
 use crate::oidc::grant_device::{self, DeviceCodeRequest};
@@ -113,12 +113,19 @@ impl FormParams {
     }
 
     pub fn checked(params: Vec<(String, String)>) -> OAuthResult<FormParams> {
-        client_auth::reject_duplicates(&params)?;
+        for (i, (name, _)) in params.iter().enumerate() {
+            if params[..i].iter().any(|(earlier, _)| earlier == name) {
+                return Err(OAuthError::invalid_request(format!(
+                    "the parameter {name} appears more than once"
+                )));
+            }
+        }
         Ok(FormParams(params))
     }
 
+    /// The value of a parameter; one sent without a value is omitted.
     pub fn get(&self, name: &str) -> Option<&str> {
-        client_auth::param(&self.0, name)
+        first_value(&self.0, name)
     }
 
     fn owned(&self, name: &str) -> Option<String> {
@@ -129,6 +136,15 @@ impl FormParams {
         self.owned(name)
             .ok_or_else(|| OAuthError::invalid_request(format!("{name} is missing")))
     }
+}
+
+/// The first value of a parameter, an empty one counting as omitted (RFC 6749 §3.2).
+fn first_value<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
 }
 
 /// `Authorization: Basic` credentials, each part form-urldecoded (RFC 6749 §2.3.1).
@@ -367,7 +383,7 @@ pub async fn access_token(
         let params = read_form_params(app, headers, body)
             .await
             .map_err(OAuthError::bearer)?;
-        client_auth::param(&params, "access_token").map(str::to_owned)
+        first_value(&params, "access_token").map(str::to_owned)
     } else {
         None
     };
