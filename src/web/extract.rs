@@ -84,7 +84,7 @@ pub async fn read_form_params(
 }
 
 // ---- typed OAuth requests: client credentials, token, introspection, revocation, bearer
-// tokens, client metadata ----
+// tokens, client metadata (their imports here, so this part stays in one block) ----
 
 use axum::body::Body;
 use base64::Engine;
@@ -440,4 +440,114 @@ pub async fn client_metadata(
     }
     serde_json::from_value(value)
         .map_err(|e| bad_metadata(format!("malformed client metadata: {e}")))
+}
+
+#[cfg(test)]
+mod typed_request_tests {
+    use super::*;
+
+    fn form(pairs: &[(&str, &str)]) -> FormParams {
+        let params = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        match FormParams::checked(params) {
+            Ok(form) => form,
+            Err(e) => panic!("refused: {}", e.description),
+        }
+    }
+
+    fn basic(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            axum::http::HeaderValue::from_str(value).unwrap(),
+        );
+        headers
+    }
+
+    fn refusal<T>(result: OAuthResult<T>) -> (&'static str, String) {
+        match result {
+            Ok(_) => panic!("accepted"),
+            Err(e) => (e.code.as_str(), e.description),
+        }
+    }
+
+    #[test]
+    fn a_repeated_parameter_is_refused_and_an_empty_one_is_omitted() {
+        let repeated = FormParams::checked(vec![
+            ("scope".into(), "a".into()),
+            ("scope".into(), "b".into()),
+        ]);
+        assert_eq!(
+            refusal(repeated),
+            (
+                "invalid_request",
+                "the parameter scope appears more than once".into()
+            )
+        );
+        assert_eq!(form(&[("scope", "")]).get("scope"), None);
+    }
+
+    #[test]
+    fn client_credentials_take_exactly_one_method() {
+        let none = HeaderMap::new();
+        // "app:s3cret"
+        let header = basic("Basic YXBwOnMzY3JldA==");
+        match client_credentials(&header, &form(&[])) {
+            Ok(ClientCredentials::Secret(c)) => {
+                assert_eq!(
+                    (c.client_id.as_str(), c.secret.as_deref()),
+                    ("app", Some("s3cret"))
+                );
+                assert!(c.basic);
+            }
+            _ => panic!("Basic credentials not read"),
+        }
+        let two = client_credentials(&header, &form(&[("client_secret", "x")]));
+        assert_eq!(
+            refusal(two).1,
+            "use one client authentication method, not two"
+        );
+        let other_id = client_credentials(&header, &form(&[("client_id", "other")]));
+        assert_eq!(
+            refusal(other_id).1,
+            "client_id differs from the authenticated client"
+        );
+        let nothing = client_credentials(&none, &form(&[]));
+        assert_eq!(refusal(nothing).0, "invalid_client");
+        let no_id = client_credentials(&none, &form(&[("client_secret", "x")]));
+        assert_eq!(refusal(no_id).1, "client_id is missing");
+        let assertion_and_secret = client_credentials(
+            &none,
+            &form(&[
+                ("client_assertion_type", client_assertion::JWT_BEARER),
+                ("client_assertion", "a.b.c"),
+                ("client_secret", "x"),
+            ]),
+        );
+        assert_eq!(refusal(assertion_and_secret).0, "invalid_request");
+        let public = client_credentials(&none, &form(&[("client_id", "app")]));
+        assert!(matches!(public, Ok(ClientCredentials::Secret(c)) if c.secret.is_none()));
+    }
+
+    #[test]
+    fn a_token_request_names_a_served_grant_and_its_parameters() {
+        assert_eq!(
+            refusal(TokenRequest::parse(&form(&[]))).1,
+            "grant_type is missing"
+        );
+        assert_eq!(
+            refusal(TokenRequest::parse(&form(&[("grant_type", "password")]))).0,
+            "unsupported_grant_type"
+        );
+        let no_code = TokenRequest::parse(&form(&[("grant_type", "authorization_code")]));
+        assert_eq!(refusal(no_code).1, "code is missing");
+        let refresh = TokenRequest::parse(&form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", "r"),
+            ("scope", ""),
+        ]));
+        assert!(matches!(refresh, Ok(TokenRequest::RefreshToken(r)) if r.scope.is_none()));
+    }
 }

@@ -17,7 +17,7 @@ use crate::store::ClientRecord;
 use crate::web::extract::{self, FormParams, TokenRequest};
 
 /// Proves the client by its secret, or by its assertion (which needs the whole `App`).
-pub async fn authenticate_client(
+async fn authenticate_client(
     app: &App,
     credentials: &ClientCredentials,
 ) -> OAuthResult<ClientRecord> {
