@@ -6,7 +6,9 @@ use serde_json::Value;
 
 use crate::error::{OAuthError, OAuthResult};
 use crate::flow::login::{self, ProofKey, Refused};
-use crate::oidc::grant_token_exchange::{self, INIT_DATA_TOKEN_TYPE, LOGIN_WIDGET_TOKEN_TYPE};
+use crate::oidc::grant_token_exchange::{
+    self, INIT_DATA_TOKEN_TYPE, LOGIN_WIDGET_TOKEN_TYPE, TokenExchangeParams,
+};
 use crate::secrets::sha256;
 use crate::state::App;
 use crate::store::{ClientRecord, TokenExchangeSettings};
@@ -19,7 +21,7 @@ const MAX_WIDGET_DATA_LEN: usize = 4096;
 pub async fn exchange(
     app: &App,
     client: &ClientRecord,
-    params: &[(String, String)],
+    params: &TokenExchangeParams,
     now: i64,
 ) -> OAuthResult<Value> {
     let request = grant_token_exchange::parse(client, params)?;

@@ -1,14 +1,11 @@
-//! OpenID Connect Discovery 1.0 and the JWKS.
+//! OpenID Connect Discovery 1.0: the document, rendered once by the provider and served by
+//! `web::discovery` with the JWKS.
 
-use axum::extract::State;
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::config::Config;
 use crate::keys::SigningAlg;
 use crate::oidc::{client_assertion, scopes};
-use crate::state::AppState;
 
 /// The discovery document: every value is one this server really honours.
 pub fn document(config: &Config) -> Value {
@@ -52,34 +49,4 @@ pub fn document(config: &Config) -> Value {
         document["registration_endpoint"] = json!(format!("{issuer}/register"));
     }
     document
-}
-
-pub async fn openid_configuration(State(app): State<AppState>) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "application/json"),
-            (header::CACHE_CONTROL, "public, max-age=3600"),
-            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
-            // What the router's layers add to every other response.
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            (header::REFERRER_POLICY, "no-referrer"),
-        ],
-        app.discovery.clone(),
-    )
-        .into_response()
-}
-
-pub async fn jwks(State(app): State<AppState>) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "application/jwk-set+json"),
-            // Short, so a rotated key reaches the apps quickly.
-            (header::CACHE_CONTROL, "public, max-age=60"),
-            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            (header::REFERRER_POLICY, "no-referrer"),
-        ],
-        app.jwks(app.now()),
-    )
-        .into_response()
 }

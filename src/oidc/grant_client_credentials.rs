@@ -4,16 +4,21 @@
 use serde_json::Value;
 
 use crate::error::{ErrorCode, OAuthError, OAuthResult};
-use crate::oidc::client_auth::param;
-use crate::oidc::{mint, scopes};
+use crate::oidc::{Provider, mint, scopes};
 use crate::secrets::new_id;
-use crate::state::App;
 use crate::store::{ClientKind, ClientRecord, GrantRecord};
 
+/// `grant_type=client_credentials` (RFC 6749 §4.4.2).
+#[derive(Debug)]
+pub struct ClientCredentialsRequest {
+    /// The scopes asked for, or `None` for every scope the account is allowed.
+    pub scope: Option<String>,
+}
+
 pub async fn exchange(
-    app: &App,
+    provider: &Provider,
     client: &ClientRecord,
-    params: &[(String, String)],
+    request: &ClientCredentialsRequest,
     now: i64,
 ) -> OAuthResult<Value> {
     if !client.settings.service_account || client.settings.kind != ClientKind::Confidential {
@@ -23,7 +28,7 @@ pub async fn exchange(
         ));
     }
     let allowed = &client.settings.allowed_scopes;
-    let scope = match param(params, "scope") {
+    let scope = match request.scope.as_deref() {
         Some(asked) => {
             let asked = scopes::parse(asked);
             if let Some(bad) = asked.iter().find(|s| !allowed.contains(s)) {
@@ -35,7 +40,7 @@ pub async fn exchange(
         }
         None => scopes::join(allowed),
     };
-    let ttl = app.config.tokens.access_token_ttl_secs;
+    let ttl = provider.config.tokens.access_token_ttl_secs;
     let grant = GrantRecord {
         id: new_id(),
         client_id: client.client_id.clone(),
@@ -48,8 +53,17 @@ pub async fn exchange(
         revoked_at: None,
         expires_at: now + ttl,
     };
-    app.store.create_grant(&grant).await?;
-    let access = mint::access_token(app, client, &grant, &scope, now)?;
-    app.store.store_tokens(Some(&access.record), None).await?;
-    Ok(mint::token_response(app, &access.token, &scope, None, None))
+    provider.store.create_grant(&grant).await?;
+    let access = mint::access_token(provider, client, &grant, &scope, now)?;
+    provider
+        .store
+        .store_tokens(Some(&access.record), None)
+        .await?;
+    Ok(mint::token_response(
+        provider,
+        &access.token,
+        &scope,
+        None,
+        None,
+    ))
 }

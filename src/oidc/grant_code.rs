@@ -3,26 +3,31 @@
 use serde_json::Value;
 
 use crate::error::{OAuthError, OAuthResult};
-use crate::oidc::client_auth::param;
-use crate::oidc::{mint, pkce};
+use crate::oidc::{Provider, mint, pkce};
 use crate::secrets::token_hash;
-use crate::state::App;
 use crate::store::{ClientRecord, RedeemOutcome};
 
+/// `grant_type=authorization_code` (RFC 6749 §4.1.3, RFC 7636 §4.5).
+/// No `Debug`: it holds a credential.
+pub struct CodeRequest {
+    pub code: String,
+    pub redirect_uri: Option<String>,
+    pub code_verifier: Option<String>,
+}
+
 pub async fn exchange(
-    app: &App,
+    provider: &Provider,
     client: &ClientRecord,
-    params: &[(String, String)],
+    request: &CodeRequest,
     now: i64,
 ) -> OAuthResult<Value> {
-    let code =
-        param(params, "code").ok_or_else(|| OAuthError::invalid_request("code is missing"))?;
-    let redirect_uri = param(params, "redirect_uri");
-    let verifier = param(params, "code_verifier");
+    let code = request.code.as_str();
+    let redirect_uri = request.redirect_uri.as_deref();
+    let verifier = request.code_verifier.as_deref();
     if code.len() > 256 {
         return Err(OAuthError::invalid_grant("the code is invalid"));
     }
-    let record = match app
+    let record = match provider
         .store
         .redeem_code(&token_hash(code), &client.client_id, now)
         .await?
@@ -31,7 +36,7 @@ pub async fn exchange(
         RedeemOutcome::AlreadyUsed { grant_id } => {
             // A second use means the code leaked: what the first use issued goes too
             // (RFC 6749 §4.1.2, RFC 9700 §4.5).
-            app.store.revoke_grant(&grant_id, now).await?;
+            provider.store.revoke_grant(&grant_id, now).await?;
             tracing::warn!(client_id = %client.client_id, "authorization code reused; its grant is revoked");
             return Err(OAuthError::invalid_grant("the code was already used"));
         }
@@ -63,7 +68,7 @@ pub async fn exchange(
     // The grant was live when the code was redeemed (checked in the same statement). A replay
     // racing this request may revoke it now: the tokens below are then dead on arrival, as the
     // rule for a reused code demands, but this first redemption still answers.
-    let grant = app
+    let grant = provider
         .store
         .get_grant(&record.grant_id)
         .await?
@@ -71,11 +76,11 @@ pub async fn exchange(
     let user_id = grant
         .user_id
         .ok_or_else(|| OAuthError::server_error("a code grant without a user"))?;
-    let user = app
+    let user = provider
         .store
         .get_user(user_id)
         .await?
         .ok_or_else(|| OAuthError::invalid_grant("the user no longer exists"))?;
 
-    mint::issue_for_grant(app, client, &grant, &user, true, now).await
+    mint::issue_for_grant(provider, client, &grant, &user, true, now).await
 }

@@ -4,28 +4,31 @@
 use serde_json::Value;
 
 use crate::error::{ErrorCode, OAuthError, OAuthResult};
-use crate::oidc::client_auth::param;
-use crate::oidc::mint;
+use crate::oidc::{Provider, mint};
 use crate::secrets::{TokenKind, new_id, token_hash};
-use crate::state::App;
 use crate::store::flows::{DevicePoll, DeviceStatus};
 use crate::store::{ClientRecord, GrantRecord};
 
 pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
+/// `grant_type=urn:ietf:params:oauth:grant-type:device_code` (RFC 8628 §3.4).
+/// No `Debug`: it holds a credential.
+pub struct DeviceCodeRequest {
+    pub device_code: String,
+}
+
 pub async fn exchange(
-    app: &App,
+    provider: &Provider,
     client: &ClientRecord,
-    params: &[(String, String)],
+    request: &DeviceCodeRequest,
     now: i64,
 ) -> OAuthResult<Value> {
-    let device_code = param(params, "device_code")
-        .ok_or_else(|| OAuthError::invalid_request("device_code is missing"))?;
+    let device_code = request.device_code.as_str();
     if device_code.len() > 128 || !device_code.starts_with(TokenKind::DeviceCode.prefix()) {
         return Err(OAuthError::invalid_grant("the device code is invalid"));
     }
     let hash = token_hash(device_code);
-    let code = match app
+    let code = match provider
         .store
         .poll_device_code(&hash, &client.client_id, now)
         .await?
@@ -68,7 +71,7 @@ pub async fn exchange(
         DeviceStatus::Approved => {}
     }
     // Of parallel polls, exactly one turns the approval into tokens.
-    let Some(code) = app
+    let Some(code) = provider
         .store
         .consume_device_code(&hash, &client.client_id, now)
         .await?
@@ -83,7 +86,7 @@ pub async fn exchange(
             "an approved device code without its user",
         ));
     };
-    let user = app
+    let user = provider
         .store
         .get_user(user_id)
         .await?
@@ -98,8 +101,8 @@ pub async fn exchange(
         nonce: None,
         created_at: now,
         revoked_at: None,
-        expires_at: now + app.config.tokens.access_token_ttl_secs,
+        expires_at: now + provider.config.tokens.access_token_ttl_secs,
     };
-    app.store.create_grant(&grant).await?;
-    mint::issue_for_grant(app, client, &grant, &user, false, now).await
+    provider.store.create_grant(&grant).await?;
+    mint::issue_for_grant(provider, client, &grant, &user, false, now).await
 }

@@ -4,27 +4,32 @@
 use serde_json::Value;
 
 use crate::error::{OAuthError, OAuthResult};
-use crate::oidc::client_auth::param;
-use crate::oidc::{mint, scopes};
+use crate::oidc::{Provider, mint, scopes};
 use crate::secrets::token_hash;
-use crate::state::App;
 use crate::store::{ClientRecord, RotateOutcome};
 
+/// `grant_type=refresh_token` (RFC 6749 §6).
+/// No `Debug`: it holds a credential.
+pub struct RefreshRequest {
+    pub refresh_token: String,
+    /// A narrower scope than the grant's, or `None` for the grant's own.
+    pub scope: Option<String>,
+}
+
 pub async fn exchange(
-    app: &App,
+    provider: &Provider,
     client: &ClientRecord,
-    params: &[(String, String)],
+    request: &RefreshRequest,
     now: i64,
 ) -> OAuthResult<Value> {
-    let presented = param(params, "refresh_token")
-        .ok_or_else(|| OAuthError::invalid_request("refresh_token is missing"))?;
+    let presented = request.refresh_token.as_str();
     if presented.len() > 256 {
         return Err(OAuthError::invalid_grant("the refresh token is invalid"));
     }
     let presented_hash = token_hash(presented);
     // Read first, so the access and ID tokens can be minted before the token is used and then
     // stored in the same transaction as the rotation: a failure in between loses nothing.
-    let Some(found) = app.store.get_refresh_token(&presented_hash).await? else {
+    let Some(found) = provider.store.get_refresh_token(&presented_hash).await? else {
         return Err(OAuthError::invalid_grant(
             "the refresh token is invalid or expired",
         ));
@@ -37,7 +42,7 @@ pub async fn exchange(
     }
     // A narrower scope may be asked for, never a wider one (RFC 6749 §6). Checked before the
     // token is used, so a refused request leaves the token as it was.
-    let scope = match param(params, "scope") {
+    let scope = match request.scope.as_deref() {
         Some(asked) if scopes::is_subset(asked, &grant.scope) => {
             scopes::join(&scopes::parse(asked))
         }
@@ -51,15 +56,15 @@ pub async fn exchange(
     let user_id = grant
         .user_id
         .ok_or_else(|| OAuthError::invalid_grant("the refresh token is invalid"))?;
-    let user = app
+    let user = provider
         .store
         .get_user(user_id)
         .await?
         .ok_or_else(|| OAuthError::invalid_grant("the user no longer exists"))?;
-    let access = mint::access_token(app, client, &grant, &scope, now)?;
+    let access = mint::access_token(provider, client, &grant, &scope, now)?;
     let id_token = if scopes::contains(&scope, scopes::OPENID) {
         Some(mint::id_token(
-            app,
+            provider,
             mint::IdTokenInput {
                 client,
                 grant: &grant,
@@ -73,8 +78,8 @@ pub async fn exchange(
     } else {
         None
     };
-    let (successor, successor_record) = mint::refresh_token(app, &grant.id, now);
-    let outcome = app
+    let (successor, successor_record) = mint::refresh_token(provider, &grant.id, now);
+    let outcome = provider
         .store
         .rotate_refresh_token_issuing(
             &presented_hash,
@@ -87,7 +92,7 @@ pub async fn exchange(
     match outcome {
         RotateOutcome::Rotated(_) => {}
         RotateOutcome::Replayed { grant_id } => {
-            app.store.revoke_grant(&grant_id, now).await?;
+            provider.store.revoke_grant(&grant_id, now).await?;
             tracing::warn!(client_id = %client.client_id, "refresh token replayed; its family is revoked");
             return Err(OAuthError::invalid_grant(
                 "the refresh token was already used",
@@ -100,7 +105,7 @@ pub async fn exchange(
         }
     }
     Ok(mint::token_response(
-        app,
+        provider,
         &access.token,
         &scope,
         id_token,

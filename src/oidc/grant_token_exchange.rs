@@ -9,10 +9,8 @@
 use serde_json::{Value, json};
 
 use crate::error::{ErrorCode, OAuthError, OAuthResult};
-use crate::oidc::client_auth::param;
-use crate::oidc::{mint, scopes};
+use crate::oidc::{Provider, mint, scopes};
 use crate::secrets::new_id;
-use crate::state::App;
 use crate::store::{ClientRecord, GrantRecord, TokenExchangeSettings, UserRecord};
 
 pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -32,6 +30,21 @@ enum Requested {
     IdToken,
 }
 
+/// The parameters of a token exchange request (RFC 8693 §2.1) as sent, each `None` when
+/// omitted; [`parse`] checks them against the client. No `Debug`: the subject token is a
+/// credential.
+#[derive(Default)]
+pub struct TokenExchangeParams {
+    pub subject_token: Option<String>,
+    pub subject_token_type: Option<String>,
+    pub actor_token: Option<String>,
+    pub actor_token_type: Option<String>,
+    pub audience: Option<String>,
+    pub resource: Option<String>,
+    pub requested_token_type: Option<String>,
+    pub scope: Option<String>,
+}
+
 /// A token exchange request, checked except for its subject token (which the login adapters
 /// verify, and the gate admits).
 #[derive(Debug)]
@@ -46,7 +59,7 @@ pub struct TokenExchangeRequest<'a> {
 /// Checks everything of a token exchange but the subject token (RFC 8693 §2.1).
 pub fn parse<'a>(
     client: &'a ClientRecord,
-    params: &'a [(String, String)],
+    params: &'a TokenExchangeParams,
 ) -> OAuthResult<TokenExchangeRequest<'a>> {
     let Some(settings) = &client.settings.token_exchange else {
         return Err(OAuthError::new(
@@ -54,25 +67,32 @@ pub fn parse<'a>(
             "this client is not registered for token exchange",
         ));
     };
-    let subject_token = param(params, "subject_token")
+    let subject_token = params
+        .subject_token
+        .as_deref()
         .ok_or_else(|| OAuthError::invalid_request("subject_token is missing"))?;
-    let subject_token_type = param(params, "subject_token_type")
+    let subject_token_type = params
+        .subject_token_type
+        .as_deref()
         .ok_or_else(|| OAuthError::invalid_request("subject_token_type is missing"))?;
-    if param(params, "actor_token").is_some() || param(params, "actor_token_type").is_some() {
+    if params.actor_token.is_some() || params.actor_token_type.is_some() {
         return Err(OAuthError::invalid_request(
             "delegation (actor_token) is not supported",
         ));
     }
     // The tokens are only ever for the client itself (RFC 8693 §2.2.2).
-    if param(params, "audience").is_some_and(|a| a != client.client_id)
-        || param(params, "resource").is_some()
+    if params
+        .audience
+        .as_deref()
+        .is_some_and(|a| a != client.client_id)
+        || params.resource.is_some()
     {
         return Err(OAuthError::new(
             ErrorCode::InvalidTarget,
             "tokens are issued only for the requesting client itself",
         ));
     }
-    let requested = match param(params, "requested_token_type") {
+    let requested = match params.requested_token_type.as_deref() {
         None | Some(ACCESS_TOKEN_TYPE) => Requested::AccessToken,
         Some(ID_TOKEN_TYPE) => Requested::IdToken,
         Some(_) => {
@@ -81,7 +101,7 @@ pub fn parse<'a>(
             )));
         }
     };
-    let scope = granted_scope(client, param(params, "scope"))?;
+    let scope = granted_scope(client, params.scope.as_deref())?;
     if requested == Requested::IdToken && !scopes::contains(&scope, scopes::OPENID) {
         return Err(OAuthError::invalid_scope(
             "an ID token needs the openid scope",
@@ -99,7 +119,7 @@ pub fn parse<'a>(
 /// The answer to an exchange whose subject the gate let in: what the client asked for, for
 /// `user`, proven by `amr` at `auth_time`.
 pub async fn issue(
-    app: &App,
+    provider: &Provider,
     client: &ClientRecord,
     request: TokenExchangeRequest<'_>,
     user: &UserRecord,
@@ -108,7 +128,7 @@ pub async fn issue(
     now: i64,
 ) -> OAuthResult<Value> {
     let scope = request.scope;
-    let tokens = &app.config.tokens;
+    let tokens = &provider.config.tokens;
     let grant = GrantRecord {
         id: new_id(),
         client_id: client.client_id.clone(),
@@ -131,7 +151,7 @@ pub async fn issue(
         now,
     };
     if request.requested == Requested::IdToken {
-        let id_token = mint::id_token(app, id_token_input(""))?;
+        let id_token = mint::id_token(provider, id_token_input(""))?;
         // RFC 8693 §2.2.1: a token that is not an access token has the token_type N_A.
         return Ok(json!({
             "access_token": id_token,
@@ -141,20 +161,21 @@ pub async fn issue(
             "scope": scope,
         }));
     }
-    app.store.create_grant(&grant).await?;
-    let access = mint::access_token(app, client, &grant, &scope, now)?;
+    provider.store.create_grant(&grant).await?;
+    let access = mint::access_token(provider, client, &grant, &scope, now)?;
     let id_token = if scopes::contains(&scope, scopes::OPENID) {
-        Some(mint::id_token(app, id_token_input(&access.token))?)
+        Some(mint::id_token(provider, id_token_input(&access.token))?)
     } else {
         None
     };
     let refresh =
-        mint::wants_refresh(client, &scope).then(|| mint::refresh_token(app, &grant.id, now));
-    app.store
+        mint::wants_refresh(client, &scope).then(|| mint::refresh_token(provider, &grant.id, now));
+    provider
+        .store
         .store_tokens(Some(&access.record), refresh.as_ref().map(|(_, r)| r))
         .await?;
     let mut body = mint::token_response(
-        app,
+        provider,
         &access.token,
         &scope,
         id_token,

@@ -5,9 +5,8 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{OAuthError, OAuthResult};
 use crate::keys::{SigningAlg, half_hash};
-use crate::oidc::{scopes, subject};
+use crate::oidc::{Provider, scopes, subject};
 use crate::secrets::{TokenKind, new_id, new_token, sha256, token_hash};
-use crate::state::App;
 use crate::store::{
     AccessTokenFormat, AccessTokenRecord, ClientRecord, GrantRecord, RefreshPolicy,
     RefreshTokenRecord, UserRecord,
@@ -23,13 +22,13 @@ pub struct MintedAccess {
 }
 
 pub fn access_token(
-    app: &App,
+    provider: &Provider,
     client: &ClientRecord,
     grant: &GrantRecord,
     scope: &str,
     now: i64,
 ) -> OAuthResult<MintedAccess> {
-    let ttl = app.config.tokens.access_token_ttl_secs;
+    let ttl = provider.config.tokens.access_token_ttl_secs;
     let (token, token_hash) = match client.settings.access_token_format {
         AccessTokenFormat::Opaque => {
             let token = new_token(TokenKind::AccessToken);
@@ -39,11 +38,11 @@ pub fn access_token(
         AccessTokenFormat::Jwt => {
             let jti = new_id();
             let sub = match grant.user_id {
-                Some(id) => subject::subject_for(app, client, id),
+                Some(id) => subject::subject_for(provider, client, id),
                 None => client.client_id.clone(),
             };
             let claims = json!({
-                "iss": app.config.issuer,
+                "iss": provider.config.issuer,
                 "sub": sub,
                 "aud": client.client_id,
                 "client_id": client.client_id,
@@ -53,7 +52,7 @@ pub fn access_token(
                 "scope": scope,
                 "auth_time": grant.auth_time,
             });
-            let token = app
+            let token = provider
                 .keys
                 .sign(ACCESS_TOKEN_ALG, "at+jwt", &claims)
                 .map_err(OAuthError::server_error)?;
@@ -85,17 +84,17 @@ pub struct IdTokenInput<'a> {
     pub now: i64,
 }
 
-pub fn id_token(app: &App, input: IdTokenInput<'_>) -> OAuthResult<String> {
+pub fn id_token(provider: &Provider, input: IdTokenInput<'_>) -> OAuthResult<String> {
     let alg = input.client.settings.id_token_alg;
     let mut claims = Map::new();
-    claims.insert("iss".into(), json!(app.config.issuer));
+    claims.insert("iss".into(), json!(provider.config.issuer));
 
     claims.insert("aud".into(), json!(input.client.client_id));
     claims.insert("azp".into(), json!(input.client.client_id));
     claims.insert("iat".into(), json!(input.now));
     claims.insert(
         "exp".into(),
-        json!(input.now + app.config.tokens.id_token_ttl_secs),
+        json!(input.now + provider.config.tokens.id_token_ttl_secs),
     );
     claims.insert("auth_time".into(), json!(input.grant.auth_time));
     claims.insert("amr".into(), json!([input.grant.amr]));
@@ -110,12 +109,13 @@ pub fn id_token(app: &App, input: IdTokenInput<'_>) -> OAuthResult<String> {
         claims.insert("nonce".into(), json!(nonce));
     }
     claims.extend(subject::claims_for(
-        app,
+        provider,
         input.client,
         input.scope,
         input.user,
     ));
-    app.keys
+    provider
+        .keys
         .sign(alg, "JWT", &Value::Object(claims))
         .map_err(OAuthError::server_error)
 }
@@ -129,20 +129,24 @@ pub fn wants_refresh(client: &ClientRecord, scope: &str) -> bool {
     }
 }
 
-pub fn refresh_token(app: &App, grant_id: &str, now: i64) -> (String, RefreshTokenRecord) {
+pub fn refresh_token(
+    provider: &Provider,
+    grant_id: &str,
+    now: i64,
+) -> (String, RefreshTokenRecord) {
     let token = new_token(TokenKind::RefreshToken);
     let record = RefreshTokenRecord {
         token_hash: token_hash(&token),
         grant_id: grant_id.to_owned(),
         created_at: now,
-        expires_at: now + app.config.tokens.refresh_token_ttl_secs,
+        expires_at: now + provider.config.tokens.refresh_token_ttl_secs,
     };
     (token, record)
 }
 
 /// The JSON body of a successful token response (RFC 6749 §5.1).
 pub fn token_response(
-    app: &App,
+    provider: &Provider,
     access_token: &str,
     scope: &str,
     id_token: Option<String>,
@@ -151,7 +155,7 @@ pub fn token_response(
     let mut body = json!({
         "access_token": access_token,
         "token_type": "Bearer",
-        "expires_in": app.config.tokens.access_token_ttl_secs,
+        "expires_in": provider.config.tokens.access_token_ttl_secs,
         "scope": scope,
     });
     if let Some(id_token) = id_token {
@@ -166,17 +170,17 @@ pub fn token_response(
 /// The whole token response for a user's grant: access token, an ID token when `openid` was
 /// granted, a refresh token when the client's policy gives one, all stored in one transaction.
 pub async fn issue_for_grant(
-    app: &App,
+    provider: &Provider,
     client: &ClientRecord,
     grant: &GrantRecord,
     user: &UserRecord,
     include_nonce: bool,
     now: i64,
 ) -> OAuthResult<Value> {
-    let access = access_token(app, client, grant, &grant.scope, now)?;
+    let access = access_token(provider, client, grant, &grant.scope, now)?;
     let id_token = if scopes::contains(&grant.scope, scopes::OPENID) {
         Some(id_token(
-            app,
+            provider,
             IdTokenInput {
                 client,
                 grant,
@@ -190,12 +194,14 @@ pub async fn issue_for_grant(
     } else {
         None
     };
-    let refresh = wants_refresh(client, &grant.scope).then(|| refresh_token(app, &grant.id, now));
-    app.store
+    let refresh =
+        wants_refresh(client, &grant.scope).then(|| refresh_token(provider, &grant.id, now));
+    provider
+        .store
         .store_tokens(Some(&access.record), refresh.as_ref().map(|(_, r)| r))
         .await?;
     Ok(token_response(
-        app,
+        provider,
         &access.token,
         &grant.scope,
         id_token,

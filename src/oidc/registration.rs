@@ -3,20 +3,14 @@
 //! registered client gets its own registration access token (only its SHA-256 is stored) to
 //! read, replace or delete its registration.
 
-use axum::Json;
-use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::error::{ErrorCode, OAuthError, OAuthResult, Style};
+use crate::error::{ErrorCode, OAuthError, OAuthResult};
 use crate::keys::SigningAlg;
 use crate::oidc::clients::{self as admin, AdminError, NewClient};
-use crate::oidc::{client_assertion, scopes};
+use crate::oidc::{Provider, client_assertion, scopes};
 use crate::secrets::{TokenKind, constant_time_eq, new_token, sha256, token_hash};
-use crate::state::{App, AppState};
 use crate::store::{ClientKind, ClientRecord, RefreshPolicy, SubjectType, TokenEndpointAuthMethod};
 
 const MAX_REDIRECT_URIS: usize = 20;
@@ -30,10 +24,11 @@ const CLIENT_CREDENTIALS: &str = "client_credentials";
 
 /// The client metadata of RFC 7591 §2 (and OpenID Connect Registration §2) this server
 /// honours. Anything else a client sends is ignored (§2: "the authorization server MUST
-/// ignore any client metadata sent by the client that it does not understand").
+/// ignore any client metadata sent by the client that it does not understand"). The web layer
+/// reads it from the request body.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-struct ClientMetadata {
+pub struct ClientMetadata {
     redirect_uris: Option<Vec<String>>,
     client_name: Option<String>,
     token_endpoint_auth_method: Option<String>,
@@ -53,7 +48,7 @@ struct ClientMetadata {
     client_secret: Option<String>,
 }
 
-fn bad_metadata(description: impl Into<String>) -> OAuthError {
+pub fn bad_metadata(description: impl Into<String>) -> OAuthError {
     OAuthError::new(ErrorCode::InvalidClientMetadata, description)
 }
 
@@ -277,32 +272,9 @@ async fn check_sector_identifier(uri: &str, redirect_uris: &[String]) -> OAuthRe
     Ok(host)
 }
 
-/// The bearer token of `Authorization: Bearer` (RFC 6750 §2.1); 401 when there is none.
-fn bearer(headers: &HeaderMap) -> OAuthResult<&str> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        let mut e = OAuthError::invalid_token("a bearer token is required");
-        e.style = Style::BearerNoCredentials;
-        return Err(e);
-    };
-    let value = value
-        .to_str()
-        .map_err(|_| OAuthError::invalid_request("malformed Authorization header").bearer())?;
-    match value.split_once(' ') {
-        Some((scheme, token))
-            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
-        {
-            Ok(token.trim())
-        }
-        _ => Err(OAuthError::invalid_token(
-            "use the Bearer authorization scheme",
-        )),
-    }
-}
-
 /// RFC 7591 §3: only holders of the initial access token may register.
-fn check_initial_access_token(app: &App, headers: &HeaderMap) -> OAuthResult<()> {
-    let presented = bearer(headers)?;
-    let expected = app.config.registration.initial_access_token.expose();
+pub fn check_initial_access_token(provider: &Provider, presented: &str) -> OAuthResult<()> {
+    let expected = provider.config.registration.initial_access_token.expose();
     // Both sides hashed: the comparison takes the same time whatever their lengths.
     if expected.is_empty()
         || !constant_time_eq(&sha256(presented.as_bytes()), &sha256(expected.as_bytes()))
@@ -316,17 +288,20 @@ fn check_initial_access_token(app: &App, headers: &HeaderMap) -> OAuthResult<()>
 
 /// RFC 7592 §2: the client the registration access token belongs to. An unknown client and a
 /// wrong token look the same.
-async fn registered_client(
-    app: &App,
-    headers: &HeaderMap,
+pub async fn registered_client(
+    provider: &Provider,
     client_id: &str,
-) -> OAuthResult<(ClientRecord, String)> {
-    let presented = bearer(headers)?;
+    presented: &str,
+) -> OAuthResult<ClientRecord> {
     let denied = || OAuthError::invalid_token("the registration access token is not valid");
     if client_id.len() > 256 {
         return Err(denied());
     }
-    let client = app.store.get_client(client_id).await?.ok_or_else(denied)?;
+    let client = provider
+        .store
+        .get_client(client_id)
+        .await?
+        .ok_or_else(denied)?;
     let stored = client
         .settings
         .registration_token_hash
@@ -336,32 +311,7 @@ async fn registered_client(
     if !constant_time_eq(&stored, &token_hash(presented)) {
         return Err(denied());
     }
-    Ok((client, presented.to_owned()))
-}
-
-async fn read_metadata(app: &App, headers: &HeaderMap, body: Body) -> OAuthResult<ClientMetadata> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    if !content_type.starts_with("application/json") {
-        return Err(OAuthError::invalid_request(
-            "the body must be application/json (RFC 7591 §3.1)",
-        ));
-    }
-    let bytes = axum::body::to_bytes(body, app.config.max_body_bytes)
-        .await
-        .map_err(|_| {
-            OAuthError::new(ErrorCode::PayloadTooLarge, "the request body is too large")
-        })?;
-    let value: Value = serde_json::from_slice(&bytes)
-        .map_err(|_| OAuthError::invalid_request("the body is not JSON"))?;
-    if !value.is_object() {
-        return Err(bad_metadata("the client metadata must be a JSON object"));
-    }
-    serde_json::from_value(value)
-        .map_err(|e| bad_metadata(format!("malformed client metadata: {e}")))
+    Ok(client)
 }
 
 fn admin_error(e: AdminError) -> OAuthError {
@@ -385,8 +335,8 @@ fn auth_method(client: &ClientRecord) -> TokenEndpointAuthMethod {
 
 /// The client information response (RFC 7591 §3.2.1, RFC 7592 §3): the metadata as
 /// registered, which may differ from what was asked.
-fn client_information(
-    app: &App,
+pub fn client_information(
+    provider: &Provider,
     client: &ClientRecord,
     secret: Option<&str>,
     registration_token: &str,
@@ -418,7 +368,7 @@ fn client_information(
             SubjectType::Pairwise => "pairwise",
         },
         "registration_access_token": registration_token,
-        "registration_client_uri": app.url(&format!("/register/{}", client.client_id)),
+        "registration_client_uri": provider.url(&format!("/register/{}", client.client_id)),
     }) {
         Value::Object(map) => map,
         _ => Map::new(),
@@ -454,14 +404,6 @@ fn client_information(
     Value::Object(info)
 }
 
-fn json_response(status: StatusCode, body: Value) -> Response {
-    let mut response = (status, Json(body)).into_response();
-    let h = response.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    response
-}
-
 fn uses_secret(method: TokenEndpointAuthMethod) -> bool {
     matches!(
         method,
@@ -469,126 +411,91 @@ fn uses_secret(method: TokenEndpointAuthMethod) -> bool {
     )
 }
 
-/// `POST /register` (RFC 7591 §3).
-pub async fn register(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let result: OAuthResult<Value> = async {
-        check_initial_access_token(&app, &headers)?;
-        let meta = read_metadata(&app, &headers, body).await?;
-        let registration = check_metadata(meta).await?;
-        let now = app.now();
-        let (mut client, secret) =
-            admin::build_client(registration.new, now).map_err(admin_error)?;
-        let registration_token = new_token(TokenKind::RegistrationAccessToken);
-        client.settings.token_endpoint_auth_method = Some(registration.method);
-        client.settings.sector_identifier_uri = registration.sector_identifier_uri;
-        client.settings.registration_token_hash = Some(hex::encode(token_hash(&registration_token)));
-        app.store.create_client(&client).await?;
-        tracing::info!(client_id = %client.client_id, method = registration.method.as_str(), "client registered");
-        Ok(client_information(&app, &client, secret.as_deref(), &registration_token))
-    }
-    .await;
-    match result {
-        Ok(body) => json_response(StatusCode::CREATED, body),
-        Err(e) => e.into_response(),
-    }
+/// Registers a client (RFC 7591 §3.2.1) whose caller holds the initial access token: the
+/// client information response, with the secret and the registration access token shown once.
+pub async fn register(provider: &Provider, meta: ClientMetadata, now: i64) -> OAuthResult<Value> {
+    let registration = check_metadata(meta).await?;
+    let (mut client, secret) = admin::build_client(registration.new, now).map_err(admin_error)?;
+    let registration_token = new_token(TokenKind::RegistrationAccessToken);
+    client.settings.token_endpoint_auth_method = Some(registration.method);
+    client.settings.sector_identifier_uri = registration.sector_identifier_uri;
+    client.settings.registration_token_hash = Some(hex::encode(token_hash(&registration_token)));
+    provider.store.create_client(&client).await?;
+    tracing::info!(client_id = %client.client_id, method = registration.method.as_str(), "client registered");
+    Ok(client_information(
+        provider,
+        &client,
+        secret.as_deref(),
+        &registration_token,
+    ))
 }
 
-/// `GET /register/{client_id}` (RFC 7592 §2.1).
-pub async fn read(
-    State(app): State<AppState>,
-    Path(client_id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    match registered_client(&app, &headers, &client_id).await {
-        Ok((client, token)) => json_response(
-            StatusCode::OK,
-            client_information(&app, &client, None, &token),
-        ),
-        Err(e) => e.into_response(),
-    }
-}
-
-/// `PUT /register/{client_id}` (RFC 7592 §2.2): replaces the metadata as a whole. The secret
-/// stays unless the authentication method stops or starts needing one.
+/// Replaces a registration as a whole (RFC 7592 §2.2). The secret stays unless the
+/// authentication method stops or starts needing one. `token` is the registration access
+/// token `old` was found by.
 pub async fn update(
-    State(app): State<AppState>,
-    Path(client_id): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let result: OAuthResult<Value> = async {
-        let (old, token) = registered_client(&app, &headers, &client_id).await?;
-        let meta = read_metadata(&app, &headers, body).await?;
-        if meta.client_id.as_deref().is_some_and(|id| id != old.client_id) {
-            return Err(bad_metadata("client_id must be this client's id"));
-        }
-        if let Some(presented) = &meta.client_secret {
-            let matches = old
-                .secret_hash
-                .as_deref()
-                .is_some_and(|stored| constant_time_eq(stored, &token_hash(presented)));
-            if !matches {
-                return Err(bad_metadata(
-                    "client_secret does not match the current secret; a client cannot choose its secret",
-                ));
-            }
-        }
-        let registration = check_metadata(meta).await?;
-        let (mut client, new_secret) =
-            admin::build_client(registration.new, old.created_at).map_err(admin_error)?;
-        client.client_id = old.client_id.clone();
-        let secret = if !uses_secret(registration.method) {
-            client.secret_hash = None;
-            None
-        } else if old.secret_hash.is_some() && uses_secret(auth_method(&old)) {
-            client.secret_hash = old.secret_hash.clone();
-            None
-        } else {
-            new_secret
-        };
-        let s = &mut client.settings;
-        s.token_endpoint_auth_method = Some(registration.method);
-        s.sector_identifier_uri = registration.sector_identifier_uri;
-        s.registration_token_hash = old.settings.registration_token_hash.clone();
-        // What an admin set beyond the client's metadata stays as it was.
-        s.access_token_format = old.settings.access_token_format;
-        s.skip_consent = old.settings.skip_consent;
-        s.token_exchange = old.settings.token_exchange.clone();
-        s.synthetic_email = old.settings.synthetic_email;
-        if !app.store.update_client(&client).await? {
-            return Err(OAuthError::invalid_token(
-                "the registration access token is not valid",
+    provider: &Provider,
+    old: ClientRecord,
+    token: &str,
+    meta: ClientMetadata,
+) -> OAuthResult<Value> {
+    if meta
+        .client_id
+        .as_deref()
+        .is_some_and(|id| id != old.client_id)
+    {
+        return Err(bad_metadata("client_id must be this client's id"));
+    }
+    if let Some(presented) = &meta.client_secret {
+        let matches = old
+            .secret_hash
+            .as_deref()
+            .is_some_and(|stored| constant_time_eq(stored, &token_hash(presented)));
+        if !matches {
+            return Err(bad_metadata(
+                "client_secret does not match the current secret; a client cannot choose its secret",
             ));
         }
-        tracing::info!(client_id = %client.client_id, "client registration replaced");
-        Ok(client_information(&app, &client, secret.as_deref(), &token))
     }
-    .await;
-    match result {
-        Ok(body) => json_response(StatusCode::OK, body),
-        Err(e) => e.into_response(),
+    let registration = check_metadata(meta).await?;
+    let (mut client, new_secret) =
+        admin::build_client(registration.new, old.created_at).map_err(admin_error)?;
+    client.client_id = old.client_id.clone();
+    let secret = if !uses_secret(registration.method) {
+        client.secret_hash = None;
+        None
+    } else if old.secret_hash.is_some() && uses_secret(auth_method(&old)) {
+        client.secret_hash = old.secret_hash.clone();
+        None
+    } else {
+        new_secret
+    };
+    let s = &mut client.settings;
+    s.token_endpoint_auth_method = Some(registration.method);
+    s.sector_identifier_uri = registration.sector_identifier_uri;
+    s.registration_token_hash = old.settings.registration_token_hash.clone();
+    // What an admin set beyond the client's metadata stays as it was.
+    s.access_token_format = old.settings.access_token_format;
+    s.skip_consent = old.settings.skip_consent;
+    s.token_exchange = old.settings.token_exchange.clone();
+    s.synthetic_email = old.settings.synthetic_email;
+    if !provider.store.update_client(&client).await? {
+        return Err(OAuthError::invalid_token(
+            "the registration access token is not valid",
+        ));
     }
+    tracing::info!(client_id = %client.client_id, "client registration replaced");
+    Ok(client_information(
+        provider,
+        &client,
+        secret.as_deref(),
+        token,
+    ))
 }
 
-/// `DELETE /register/{client_id}` (RFC 7592 §2.3): the client, its grants and its tokens go.
-pub async fn delete(
-    State(app): State<AppState>,
-    Path(client_id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    let result: OAuthResult<()> = async {
-        let (client, _) = registered_client(&app, &headers, &client_id).await?;
-        app.store.delete_client(&client.client_id).await?;
-        tracing::info!(client_id = %client.client_id, "client registration deleted");
-        Ok(())
-    }
-    .await;
-    match result {
-        Ok(()) => (
-            StatusCode::NO_CONTENT,
-            [(header::CACHE_CONTROL, "no-store")],
-        )
-            .into_response(),
-        Err(e) => e.into_response(),
-    }
+/// Deletes a registration (RFC 7592 §2.3): the client, its grants and its tokens go.
+pub async fn delete(provider: &Provider, client: &ClientRecord) -> OAuthResult<()> {
+    provider.store.delete_client(&client.client_id).await?;
+    tracing::info!(client_id = %client.client_id, "client registration deleted");
+    Ok(())
 }

@@ -9,8 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value, json};
 
-use crate::oidc::scopes;
-use crate::state::App;
+use crate::oidc::{Provider, scopes};
 use crate::store::{ClientRecord, SubjectType, UserRecord};
 
 /// The sector of a pairwise client: its registered sector identifier, else the host of its
@@ -28,11 +27,11 @@ pub fn sector_of(client: &ClientRecord) -> String {
         .unwrap_or_else(|| client.client_id.clone())
 }
 
-pub fn subject_for(app: &App, client: &ClientRecord, telegram_id: i64) -> String {
+pub fn subject_for(provider: &Provider, client: &ClientRecord, telegram_id: i64) -> String {
     match client.settings.subject_type {
         SubjectType::Public => telegram_id.to_string(),
         SubjectType::Pairwise => {
-            let key = hmac::Key::new(hmac::HMAC_SHA256, app.subject_secret());
+            let key = hmac::Key::new(hmac::HMAC_SHA256, provider.subject_secret());
             let sector = sector_of(client);
             let mut message = Vec::with_capacity(sector.len() + 24);
             message.extend_from_slice(sector.as_bytes());
@@ -45,19 +44,19 @@ pub fn subject_for(app: &App, client: &ClientRecord, telegram_id: i64) -> String
 
 /// `sub` plus the claims the scope releases to this client.
 pub fn claims_for(
-    app: &App,
+    provider: &Provider,
     client: &ClientRecord,
     scope: &str,
     user: &UserRecord,
 ) -> Map<String, Value> {
-    let sub = subject_for(app, client, user.telegram_id);
+    let sub = subject_for(provider, client, user.telegram_id);
     let mut claims = scopes::user_claims(scope, user);
     // Apps that insist on an email (Grafana, oauth2-proxy) get a synthetic, unverified one
     // when their registration asks for it.
     if client.settings.synthetic_email && scopes::contains(scope, scopes::EMAIL) {
         claims.insert(
             "email".into(),
-            json!(format!("{sub}@{}", app.config.email_domain)),
+            json!(format!("{sub}@{}", provider.config.email_domain)),
         );
         claims.insert("email_verified".into(), json!(false));
     }

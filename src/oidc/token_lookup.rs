@@ -3,9 +3,9 @@
 use serde_json::Value;
 
 use crate::error::OAuthResult;
+use crate::oidc::Provider;
 use crate::oidc::mint::ACCESS_TOKEN_ALG;
 use crate::secrets::{TokenKind, sha256, token_hash};
-use crate::state::App;
 use crate::store::{AccessTokenState, RefreshTokenState};
 
 pub enum Found {
@@ -16,25 +16,25 @@ pub enum Found {
 
 /// A JWT access token is ours only if our key signed it as `at+jwt`; its row is found by
 /// `jti`. Opaque values are found by their digest. Expiry is the caller's business.
-pub async fn find(app: &App, token: &str) -> OAuthResult<Found> {
+pub async fn find(provider: &Provider, token: &str, now: i64) -> OAuthResult<Found> {
     if token.is_empty() || token.len() > 4096 {
         return Ok(Found::Unknown);
     }
     if token.starts_with(TokenKind::RefreshToken.prefix()) {
         return Ok(
-            match app.store.get_refresh_token(&token_hash(token)).await? {
+            match provider.store.get_refresh_token(&token_hash(token)).await? {
                 Some(state) => Found::Refresh(state),
                 None => Found::Unknown,
             },
         );
     }
     let key = if token.matches('.').count() == 2 {
-        let Ok((header, claims)) = app.verify_jwt(token, app.now()) else {
+        let Ok((header, claims)) = provider.verify_jwt(token, now) else {
             return Ok(Found::Unknown);
         };
         if header.get("typ").and_then(Value::as_str) != Some("at+jwt")
             || header.get("alg").and_then(Value::as_str) != Some(ACCESS_TOKEN_ALG.as_str())
-            || claims.get("iss").and_then(Value::as_str) != Some(app.config.issuer.as_str())
+            || claims.get("iss").and_then(Value::as_str) != Some(provider.config.issuer.as_str())
         {
             return Ok(Found::Unknown);
         }
@@ -47,7 +47,7 @@ pub async fn find(app: &App, token: &str) -> OAuthResult<Found> {
     } else {
         return Ok(Found::Unknown);
     };
-    Ok(match app.store.get_access_token(&key).await? {
+    Ok(match provider.store.get_access_token(&key).await? {
         Some(state) => Found::Access(state),
         None => Found::Unknown,
     })

@@ -19,7 +19,6 @@ use crate::flow::bot_chat::Purpose;
 use crate::flow::device::Decided;
 use crate::flow::login::Refused;
 use crate::oidc::authorize::AuthorizationRequest;
-use crate::oidc::client_auth::{self, param};
 use crate::oidc::device::{
     AUTHORIZATION_PATH, CONFIRM_PATH, VERIFICATION_PATH, normalize_user_code,
 };
@@ -57,16 +56,15 @@ pub async fn device_authorization(
     body: Body,
 ) -> Response {
     let result = async {
-        let params = web::read_form_params(&app, &headers, body).await?;
-        client_auth::reject_duplicates(&params)?;
-        let client = client_auth::authenticate(&app, &headers, &params).await?;
+        let form = web::extract::FormParams::read(&app, &headers, body).await?;
+        let client = web::token::authenticated_client(&app, &headers, &form).await?;
         if !client.settings.device_flow {
             return Err(OAuthError::new(
                 crate::error::ErrorCode::UnauthorizedClient,
                 "this client is not registered for the device authorization grant",
             ));
         }
-        start(&app, &client, param(&params, "scope")).await
+        start(&app, &client, form.get("scope")).await
     }
     .await;
     match result {

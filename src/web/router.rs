@@ -11,7 +11,6 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::oidc;
 use crate::state::AppState;
 use crate::web;
 
@@ -24,16 +23,16 @@ pub fn router(app: AppState) -> Router {
         )
         .route("/authorize/continue", get(web::authorize::resume))
         .route("/token", post(web::token::token))
-        .route("/revoke", post(oidc::revoke::revoke))
+        .route("/revoke", post(web::revoke::revoke))
         .route(
             "/logout",
             get(web::logout::end_session).post(web::logout::end_session),
         )
         .route("/logout/confirm", post(web::logout::confirm))
-        .route("/introspect", post(oidc::introspect::introspect))
+        .route("/introspect", post(web::introspect::introspect))
         .route(
             "/userinfo",
-            get(oidc::userinfo::userinfo_get).post(oidc::userinfo::userinfo_post),
+            get(web::userinfo::userinfo_get).post(web::userinfo::userinfo_post),
         )
         .route("/login", get(web::login::login_page))
         .route(web::upstream::START_PATH, get(web::upstream::start))
@@ -51,12 +50,12 @@ pub fn router(app: AppState) -> Router {
         .route("/readyz", get(web::readyz));
     if config.registration.enabled {
         routes = routes
-            .route("/register", post(oidc::registration::register))
+            .route("/register", post(web::registration::register))
             .route(
                 "/register/{client_id}",
-                get(oidc::registration::read)
-                    .put(oidc::registration::update)
-                    .delete(oidc::registration::delete),
+                get(web::registration::read)
+                    .put(web::registration::update)
+                    .delete(web::registration::delete),
             );
     }
     routes = routes
@@ -103,9 +102,9 @@ pub fn router(app: AppState) -> Router {
     let static_documents = Router::new()
         .route(
             "/.well-known/openid-configuration",
-            get(oidc::discovery::openid_configuration),
+            get(web::discovery::openid_configuration),
         )
-        .route("/jwks.json", get(oidc::discovery::jwks))
+        .route("/jwks.json", get(web::discovery::jwks))
         .with_state(app.clone());
 
     let base_path = config.cookie_path();

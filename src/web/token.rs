@@ -1,5 +1,5 @@
 //! The token endpoint (RFC 6749 §3.2): authenticates the client, then hands the request to the
-//! grant it names.
+//! grant it names. Also the client authentication the other client endpoints share.
 
 use axum::Json;
 use axum::body::Body;
@@ -7,36 +7,54 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::error::{ErrorCode, OAuthError, OAuthResult};
-use crate::oidc::client_auth::{self, param};
-use crate::oidc::grant_token_exchange;
-use crate::oidc::{grant_client_credentials, grant_code, grant_refresh};
-use crate::state::AppState;
-use crate::web;
+use crate::error::OAuthResult;
+use crate::oidc::client_auth::{self, ClientCredentials};
+use crate::oidc::{
+    client_assertion, grant_client_credentials, grant_code, grant_device, grant_refresh,
+};
+use crate::state::{App, AppState};
+use crate::store::ClientRecord;
+use crate::web::extract::{self, FormParams, TokenRequest};
+
+/// Proves the client by its secret, or by its assertion (which needs the whole `App`).
+async fn authenticate_client(
+    app: &App,
+    credentials: &ClientCredentials,
+) -> OAuthResult<ClientRecord> {
+    match credentials {
+        ClientCredentials::Secret(secret) => client_auth::authenticate(app, secret).await,
+        ClientCredentials::Assertion { jwt, client_id } => {
+            client_assertion::authenticate(app, jwt, client_id.as_deref()).await
+        }
+    }
+}
+
+/// The client of a request to a client endpoint, from its headers and form, proven.
+pub async fn authenticated_client(
+    app: &App,
+    headers: &HeaderMap,
+    form: &FormParams,
+) -> OAuthResult<ClientRecord> {
+    let credentials = extract::client_credentials(headers, form)?;
+    authenticate_client(app, &credentials).await
+}
 
 pub async fn token(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let result: OAuthResult<serde_json::Value> = async {
-        let params = web::read_form_params(&app, &headers, body).await?;
-        client_auth::reject_duplicates(&params)?;
-        let client = client_auth::authenticate(&app, &headers, &params).await?;
+        let form = FormParams::read(&app, &headers, body).await?;
+        let client = authenticated_client(&app, &headers, &form).await?;
+        let request = TokenRequest::parse(&form)?;
         let now = app.now();
-        match param(&params, "grant_type") {
-            Some("authorization_code") => grant_code::exchange(&app, &client, &params, now).await,
-            Some("refresh_token") => grant_refresh::exchange(&app, &client, &params, now).await,
-            Some(crate::oidc::grant_device::GRANT_TYPE) => {
-                crate::oidc::grant_device::exchange(&app, &client, &params, now).await
+        match &request {
+            TokenRequest::AuthorizationCode(r) => grant_code::exchange(&app, &client, r, now).await,
+            TokenRequest::RefreshToken(r) => grant_refresh::exchange(&app, &client, r, now).await,
+            TokenRequest::DeviceCode(r) => grant_device::exchange(&app, &client, r, now).await,
+            TokenRequest::TokenExchange(r) => {
+                crate::flow::token_exchange::exchange(&app, &client, r, now).await
             }
-            Some(grant_token_exchange::GRANT_TYPE) => {
-                crate::flow::token_exchange::exchange(&app, &client, &params, now).await
+            TokenRequest::ClientCredentials(r) => {
+                grant_client_credentials::exchange(&app, &client, r, now).await
             }
-            Some("client_credentials") => {
-                grant_client_credentials::exchange(&app, &client, &params, now).await
-            }
-            Some(_) => Err(OAuthError::new(
-                ErrorCode::UnsupportedGrantType,
-                "this grant type is not supported",
-            )),
-            None => Err(OAuthError::invalid_request("grant_type is missing")),
         }
     }
     .await;
