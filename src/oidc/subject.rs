@@ -4,12 +4,12 @@
 //! HMAC of the sector and the Telegram id under a server secret: stable for one sector,
 //! unlinkable across sectors.
 
-use aws_lc_rs::hmac;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value, json};
 
 use crate::oidc::{Provider, scopes};
+use crate::secrets::hmac_sha256;
 use crate::store::{ClientRecord, SubjectType, UserRecord};
 
 /// The sector of a pairwise client: its registered sector identifier, else the host of its
@@ -31,13 +31,12 @@ pub fn subject_for(provider: &Provider, client: &ClientRecord, telegram_id: i64)
     match client.settings.subject_type {
         SubjectType::Public => telegram_id.to_string(),
         SubjectType::Pairwise => {
-            let key = hmac::Key::new(hmac::HMAC_SHA256, provider.subject_secret());
             let sector = sector_of(client);
             let mut message = Vec::with_capacity(sector.len() + 24);
             message.extend_from_slice(sector.as_bytes());
             message.push(0);
             message.extend_from_slice(telegram_id.to_string().as_bytes());
-            URL_SAFE_NO_PAD.encode(hmac::sign(&key, &message).as_ref())
+            URL_SAFE_NO_PAD.encode(hmac_sha256(provider.subject_secret(), &message))
         }
     }
 }

@@ -2,9 +2,10 @@
 //! browser session id, which only this browser's cookie holds, over what the form is for. No
 //! other site and no other browser can produce it, so a forged submission is refused.
 
-use aws_lc_rs::hmac;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::secrets::{constant_time_eq, hmac_sha256};
 
 /// What a form answers; each its own message, so a token for one form never passes another.
 #[derive(Debug, Clone, Copy)]
@@ -27,19 +28,19 @@ impl Form<'_> {
     }
 }
 
-fn key(session_id: &str) -> hmac::Key {
-    hmac::Key::new(hmac::HMAC_SHA256, session_id.as_bytes())
+fn tag(session_id: &str, form: Form<'_>) -> [u8; 32] {
+    hmac_sha256(session_id.as_bytes(), form.message().as_bytes())
 }
 
 /// The token a page puts in its form.
 pub fn token(session_id: &str, form: Form<'_>) -> String {
-    URL_SAFE_NO_PAD.encode(hmac::sign(&key(session_id), form.message().as_bytes()).as_ref())
+    URL_SAFE_NO_PAD.encode(tag(session_id, form))
 }
 
 /// Whether `presented` is the token of `form` for this session, compared in constant time.
 pub fn verify(session_id: &str, form: Form<'_>, presented: &str) -> bool {
     match URL_SAFE_NO_PAD.decode(presented) {
-        Ok(tag) => hmac::verify(&key(session_id), form.message().as_bytes(), &tag).is_ok(),
+        Ok(presented) => constant_time_eq(&tag(session_id, form), &presented),
         Err(_) => false,
     }
 }
