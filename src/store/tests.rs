@@ -325,6 +325,10 @@ async fn flows_on_postgres() {
         .ok()
         .filter(|u| !u.is_empty())
     else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must run the PostgreSQL tests: set TEST_DATABASE_URL"
+        );
         eprintln!("SKIPPED: the PostgreSQL run needs TEST_DATABASE_URL");
         return;
     };
