@@ -366,14 +366,10 @@ impl UpstreamOidc {
     }
 }
 
-/// The `kid` of a compact JWS, if its header names one.
+/// The `kid` of a compact JWS, if its header names one. A header whose `alg` jsonwebtoken does
+/// not know (ES256K) gives none: no refetch of the key set, and the verifier refuses the token.
 fn header_kid(jwt: &str) -> Option<String> {
-    use base64::Engine;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let header = jwt.split('.').next()?;
-    let bytes = URL_SAFE_NO_PAD.decode(header).ok()?;
-    let header: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    header.get("kid")?.as_str().map(str::to_owned)
+    jsonwebtoken::decode_header(jwt).ok()?.kid
 }
 
 /// The Telegram user id of the `id` claim: a positive number, or a string of digits.
