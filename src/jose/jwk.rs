@@ -119,7 +119,9 @@ impl PublicJwk {
         if self.alg.is_some_and(|own| own != KeyAlgorithm::from(alg)) {
             return false;
         }
-        self.key.family() == alg.family() && alg.family() != AlgorithmFamily::Hmac
+        // Never a symmetric algorithm: the key is public.
+        let asymmetric = !matches!(alg.family(), AlgorithmFamily::Hmac);
+        asymmetric && self.key.family() == alg.family()
     }
 
     /// Checks the signature of `token` under `alg` and returns its claims.
