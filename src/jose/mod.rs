@@ -14,18 +14,16 @@ mod jwk;
 mod provider;
 
 use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::jwk::ThumbprintHash;
 use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Map, Value};
 
 pub use jsonwebtoken::Algorithm;
-pub use jsonwebtoken::jwk::{Jwk, ThumbprintHash};
+pub use jsonwebtoken::jwk::Jwk;
 pub use jwk::PublicJwk;
 
 /// Why a token was refused: fixed text for logs and tests. It never holds token content.
 pub type Reason = &'static str;
-
-/// A JWS header, as read from a token (`jsonwebtoken`'s type).
-pub type JwsHeader = Header;
 
 /// Claims as a JSON object.
 pub type Claims = Map<String, Value>;
@@ -35,29 +33,21 @@ pub struct SigningKey {
     alg: Algorithm,
     kid: String,
     key: EncodingKey,
-    /// Keeps the parsed key pair in [`provider`]'s cache while this key lives.
-    _parsed: provider::Registration,
+    /// Keeps the parsed key pair in [`provider`]'s table while this key lives.
+    _parsed: provider::Registration<provider::KeyPair>,
 }
 
 impl SigningKey {
     /// `key` holds the private key as `jsonwebtoken` takes it: PKCS#1 DER for RSA, PKCS#8 DER
     /// for P-256 and Ed25519. Fails when the key does not parse for `alg`.
     pub fn new(alg: Algorithm, kid: String, key: EncodingKey) -> Result<SigningKey, Reason> {
-        let parsed = provider::Registration::new(alg, key.as_bytes())?;
+        let parsed = provider::register_signer(alg, &key)?;
         Ok(SigningKey {
             alg,
             kid,
             key,
             _parsed: parsed,
         })
-    }
-
-    pub fn alg(&self) -> Algorithm {
-        self.alg
-    }
-
-    pub fn kid(&self) -> &str {
-        &self.kid
     }
 
     /// Signs `claims` as a compact JWS with the header `{"typ", "alg", "kid"}`; `typ` names the
@@ -98,21 +88,20 @@ impl std::fmt::Debug for SigningKey {
 pub struct VerifyingKey {
     alg: Algorithm,
     key: DecodingKey,
+    /// Keeps the parsed public key in [`provider`]'s table while this key lives.
+    _parsed: provider::Registration<aws_lc_rs::signature::ParsedPublicKey>,
 }
 
 impl VerifyingKey {
-    pub fn new(alg: Algorithm, key: DecodingKey) -> VerifyingKey {
-        VerifyingKey { alg, key }
-    }
-
     /// The public half of `jwk`, for `alg`.
     pub fn from_jwk(alg: Algorithm, jwk: &Jwk) -> Result<VerifyingKey, Reason> {
         let key = DecodingKey::from_jwk(jwk).map_err(|_| "JWK is not a usable public key")?;
-        Ok(VerifyingKey { alg, key })
-    }
-
-    pub fn alg(&self) -> Algorithm {
-        self.alg
+        let parsed = provider::register_verifier(alg, &key)?;
+        Ok(VerifyingKey {
+            alg,
+            key,
+            _parsed: parsed,
+        })
     }
 
     /// Checks the signature of `token` under this key's algorithm (a header naming another one
@@ -132,6 +121,8 @@ fn verify_with(token: &str, alg: Algorithm, key: &DecodingKey) -> Result<Claims,
     validation.validate_nbf = false;
     validation.validate_aud = false;
     match jsonwebtoken::decode::<Value>(token, key, &validation) {
+        // As in `read_header`, whether or not the caller used it.
+        Ok(data) if data.header.crit.is_some() => Err("unsupported crit header"),
         Ok(data) => match data.claims {
             Value::Object(claims) => Ok(claims),
             _ => Err("claims are not a JSON object"),
@@ -139,7 +130,8 @@ fn verify_with(token: &str, alg: Algorithm, key: &DecodingKey) -> Result<Claims,
         Err(e) => Err(match e.kind() {
             ErrorKind::InvalidSignature => "signature verification failed",
             ErrorKind::InvalidAlgorithm => "header alg does not match the key's alg",
-            // The header was read before, and the signature checks out: the payload is at fault.
+            // Headers that do not parse are refused by `read_header`, which callers use first;
+            // past the signature check, a JSON error is the payload's.
             ErrorKind::Json(_) | ErrorKind::Utf8(_) => "claims are not a JSON object",
             ErrorKind::Base64(_) => "not base64url",
             _ => "token rejected",

@@ -1,25 +1,30 @@
 //! The `jsonwebtoken` crypto provider this crate installs: the crate's own aws-lc-rs backend,
-//! except that it signs with key pairs parsed once, when a [`super::SigningKey`] is made.
+//! except that our own keys sign and verify as aws-lc-rs keys parsed once, when a
+//! [`super::SigningKey`] or [`super::VerifyingKey`] is made.
 //!
-//! The stock backend keeps only the key bytes in a signer and parses them again for every
-//! signature: for RSA a DER parse and key check, for P-256 and Ed25519 a scalar multiplication
-//! that costs as much as the signature itself. Here a key pair registered by
-//! [`Registration::new`] is found by the SHA-256 of those bytes instead. A key that is not
-//! registered is signed by the stock backend: the same signature, only slower.
+//! The stock backend keeps only the key bytes and parses them again for every operation: for an
+//! RSA-2048 private key a DER parse and key check that cost more than the signature itself
+//! (measured here: 930 µs per RS256 token against 370 µs with a parsed key; ES256 35 against
+//! 21 µs, EdDSA 19 against 11 µs). Here a registered key is found by the SHA-256 of those bytes
+//! instead. A key that is not registered (a client's public key) goes to the stock backend: the
+//! same result, only slower.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Once, PoisonError, RwLock};
 
 use aws_lc_rs::digest;
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, RsaKeyPair};
-use jsonwebtoken::crypto::{CryptoProvider, JwtSigner, aws_lc};
-use jsonwebtoken::{Algorithm, EncodingKey};
+use aws_lc_rs::signature::{
+    self, EcdsaKeyPair, Ed25519KeyPair, ParsedPublicKey, RsaKeyPair, RsaPublicKeyComponents,
+};
+use jsonwebtoken::crypto::{CryptoProvider, JwtSigner, JwtVerifier, aws_lc};
+use jsonwebtoken::signature::{Error as SignatureError, Signer, Verifier};
+use jsonwebtoken::{Algorithm, DecodingKey, DecodingKeyKind, EncodingKey};
 
 use super::Reason;
 
 /// An aws-lc-rs key pair, parsed once.
-enum KeyPair {
+pub(super) enum KeyPair {
     Rsa(RsaKeyPair),
     P256(EcdsaKeyPair),
     Ed25519(Ed25519KeyPair),
@@ -62,48 +67,116 @@ impl KeyPair {
     }
 }
 
-/// The algorithm and the SHA-256 of the key bytes. The hash, not the bytes, so that this
-/// table holds no second copy of a private key.
+/// Parses a `DecodingKey` of ours as `jsonwebtoken`'s aws-lc-rs backend does on each use.
+fn parse_public(alg: Algorithm, key: &DecodingKey) -> Result<ParsedPublicKey, Reason> {
+    let parsed = match (alg, key.kind()) {
+        (Algorithm::RS256, DecodingKeyKind::RsaModulusExponent { n, e }) => {
+            RsaPublicKeyComponents {
+                n: n.as_slice(),
+                e: e.as_slice(),
+            }
+            .to_parsed_public_key(&signature::RSA_PKCS1_2048_8192_SHA256)
+        }
+        (Algorithm::ES256, DecodingKeyKind::SecretOrDer(point)) => {
+            ParsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
+        }
+        (Algorithm::EdDSA, DecodingKeyKind::SecretOrDer(x)) => {
+            ParsedPublicKey::new(&signature::ED25519, x)
+        }
+        _ => return Err("algorithm not supported for verifying"),
+    };
+    parsed.map_err(|_| "public key rejected")
+}
+
+/// The algorithm and the SHA-256 of the key bytes. The hash, not the bytes, so that no table
+/// holds a second copy of a private key.
 type Fingerprint = (Algorithm, [u8; 32]);
 
-fn fingerprint(alg: Algorithm, der: &[u8]) -> Fingerprint {
+fn fingerprint(alg: Algorithm, parts: &[&[u8]]) -> Fingerprint {
+    let mut context = digest::Context::new(&digest::SHA256);
+    for part in parts {
+        // Length-prefixed, so that (n, e) cannot be confused with another split of the bytes.
+        context.update(&(part.len() as u64).to_be_bytes());
+        context.update(part);
+    }
     let mut hash = [0u8; 32];
-    hash.copy_from_slice(digest::digest(&digest::SHA256, der).as_ref());
+    hash.copy_from_slice(context.finish().as_ref());
     (alg, hash)
 }
 
-struct Entry {
+fn signing_fingerprint(alg: Algorithm, key: &EncodingKey) -> Fingerprint {
+    fingerprint(alg, &[key.as_bytes()])
+}
+
+fn verifying_fingerprint(alg: Algorithm, key: &DecodingKey) -> Fingerprint {
+    match key.kind() {
+        DecodingKeyKind::RsaModulusExponent { n, e } => fingerprint(alg, &[n, e]),
+        DecodingKeyKind::SecretOrDer(bytes) => fingerprint(alg, &[bytes]),
+    }
+}
+
+struct Entry<T> {
     /// How many live registrations share this key (two key stores may load the same file).
     users: usize,
-    pair: Arc<KeyPair>,
+    parsed: Arc<T>,
 }
 
-static PARSED: LazyLock<RwLock<HashMap<Fingerprint, Entry>>> = LazyLock::new(Default::default);
+/// Parsed keys by fingerprint.
+pub(super) struct Table<T: 'static>(LazyLock<RwLock<HashMap<Fingerprint, Entry<T>>>>);
 
-/// Keeps a parsed key pair available to the provider while it lives.
-pub(super) struct Registration {
-    id: Fingerprint,
-}
+impl<T> Table<T> {
+    const fn new() -> Self {
+        Table(LazyLock::new(Default::default))
+    }
 
-impl Registration {
-    pub(super) fn new(alg: Algorithm, der: &[u8]) -> Result<Registration, Reason> {
-        let pair = KeyPair::parse(alg, der)?;
-        let id = fingerprint(alg, der);
-        let mut table = PARSED.write().unwrap_or_else(PoisonError::into_inner);
+    fn get(&self, id: &Fingerprint) -> Option<Arc<T>> {
+        let table = self.0.read().unwrap_or_else(PoisonError::into_inner);
+        table.get(id).map(|entry| Arc::clone(&entry.parsed))
+    }
+
+    fn register(&'static self, id: Fingerprint, parsed: T) -> Registration<T> {
+        let mut table = self.0.write().unwrap_or_else(PoisonError::into_inner);
         table
             .entry(id)
             .or_insert_with(|| Entry {
                 users: 0,
-                pair: Arc::new(pair),
+                parsed: Arc::new(parsed),
             })
             .users += 1;
-        Ok(Registration { id })
+        Registration { table: self, id }
     }
 }
 
-impl Drop for Registration {
+static SIGNERS: Table<KeyPair> = Table::new();
+static VERIFIERS: Table<ParsedPublicKey> = Table::new();
+
+/// Keeps a parsed key available to the provider while it lives.
+pub(super) struct Registration<T: 'static> {
+    table: &'static Table<T>,
+    id: Fingerprint,
+}
+
+/// Registers the private key `key` for signing with `alg`; fails if it does not parse.
+pub(super) fn register_signer(
+    alg: Algorithm,
+    key: &EncodingKey,
+) -> Result<Registration<KeyPair>, Reason> {
+    let pair = KeyPair::parse(alg, key.as_bytes())?;
+    Ok(SIGNERS.register(signing_fingerprint(alg, key), pair))
+}
+
+/// Registers the public key `key` for verifying `alg`; fails if it does not parse.
+pub(super) fn register_verifier(
+    alg: Algorithm,
+    key: &DecodingKey,
+) -> Result<Registration<ParsedPublicKey>, Reason> {
+    let parsed = parse_public(alg, key)?;
+    Ok(VERIFIERS.register(verifying_fingerprint(alg, key), parsed))
+}
+
+impl<T> Drop for Registration<T> {
     fn drop(&mut self) {
-        let mut table = PARSED.write().unwrap_or_else(PoisonError::into_inner);
+        let mut table = self.table.0.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(entry) = table.get_mut(&self.id) {
             entry.users = entry.users.saturating_sub(1);
             if entry.users == 0 {
@@ -113,13 +186,10 @@ impl Drop for Registration {
     }
 }
 
-/// Whether a key pair with this algorithm and SHA-256 of its bytes is registered.
+/// Whether a signing key with this algorithm and these bytes is registered.
 #[cfg(test)]
-pub(super) fn is_registered(alg: Algorithm, sha256: [u8; 32]) -> bool {
-    PARSED
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .contains_key(&(alg, sha256))
+pub(super) fn is_registered(alg: Algorithm, key: &EncodingKey) -> bool {
+    SIGNERS.get(&signing_fingerprint(alg, key)).is_some()
 }
 
 struct ParsedSigner {
@@ -127,11 +197,9 @@ struct ParsedSigner {
     pair: Arc<KeyPair>,
 }
 
-impl jsonwebtoken::signature::Signer<Vec<u8>> for ParsedSigner {
-    fn try_sign(&self, msg: &[u8]) -> Result<Vec<u8>, jsonwebtoken::signature::Error> {
-        self.pair
-            .sign(msg)
-            .map_err(jsonwebtoken::signature::Error::from_source)
+impl Signer<Vec<u8>> for ParsedSigner {
+    fn try_sign(&self, msg: &[u8]) -> Result<Vec<u8>, SignatureError> {
+        self.pair.sign(msg).map_err(SignatureError::from_source)
     }
 }
 
@@ -141,21 +209,45 @@ impl JwtSigner for ParsedSigner {
     }
 }
 
+struct ParsedVerifier {
+    alg: Algorithm,
+    key: Arc<ParsedPublicKey>,
+}
+
+impl Verifier<Vec<u8>> for ParsedVerifier {
+    fn verify(&self, msg: &[u8], signature: &Vec<u8>) -> Result<(), SignatureError> {
+        self.key
+            .verify_sig(msg, signature)
+            .map_err(SignatureError::from_source)
+    }
+}
+
+impl JwtVerifier for ParsedVerifier {
+    fn algorithm(&self) -> Algorithm {
+        self.alg
+    }
+}
+
 fn signer(alg: &Algorithm, key: &EncodingKey) -> jsonwebtoken::errors::Result<Box<dyn JwtSigner>> {
-    let id = fingerprint(*alg, key.as_bytes());
-    let parsed = PARSED
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .get(&id)
-        .map(|entry| Arc::clone(&entry.pair));
-    match parsed {
+    match SIGNERS.get(&signing_fingerprint(*alg, key)) {
         Some(pair) => Ok(Box::new(ParsedSigner { alg: *alg, pair })),
         None => (aws_lc::DEFAULT_PROVIDER.signer_factory)(alg, key),
     }
 }
 
+fn verifier(
+    alg: &Algorithm,
+    key: &DecodingKey,
+) -> jsonwebtoken::errors::Result<Box<dyn JwtVerifier>> {
+    match VERIFIERS.get(&verifying_fingerprint(*alg, key)) {
+        Some(key) => Ok(Box::new(ParsedVerifier { alg: *alg, key })),
+        None => (aws_lc::DEFAULT_PROVIDER.verifier_factory)(alg, key),
+    }
+}
+
 static PROVIDER: LazyLock<CryptoProvider> = LazyLock::new(|| CryptoProvider {
     signer_factory: signer,
+    verifier_factory: verifier,
     ..aws_lc::DEFAULT_PROVIDER.clone()
 });
 
@@ -166,7 +258,7 @@ pub(super) fn install() {
     ONCE.call_once(|| {
         if CryptoProvider::install_default(LazyLock::force(&PROVIDER)).is_err() {
             tracing::warn!(
-                "a jsonwebtoken crypto provider was installed before ours; signing parses the key for every token"
+                "a jsonwebtoken crypto provider was installed before ours; keys are parsed for every token"
             );
         }
     });
