@@ -129,6 +129,6 @@ impl PublicJwk {
         if !self.fits(alg, None) {
             return Err("header alg does not match the key's alg");
         }
-        super::verify_with(token, alg, &self.key)
+        super::verify_with(token, &self.key, &super::signature_only(alg))
     }
 }

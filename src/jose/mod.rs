@@ -86,8 +86,8 @@ impl std::fmt::Debug for SigningKey {
 
 /// A public key that verifies tokens of exactly one algorithm.
 pub struct VerifyingKey {
-    alg: Algorithm,
     key: DecodingKey,
+    validation: Validation,
     /// Keeps the parsed public key in [`provider`]'s table while this key lives.
     _parsed: provider::Registration<aws_lc_rs::signature::ParsedPublicKey>,
 }
@@ -98,8 +98,8 @@ impl VerifyingKey {
         let key = DecodingKey::from_jwk(jwk).map_err(|_| "JWK is not a usable public key")?;
         let parsed = provider::register_verifier(alg, &key)?;
         Ok(VerifyingKey {
-            alg,
             key,
+            validation: signature_only(alg),
             _parsed: parsed,
         })
     }
@@ -107,20 +107,25 @@ impl VerifyingKey {
     /// Checks the signature of `token` under this key's algorithm (a header naming another one
     /// is refused) and returns its claims, which must be a JSON object.
     pub fn verify(&self, token: &str) -> Result<Claims, Reason> {
-        verify_with(token, self.alg, &self.key)
+        verify_with(token, &self.key, &self.validation)
     }
 }
 
-/// Verifies `token` with `key` under `alg` only, and returns the claims.
-fn verify_with(token: &str, alg: Algorithm, key: &DecodingKey) -> Result<Claims, Reason> {
-    provider::install();
+/// What `jsonwebtoken` checks: the signature, under `alg` only. The caller checks the claims,
+/// against its own clock.
+fn signature_only(alg: Algorithm) -> Validation {
     let mut validation = Validation::new(alg);
-    // The caller checks the claims, against its own clock.
     validation.required_spec_claims.clear();
     validation.validate_exp = false;
     validation.validate_nbf = false;
     validation.validate_aud = false;
-    match jsonwebtoken::decode::<Value>(token, key, &validation) {
+    validation
+}
+
+/// Verifies `token` with `key` as `validation` says, and returns the claims.
+fn verify_with(token: &str, key: &DecodingKey, validation: &Validation) -> Result<Claims, Reason> {
+    provider::install();
+    match jsonwebtoken::decode::<Value>(token, key, validation) {
         // As in `read_header`, whether or not the caller used it.
         Ok(data) if data.header.crit.is_some() => Err("unsupported crit header"),
         Ok(data) => match data.claims {
