@@ -1,6 +1,7 @@
 //! JSON Web Signature (RFC 7515, compact serialization): the one place that signs and verifies
-//! a JWS, on the `jsonwebtoken` crate with its aws-lc-rs backend. Nothing here encodes,
-//! splits or checks a signature by hand.
+//! a JWS, on the `jsonwebtoken` crate with its aws-lc-rs backend. Tokens are encoded, parsed
+//! and checked by `jsonwebtoken`; the one look inside a token here explains, for the log, a
+//! header it refused. [`provider`] keeps our keys parsed between tokens.
 //!
 //! - Our own tokens (ID, access and logout tokens): [`SigningKey::sign`], then
 //!   [`read_header`] to pick the key by `kid` and [`VerifyingKey::verify`] to check it.
