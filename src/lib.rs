@@ -13,6 +13,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod flow;
+pub mod jose;
 pub mod keys;
 pub mod oidc;
 pub mod params;

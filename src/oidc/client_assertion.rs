@@ -6,14 +6,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use aws_lc_rs::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
 use crate::error::{OAuthError, OAuthResult};
+use crate::jose::{self, Algorithm, PublicJwk};
+use crate::oidc::Provider;
 use crate::secrets::sha256;
-use crate::state::App;
 use crate::store::{ClientKind, ClientRecord};
 
 /// RFC 7523 §2.2 `client_assertion_type`.
@@ -22,6 +20,13 @@ pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-be
 /// The JWS algorithms a client may sign its assertion with. `none` and the HMAC family are
 /// never accepted: a key set is public, so "HS256 keyed with the public key" would be forgeable.
 pub const SIGNING_ALGS: [&str; 4] = ["RS256", "PS256", "ES256", "EdDSA"];
+/// [`SIGNING_ALGS`], as `jsonwebtoken` names them.
+const ACCEPTED_ALGS: [Algorithm; 4] = [
+    Algorithm::RS256,
+    Algorithm::PS256,
+    Algorithm::ES256,
+    Algorithm::EdDSA,
+];
 
 /// Our endpoints that authenticate clients; an assertion may name any of them, or the issuer,
 /// as its audience (RFC 7523 §3 item 3).
@@ -47,158 +52,15 @@ const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bound on the cache: distinct `jwks_uri`s remembered at once.
 const JWKS_CACHE_ENTRIES: usize = 1024;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Alg {
-    RS256,
-    PS256,
-    ES256,
-    EdDSA,
-}
-
-impl Alg {
-    fn parse(s: &str) -> Option<Alg> {
-        match s {
-            "RS256" => Some(Alg::RS256),
-            "PS256" => Some(Alg::PS256),
-            "ES256" => Some(Alg::ES256),
-            "EdDSA" => Some(Alg::EdDSA),
-            _ => None,
-        }
-    }
-}
-
-#[derive(Debug)]
-enum PublicKey {
-    Rsa {
-        n: Vec<u8>,
-        e: Vec<u8>,
-    },
-    /// Uncompressed SEC1 point: 0x04 || x || y.
-    P256(Vec<u8>),
-    Ed25519(Vec<u8>),
-}
-
-/// One usable verification key of a client.
-#[derive(Debug)]
-pub struct ClientKey {
-    kid: Option<String>,
-    alg: Option<String>,
-    key: PublicKey,
-}
-
-impl ClientKey {
-    fn fits(&self, alg: Alg, kid: Option<&str>) -> bool {
-        if kid.is_some() && self.kid.as_deref() != kid {
-            return false;
-        }
-        // A key that names its algorithm is used with that algorithm only (RFC 7517 §4.4).
-        if self
-            .alg
-            .as_deref()
-            .is_some_and(|a| Alg::parse(a) != Some(alg))
-        {
-            return false;
-        }
-        matches!(
-            (&self.key, alg),
-            (PublicKey::Rsa { .. }, Alg::RS256 | Alg::PS256)
-                | (PublicKey::P256(_), Alg::ES256)
-                | (PublicKey::Ed25519(_), Alg::EdDSA)
-        )
-    }
-
-    fn verify(&self, alg: Alg, message: &[u8], sig: &[u8]) -> bool {
-        match (&self.key, alg) {
-            (PublicKey::Rsa { n, e }, Alg::RS256) => RsaPublicKeyComponents { n, e }
-                .verify(&signature::RSA_PKCS1_2048_8192_SHA256, message, sig)
-                .is_ok(),
-            (PublicKey::Rsa { n, e }, Alg::PS256) => RsaPublicKeyComponents { n, e }
-                .verify(&signature::RSA_PSS_2048_8192_SHA256, message, sig)
-                .is_ok(),
-            (PublicKey::P256(point), Alg::ES256) => {
-                UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
-                    .verify(message, sig)
-                    .is_ok()
-            }
-            (PublicKey::Ed25519(x), Alg::EdDSA) => UnparsedPublicKey::new(&signature::ED25519, x)
-                .verify(message, sig)
-                .is_ok(),
-            _ => false,
-        }
-    }
-}
-
-fn b64_member(jwk: &Map<String, Value>, name: &str) -> Option<Vec<u8>> {
-    URL_SAFE_NO_PAD
-        .decode(jwk.get(name)?.as_str()?)
-        .ok()
-        .filter(|b| !b.is_empty())
-}
-
-/// One JWK as a verification key; `None` for anything this server cannot or must not use
-/// (another kty or curve, an encryption key, a private key, a short RSA modulus). Such keys
-/// are skipped, never fatal: a set may hold keys meant for other parties.
-fn parse_jwk(jwk: &Value) -> Option<ClientKey> {
-    let jwk = jwk.as_object()?;
-    if jwk.get("use").is_some_and(|u| u.as_str() != Some("sig")) {
-        return None;
-    }
-    if let Some(ops) = jwk.get("key_ops") {
-        let ops = ops.as_array()?;
-        if !ops.iter().any(|o| o.as_str() == Some("verify")) {
-            return None;
-        }
-    }
-    // A private member means the client published its secret key: refuse to trust it.
-    if jwk.contains_key("d") {
-        return None;
-    }
-    let text = |name: &str| jwk.get(name).and_then(Value::as_str).map(str::to_owned);
-    let key = match (jwk.get("kty")?.as_str()?, text("crv").as_deref()) {
-        ("RSA", _) => {
-            let n = b64_member(jwk, "n")?;
-            let e = b64_member(jwk, "e")?;
-            // At least 2048 bits (RFC 7518 §3.3), without leading zero bytes.
-            if n.len() < 256 || n.len() > 1024 || n[0] == 0 || e.len() > 8 || e[0] == 0 {
-                return None;
-            }
-            PublicKey::Rsa { n, e }
-        }
-        ("EC", Some("P-256")) => {
-            let x = b64_member(jwk, "x")?;
-            let y = b64_member(jwk, "y")?;
-            if x.len() != 32 || y.len() != 32 {
-                return None;
-            }
-            let mut point = Vec::with_capacity(65);
-            point.push(0x04);
-            point.extend_from_slice(&x);
-            point.extend_from_slice(&y);
-            PublicKey::P256(point)
-        }
-        ("OKP", Some("Ed25519")) => {
-            let x = b64_member(jwk, "x")?;
-            if x.len() != 32 {
-                return None;
-            }
-            PublicKey::Ed25519(x)
-        }
-        _ => return None,
-    };
-    Some(ClientKey {
-        kid: text("kid"),
-        alg: text("alg"),
-        key,
-    })
-}
+/// One usable verification key of a client: a public signing key of its JWK set.
+pub type ClientKey = PublicJwk;
 
 /// The usable keys of a JWK set (RFC 7517 §5); `Err` only when it is not a JWK set at all.
+/// Keys this server cannot or must not use (another kty or curve, an encryption key, a
+/// private key, a short RSA modulus) are skipped, never fatal: a set may hold keys meant for
+/// other parties.
 pub fn parse_jwks(set: &Value) -> Result<Vec<ClientKey>, String> {
-    let keys = set
-        .get("keys")
-        .and_then(Value::as_array)
-        .ok_or("a JWK set is a JSON object with a `keys` array")?;
-    Ok(keys.iter().take(MAX_KEYS).filter_map(parse_jwk).collect())
+    PublicJwk::parse_set(set, MAX_KEYS).map_err(str::to_owned)
 }
 
 /// Checks a JWK set a client registers: small enough, and with at least one key it can sign
@@ -394,61 +256,28 @@ fn numeric_date(v: Option<&Value>) -> Option<i64> {
         .or_else(|| v.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
 }
 
-/// The parts of a compact JWS, decoded but not yet trusted.
-struct Jws<'a> {
-    signing_input: &'a str,
-    signature: Vec<u8>,
-    alg: Alg,
+/// An assertion, read but not yet trusted.
+struct Jws {
+    alg: Algorithm,
     kid: Option<String>,
     claims: Map<String, Value>,
 }
 
-fn decode(assertion: &str) -> Result<Jws<'_>, &'static str> {
-    if assertion.len() > MAX_ASSERTION_LEN {
-        return Err("assertion too long");
+fn decode(assertion: &str) -> Result<Jws, &'static str> {
+    let (header, claims) = jose::read_unverified(assertion, MAX_ASSERTION_LEN)?;
+    if !ACCEPTED_ALGS.contains(&header.alg) {
+        return Err("alg not accepted");
     }
-    let (signing_input, sig_b64) = assertion.rsplit_once('.').ok_or("not a compact JWS")?;
-    let (header_b64, payload_b64) = signing_input.split_once('.').ok_or("not a compact JWS")?;
-    if payload_b64.contains('.') || header_b64.is_empty() || payload_b64.is_empty() {
-        return Err("not a compact JWS");
-    }
-    let object = |b64: &str| -> Result<Map<String, Value>, &'static str> {
-        let bytes = URL_SAFE_NO_PAD.decode(b64).map_err(|_| "not base64url")?;
-        match serde_json::from_slice(&bytes) {
-            Ok(Value::Object(map)) => Ok(map),
-            _ => Err("not a JSON object"),
-        }
-    };
-    let header = object(header_b64)?;
-    let alg = header
-        .get("alg")
-        .and_then(Value::as_str)
-        .and_then(Alg::parse)
-        .ok_or("alg not accepted")?;
-    // RFC 7515 §4.1.11: extensions we do not understand must not be ignored.
-    if header.contains_key("crit") {
-        return Err("crit header");
-    }
-    let kid = match header.get("kid") {
-        None => None,
-        Some(Value::String(k)) => Some(k.clone()),
-        Some(_) => return Err("kid is not a string"),
-    };
-    let signature = URL_SAFE_NO_PAD
-        .decode(sig_b64)
-        .map_err(|_| "signature not base64url")?;
     Ok(Jws {
-        signing_input,
-        signature,
-        alg,
-        kid,
-        claims: object(payload_b64)?,
+        alg: header.alg,
+        kid: header.kid,
+        claims,
     })
 }
 
 /// Checks the claims that need no key (RFC 7523 §3); returns the client id and the expiry.
 fn check_claims(
-    app: &App,
+    provider: &Provider,
     claims: &Map<String, Value>,
     client_id_param: Option<&str>,
     now: i64,
@@ -464,7 +293,7 @@ fn check_claims(
     if iss.is_empty() || iss.len() > 256 {
         return Err("iss is not a client id");
     }
-    let issuer = app.config.issuer.as_str();
+    let issuer = provider.config.issuer.as_str();
     let ours = |aud: &str| {
         aud == issuer
             || aud
@@ -505,12 +334,12 @@ fn check_claims(
 /// Authenticates a client by its `client_assertion`. Every failure is the same
 /// `invalid_client`; the reason goes to the log only.
 pub async fn authenticate(
-    app: &App,
+    provider: &Provider,
     assertion: &str,
     client_id_param: Option<&str>,
+    now: i64,
 ) -> OAuthResult<ClientRecord> {
-    let now = app.now();
-    match verify(app, assertion, client_id_param, now).await {
+    match verify(provider, assertion, client_id_param, now).await {
         Ok(client) => Ok(client),
         Err(Refused::Store(e)) => Err(e.into()),
         Err(Refused::Reason(reason)) => {
@@ -538,14 +367,14 @@ impl From<crate::store::StoreError> for Refused {
 }
 
 async fn verify(
-    app: &App,
+    provider: &Provider,
     assertion: &str,
     client_id_param: Option<&str>,
     now: i64,
 ) -> Result<ClientRecord, Refused> {
     let jws = decode(assertion)?;
-    let (client_id, exp) = check_claims(app, &jws.claims, client_id_param, now)?;
-    let client = app
+    let (client_id, exp) = check_claims(provider, &jws.claims, client_id_param, now)?;
+    let client = provider
         .store
         .get_client(&client_id)
         .await?
@@ -558,17 +387,17 @@ async fn verify(
         keys.iter()
             .filter(|k| k.fits(jws.alg, kid))
             .take(MAX_KEYS)
-            .any(|k| k.verify(jws.alg, jws.signing_input.as_bytes(), &jws.signature))
+            .any(|k| k.verify(assertion, jws.alg).is_ok())
     };
     let ok = match (&client.settings.jwks, &client.settings.jwks_uri) {
         (Some(set), _) => verified(&parse_jwks(set).map_err(|_| "registered jwks unusable")?),
         (None, Some(uri)) => {
-            let cached = app.client_jwks.keys(uri, now, false).await;
+            let cached = provider.client_jwks.keys(uri, now, false).await;
             if cached.as_deref().is_some_and(|keys| verified(keys)) {
                 true
             } else {
                 // A key the client added since we last looked (rotation).
-                let fresh = app.client_jwks.keys(uri, now, true).await;
+                let fresh = provider.client_jwks.keys(uri, now, true).await;
                 fresh.as_deref().is_some_and(|keys| verified(keys))
             }
         }
@@ -580,7 +409,11 @@ async fn verify(
     // Only now, with the signature good, is the jti spent: a forger cannot burn a client's ids.
     let jti = jws.claims.get("jti").and_then(Value::as_str).unwrap_or("");
     let proof = sha256(format!("client_assertion:{client_id}:{jti}").as_bytes());
-    if !app.store.consume_proof(&proof, exp + SKEW_SECS).await? {
+    if !provider
+        .store
+        .consume_proof(&proof, exp + SKEW_SECS)
+        .await?
+    {
         return Err("jti replayed".into());
     }
     Ok(client)
@@ -589,10 +422,19 @@ async fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use serde_json::json;
 
     fn b64(bytes: &[u8]) -> String {
         URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// The algorithm named `name`, if a client may sign its assertion with it.
+    fn accepted_alg(name: &str) -> Option<Algorithm> {
+        name.parse::<Algorithm>()
+            .ok()
+            .filter(|alg| ACCEPTED_ALGS.contains(alg))
     }
 
     #[test]
@@ -608,28 +450,19 @@ mod tests {
         ]});
         let keys = parse_jwks(&set).unwrap();
         assert_eq!(keys.len(), 1);
-        assert_eq!(keys[0].kid.as_deref(), Some("good"));
+        assert_eq!(keys[0].kid(), Some("good"));
         assert!(check_jwks(&set).is_ok());
         assert!(check_jwks(&json!({"keys": [{"kty": "oct", "k": "AA"}]})).is_err());
         assert!(check_jwks(&json!({"no": "keys"})).is_err());
     }
 
     #[test]
-    fn a_key_is_used_only_with_its_algorithm_and_kid() {
-        let key = parse_jwk(&json!({"kty": "EC", "crv": "P-256", "x": b64(&[1; 32]),
-            "y": b64(&[2; 32]), "kid": "k1", "alg": "ES256"}))
-        .unwrap();
-        assert!(key.fits(Alg::ES256, Some("k1")));
-        assert!(key.fits(Alg::ES256, None));
-        assert!(!key.fits(Alg::ES256, Some("k2")));
-        assert!(!key.fits(Alg::RS256, Some("k1")));
-        assert!(!key.fits(Alg::EdDSA, None));
-    }
-
-    #[test]
     fn hmac_and_none_are_not_algorithms_here() {
         for alg in ["none", "None", "HS256", "HS512", "RS512", ""] {
-            assert_eq!(Alg::parse(alg), None, "{alg}");
+            assert_eq!(accepted_alg(alg), None, "{alg}");
+        }
+        for alg in SIGNING_ALGS {
+            assert!(accepted_alg(alg).is_some(), "{alg}");
         }
         let header = b64(br#"{"alg":"HS256","typ":"JWT"}"#);
         let claims = b64(br#"{"iss":"c"}"#);

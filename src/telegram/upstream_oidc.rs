@@ -332,7 +332,7 @@ impl UpstreamOidc {
         let id_token = response.id_token().ok_or_else(|| {
             UpstreamError::InvalidIdToken("the token response has no id_token".into())
         })?;
-        let kid = header_kid(&id_token.to_string());
+        let kid = crate::jose::header_kid(&id_token.to_string());
         let provider = self.provider_with_key(kid.as_deref(), now).await?;
         let verifier = IdTokenVerifier::<CoreJsonWebKey>::new_public_client(
             self.client_id.clone(),
@@ -370,16 +370,6 @@ impl UpstreamOidc {
             .map_err(|e| UpstreamError::InvalidIdToken(e.to_string()))?;
         identity_from_claims(claims, now)
     }
-}
-
-/// The `kid` of a compact JWS, if its header names one.
-fn header_kid(jwt: &str) -> Option<String> {
-    use base64::Engine;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let header = jwt.split('.').next()?;
-    let bytes = URL_SAFE_NO_PAD.decode(header).ok()?;
-    let header: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    header.get("kid")?.as_str().map(str::to_owned)
 }
 
 /// The Telegram user id of the `id` claim: a positive number, or a string of digits.
@@ -522,7 +512,10 @@ mod tests {
         use base64::Engine;
         let h = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(br#"{"alg":"RS256","kid":"k1"}"#);
-        assert_eq!(header_kid(&format!("{h}.e30.sig")).as_deref(), Some("k1"));
-        assert_eq!(header_kid("not a jwt"), None);
+        assert_eq!(
+            crate::jose::header_kid(&format!("{h}.e30.sig")).as_deref(),
+            Some("k1")
+        );
+        assert_eq!(crate::jose::header_kid("not a jwt"), None);
     }
 }

@@ -16,7 +16,7 @@ use crate::state::{App, AppState};
 use crate::store::ClientRecord;
 use crate::web::extract::{self, FormParams, TokenRequest};
 
-/// Proves the client by its secret, or by its assertion (which needs the whole `App`).
+/// Proves the client by its secret, or by its assertion (RFC 7523 §2.2).
 async fn authenticate_client(
     app: &App,
     credentials: &ClientCredentials,
@@ -24,7 +24,7 @@ async fn authenticate_client(
     match credentials {
         ClientCredentials::Secret(secret) => client_auth::authenticate(app, secret).await,
         ClientCredentials::Assertion { jwt, client_id } => {
-            client_assertion::authenticate(app, jwt, client_id.as_deref()).await
+            client_assertion::authenticate(app, jwt, client_id.as_deref(), app.now()).await
         }
     }
 }
