@@ -1,6 +1,6 @@
 //! Login through Telegram's own OpenID Connect provider: the start (a redirect to Telegram) and
 //! the callback (code and state back from Telegram), which ends in the shared
-//! [`complete_login`](super::login::finish_login).
+//! [`finish_login`](super::login::finish_login).
 //!
 //! The flow's secrets never reach the database: the start gives the browser a short-lived
 //! HttpOnly cookie holding a random secret and the pending authorization handle; the PKCE
