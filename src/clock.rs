@@ -7,6 +7,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub trait Clock: Send + Sync + 'static {
     /// Unix seconds.
     fn now(&self) -> i64;
+    /// Unix milliseconds, for the few rules finer than a second (the device flow's polling).
+    fn now_millis(&self) -> i64 {
+        self.now().saturating_mul(1000)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -21,9 +25,22 @@ pub fn system_now() -> i64 {
         .unwrap_or(0)
 }
 
+/// The system time in Unix milliseconds.
+#[allow(clippy::disallowed_methods)]
+pub fn system_now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 impl Clock for SystemClock {
     fn now(&self) -> i64 {
         system_now()
+    }
+
+    fn now_millis(&self) -> i64 {
+        system_now_millis()
     }
 }
 
@@ -42,5 +59,9 @@ impl ShiftedClock {
 impl Clock for ShiftedClock {
     fn now(&self) -> i64 {
         system_now() + self.offset.load(Ordering::SeqCst)
+    }
+
+    fn now_millis(&self) -> i64 {
+        system_now_millis() + self.offset.load(Ordering::SeqCst) * 1000
     }
 }

@@ -29,6 +29,8 @@ pub enum ErrorCode {
     ExpiredToken,
     InvalidRequestUri,
     PayloadTooLarge,
+    /// The request body did not arrive in time (answered 408).
+    RequestTimeout,
     /// RFC 7591 §3.2.2: a redirect URI the registration refuses.
     InvalidRedirectUri,
     /// RFC 7591 §3.2.2: any other client metadata the registration refuses.
@@ -41,7 +43,7 @@ impl ErrorCode {
     pub fn as_str(self) -> &'static str {
         use ErrorCode::*;
         match self {
-            InvalidRequest | PayloadTooLarge => "invalid_request",
+            InvalidRequest | PayloadTooLarge | RequestTimeout => "invalid_request",
             InvalidClient => "invalid_client",
             InvalidGrant => "invalid_grant",
             UnauthorizedClient => "unauthorized_client",
@@ -76,6 +78,7 @@ impl ErrorCode {
             InvalidClient | InvalidToken => StatusCode::UNAUTHORIZED,
             InsufficientScope => StatusCode::FORBIDDEN,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ServerError => StatusCode::INTERNAL_SERVER_ERROR,
             TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,

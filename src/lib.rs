@@ -16,6 +16,7 @@ pub mod flow;
 pub mod jose;
 pub mod keys;
 pub mod oidc;
+pub mod outbound;
 pub mod params;
 pub mod secrets;
 pub mod state;
@@ -126,9 +127,12 @@ pub async fn launch_with(
     );
     // Given the bare router, axum rebuilds every route's service stack for each connection
     // (about 30 KB each); made into a service once, a connection costs an `Arc` clone.
-    axum::serve(listener, router.into_make_service())
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
     background.abort();
     if let Some(poller) = bot_updates {
         poller.abort();

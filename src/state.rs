@@ -1,6 +1,7 @@
 //! The application state: the provider, the login adapters, and the per-process caches that
 //! handlers share. No routes here (those are in `web::router`).
 
+use std::collections::HashMap;
 use std::ops::Deref;
 use std::sync::Arc;
 
@@ -23,8 +24,10 @@ pub struct App {
     pub bot: Option<Arc<BotApi>>,
     /// Who may log in to which app: asked on every login, whatever the way.
     pub policy: Arc<dyn LoginPolicy>,
-    /// Wrong device user codes in the current minute: (minute, count).
-    user_code_misses: std::sync::Mutex<(i64, u32)>,
+    /// Bot updates acknowledged without being used (unreadable), counted per process.
+    pub unusable_updates: std::sync::atomic::AtomicU64,
+    /// Wrong device user codes per address and per browser session: (minute, count).
+    user_code_misses: std::sync::Mutex<HashMap<MissKey, (i64, u32)>>,
 }
 
 /// Handlers and pages read the provider's parts (`app.config`, `app.store`) directly.
@@ -37,8 +40,20 @@ impl Deref for App {
 
 pub type AppState = Arc<App>;
 
-/// Wrong device user codes accepted per minute per node before `/device` answers 429.
+/// Wrong device user codes accepted per minute from one address (or one browser session)
+/// before `/device` answers it 429.
 pub const USER_CODE_MISSES_PER_MINUTE: u32 = 30;
+/// Bound on the throttle's memory: past this many keys, those of earlier minutes go.
+const MISS_KEYS_KEPT: usize = 100_000;
+
+/// Who a wrong user code is counted against.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum MissKey {
+    /// The client's address (IPv6: its /64).
+    Addr(std::net::IpAddr),
+    /// A browser session, by the SHA-256 of its id.
+    Session(Vec<u8>),
+}
 
 impl App {
     pub fn new(
@@ -73,13 +88,14 @@ impl App {
             )?)),
         };
         Ok(App {
-            provider: Provider::new(config, store, keys, subject_secret),
+            provider: Provider::new(config, store, keys, subject_secret)?,
             clock,
             base_path,
             telegram_oidc,
             bot,
             policy,
-            user_code_misses: std::sync::Mutex::new((0, 0)),
+            user_code_misses: std::sync::Mutex::new(HashMap::new()),
+            unusable_updates: Default::default(),
         })
     }
 
@@ -87,30 +103,48 @@ impl App {
         self.clock.now()
     }
 
+    pub fn now_millis(&self) -> i64 {
+        self.clock.now_millis()
+    }
+
     /// The issuer's path ("" at the root, "/oidc" under a prefix), for links in pages.
     pub fn base_path(&self) -> &str {
         &self.base_path
     }
 
-    /// Whether another device user code may be tried now: at most
-    /// `USER_CODE_MISSES_PER_MINUTE` wrong codes a minute on this node, whoever types them.
-    /// 8 letters of 20 give 2.6e10 codes; at this rate a 10-minute code survives any guessing.
-    pub fn user_code_attempt_allowed(&self, now: i64) -> bool {
+    /// Whether another device user code may be tried now by whoever `keys` names (the
+    /// client's address, and its browser session when it has one): at most
+    /// [`USER_CODE_MISSES_PER_MINUTE`] wrong codes a minute for each. 8 letters of 20 give
+    /// 2.6e10 codes; at this rate a 10-minute code survives any guessing, and one visitor's
+    /// misses never lock out another. Counted per node.
+    pub fn user_code_attempt_allowed(&self, now: i64, keys: &[MissKey]) -> bool {
         match self.user_code_misses.lock() {
-            Ok(misses) => misses.0 != now / 60 || misses.1 < USER_CODE_MISSES_PER_MINUTE,
+            Ok(misses) => keys.iter().all(|key| {
+                misses.get(key).is_none_or(|(minute, count)| {
+                    *minute != now / 60 || *count < USER_CODE_MISSES_PER_MINUTE
+                })
+            }),
             Err(_) => false,
         }
     }
 
-    pub fn note_user_code_miss(&self, now: i64) {
+    pub fn note_user_code_miss(&self, now: i64, keys: &[MissKey]) {
         if let Ok(mut misses) = self.user_code_misses.lock() {
-            if misses.0 == now / 60 {
-                misses.1 += 1;
-            } else {
-                *misses = (now / 60, 1);
+            let minute = now / 60;
+            if misses.len() >= MISS_KEYS_KEPT {
+                misses.retain(|_, (m, _)| *m == minute);
             }
-            if misses.1 == USER_CODE_MISSES_PER_MINUTE {
-                tracing::warn!("device user code guessing throttled for this minute");
+            for key in keys {
+                let entry = misses.entry(key.clone()).or_insert((minute, 0));
+                if entry.0 != minute {
+                    *entry = (minute, 0);
+                }
+                entry.1 += 1;
+                if entry.1 == USER_CODE_MISSES_PER_MINUTE {
+                    tracing::warn!(
+                        "device user code guessing throttled for this minute for one client"
+                    );
+                }
             }
         }
     }

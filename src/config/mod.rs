@@ -49,10 +49,18 @@ pub struct Config {
     pub tokens: TokenConfig,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// How long a request body may take to arrive, in all (`408` after that).
+    pub body_timeout_secs: u64,
     /// The domain of synthetic email addresses (`<sub>@<domain>`), for apps that demand one.
     pub email_domain: String,
     /// Dynamic client registration (RFC 7591/7592); off unless enabled.
     pub registration: RegistrationConfig,
+    /// Requests this server makes to URLs that apps chose (`jwks_uri`, `sector_identifier_uri`,
+    /// `backchannel_logout_uri` of dynamically registered clients).
+    pub outbound: OutboundConfig,
+    /// Reverse proxies whose `X-Forwarded-For` says who the client is (CIDRs, e.g.
+    /// `["10.0.0.0/8"]`); without them the TCP peer is the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Dev mode: replaces the Telegram widget with the built-in emulator. Only loopback issuers.
     #[serde(skip)]
     pub dev_mode: bool,
@@ -206,6 +214,15 @@ pub struct RegistrationConfig {
     pub initial_access_token_file: Option<PathBuf>,
 }
 
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundConfig {
+    /// Let the server connect to loopback, private, link-local and other internal addresses
+    /// for URLs that apps chose. Off by default (server-side request forgery); dev mode implies
+    /// it.
+    pub allow_private: bool,
+}
+
 /// Shortest initial access token accepted: it must not be guessable.
 const MIN_INITIAL_ACCESS_TOKEN_LEN: usize = 32;
 
@@ -236,8 +253,11 @@ impl Default for Config {
             telegram_oidc: None,
             tokens: TokenConfig::default(),
             max_body_bytes: 64 * 1024,
+            body_timeout_secs: 10,
             email_domain: "telegram.invalid".into(),
             registration: RegistrationConfig::default(),
+            outbound: OutboundConfig::default(),
+            trusted_proxies: Vec::new(),
             dev_mode: false,
         }
     }

@@ -134,6 +134,12 @@ impl Config {
         if self.max_body_bytes < 1024 || self.max_body_bytes > 16 * 1024 * 1024 {
             return Err(bad("max_body_bytes", "must be between 1024 and 16777216"));
         }
+        if !(1..=25).contains(&self.body_timeout_secs) {
+            return Err(bad(
+                "body_timeout_secs",
+                "must be between 1 and 25 (a request takes at most 30 seconds in all)",
+            ));
+        }
         Ok(())
     }
 

@@ -4,13 +4,14 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use serde_json::{Map, Value};
 
 use crate::error::{OAuthError, OAuthResult};
 use crate::jose::{self, Algorithm, PublicJwk};
 use crate::oidc::Provider;
+use crate::oidc::clients::chosen_by;
+use crate::outbound::{Chosen, Outbound};
 use crate::secrets::sha256;
 use crate::store::{ClientKind, ClientRecord};
 
@@ -48,7 +49,6 @@ const JWKS_TTL_SECS: i64 = 300;
 const JWKS_MIN_REFETCH_SECS: i64 = 10;
 /// How long a fetched set may still be used while its URL fails to answer.
 const JWKS_MAX_STALE_SECS: i64 = 3600;
-const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bound on the cache: distinct `jwks_uri`s remembered at once.
 const JWKS_CACHE_ENTRIES: usize = 1024;
 
@@ -140,7 +140,17 @@ impl JwksCache {
     /// asks for it (an unknown kid, a signature no cached key verifies), but never more than
     /// once per [`JWKS_MIN_REFETCH_SECS`] per URL, so forged assertions cannot make this
     /// server hammer a client's host. While the URL fails, the last set serves for a while.
-    async fn keys(&self, uri: &str, now: i64, refresh: bool) -> Option<Keys> {
+    async fn keys(
+        &self,
+        outbound: &Outbound,
+        (uri, chosen): (&str, Chosen),
+        now: i64,
+        refresh: bool,
+    ) -> Option<Keys> {
+        // Who chose the URL decides which addresses it may reach, so it is part of the key.
+        let target = uri;
+        let key = format!("{chosen:?} {uri}");
+        let uri = key.as_str();
         let fetching = {
             let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
             if entries.len() >= JWKS_CACHE_ENTRIES && !entries.contains_key(uri) {
@@ -181,7 +191,7 @@ impl JwksCache {
                 None => None,
             }
         };
-        match fetch_jwks(uri).await {
+        match fetch_jwks(outbound, target, chosen).await {
             Ok(keys) => {
                 let keys = Arc::new(keys);
                 let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
@@ -196,57 +206,24 @@ impl JwksCache {
                 Some(keys)
             }
             Err(reason) => {
-                tracing::warn!(jwks_uri = %uri, %reason, "fetching a client's JWK set failed");
+                tracing::warn!(jwks_uri = %target, %reason, "fetching a client's JWK set failed");
                 stale
             }
         }
     }
 }
 
-async fn fetch_jwks(uri: &str) -> Result<Vec<ClientKey>, String> {
+async fn fetch_jwks(
+    outbound: &Outbound,
+    uri: &str,
+    chosen: Chosen,
+) -> Result<Vec<ClientKey>, String> {
     check_jwks_uri(uri)?;
-    parse_jwks(&fetch_json(uri, MAX_JWKS_BYTES).await?)
-}
-
-/// GETs a small JSON document a client published (its JWK set, its sector identifier list):
-/// no redirects, a short timeout, at most `max_bytes`.
-pub async fn fetch_json(uri: &str, max_bytes: usize) -> Result<Value, String> {
-    let http = reqwest::Client::builder()
-        .timeout(JWKS_FETCH_TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| format!("HTTP client: {e}"))?;
-    let mut response = http
-        .get(uri)
-        .header(
-            reqwest::header::ACCEPT,
-            "application/jwk-set+json, application/json",
-        )
-        .send()
+    let set = outbound
+        .get_json(uri, MAX_JWKS_BYTES, chosen)
         .await
-        .map_err(|e| format!("request failed: {e}"))?;
-    if !response.status().is_success() {
-        return Err(format!("answered {}", response.status()));
-    }
-    let too_large = || format!("the document is larger than {max_bytes} bytes");
-    if response
-        .content_length()
-        .is_some_and(|n| n > max_bytes as u64)
-    {
-        return Err(too_large());
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| format!("reading the body failed: {e}"))?
-    {
-        if body.len() + chunk.len() > max_bytes {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    serde_json::from_slice(&body).map_err(|_| "the body is not JSON".to_string())
+        .map_err(|e| e.to_string())?;
+    parse_jwks(&set)
 }
 
 /// A JSON number as whole seconds (RFC 7519 §2 NumericDate may carry a fraction).
@@ -392,12 +369,18 @@ async fn verify(
     let ok = match (&client.settings.jwks, &client.settings.jwks_uri) {
         (Some(set), _) => verified(&parse_jwks(set).map_err(|_| "registered jwks unusable")?),
         (None, Some(uri)) => {
-            let cached = provider.client_jwks.keys(uri, now, false).await;
+            let cached = provider
+                .client_jwks
+                .keys(&provider.outbound, (uri, chosen_by(&client)), now, false)
+                .await;
             if cached.as_deref().is_some_and(|keys| verified(keys)) {
                 true
             } else {
                 // A key the client added since we last looked (rotation).
-                let fresh = provider.client_jwks.keys(uri, now, true).await;
+                let fresh = provider
+                    .client_jwks
+                    .keys(&provider.outbound, (uri, chosen_by(&client)), now, true)
+                    .await;
                 fresh.as_deref().is_some_and(|keys| verified(keys))
             }
         }

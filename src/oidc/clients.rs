@@ -4,6 +4,7 @@
 use crate::error::OAuthError;
 use crate::keys::SigningAlg;
 use crate::oidc::{client_assertion, scopes};
+use crate::outbound::Chosen;
 use crate::secrets::{TokenKind, new_id, new_token, token_hash};
 use crate::store::{
     AccessTokenFormat, ClientKind, ClientRecord, ClientSettings, RefreshPolicy, Store, StoreError,
@@ -266,6 +267,16 @@ fn new_client_id() -> String {
         if !id.starts_with('-') {
             return id;
         }
+    }
+}
+
+/// Who chose the URLs a client registered: the admin (command line, admin API) or the app
+/// itself through dynamic registration, whose URLs the server must not follow inward.
+pub fn chosen_by(client: &ClientRecord) -> Chosen {
+    if client.settings.registration_token_hash.is_some() {
+        Chosen::ByClient
+    } else {
+        Chosen::ByAdmin
     }
 }
 

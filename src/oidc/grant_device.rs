@@ -21,8 +21,9 @@ pub async fn exchange(
     provider: &Provider,
     client: &ClientRecord,
     request: &DeviceCodeRequest,
-    now: i64,
+    now_millis: i64,
 ) -> OAuthResult<Value> {
+    let now = now_millis.div_euclid(1000);
     let device_code = request.device_code.as_str();
     if device_code.len() > 128 || !device_code.starts_with(TokenKind::DeviceCode.prefix()) {
         return Err(OAuthError::invalid_grant("the device code is invalid"));
@@ -30,7 +31,7 @@ pub async fn exchange(
     let hash = token_hash(device_code);
     let code = match provider
         .store
-        .poll_device_code(&hash, &client.client_id, now)
+        .poll_device_code(&hash, &client.client_id, now_millis)
         .await?
     {
         DevicePoll::Unknown => {

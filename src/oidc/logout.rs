@@ -6,13 +6,13 @@
 //! exactly; anything else gets a page. Without an `id_token_hint` naming the signed-in user,
 //! the user confirms on a page first, so a stray link cannot sign anyone out.
 
-use std::time::Duration;
-
 use serde_json::json;
 
 use crate::keys::KeyError;
 use crate::oidc::Provider;
 use crate::oidc::authorize::check_id_token_hint;
+use crate::oidc::clients::chosen_by;
+use crate::outbound::Outbound;
 use crate::secrets::new_id;
 use crate::store::{ClientRecord, StoreError, StoreResult};
 
@@ -173,29 +173,25 @@ pub fn logout_token(
 
 /// Delivers a logout token (Back-Channel Logout §2.5); the outcome is only logged, since the
 /// user's session is over whatever the app answers.
-pub async fn send_logout_token(uri: String, token: String, client_id: String) {
-    let client = match reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-    {
-        Ok(c) => c,
-        Err(_) => return,
-    };
-    match client
-        .post(&uri)
-        .form(&[("logout_token", token)])
-        .send()
+pub async fn send_logout_token(
+    outbound: Outbound,
+    uri: String,
+    token: String,
+    client: &ClientRecord,
+) {
+    let client_id = &client.client_id;
+    match outbound
+        .post_form(&uri, &[("logout_token", &token)], chosen_by(client))
         .await
     {
-        Ok(r) if r.status().is_success() => {
+        Ok(status) if status.is_success() => {
             tracing::info!(client_id = %client_id, "back-channel logout delivered");
         }
-        Ok(r) => {
-            tracing::warn!(client_id = %client_id, status = %r.status(), "back-channel logout refused")
+        Ok(status) => {
+            tracing::warn!(client_id = %client_id, %status, "back-channel logout refused")
         }
         Err(e) => {
-            tracing::warn!(client_id = %client_id, error = %e.without_url(), "back-channel logout failed")
+            tracing::warn!(client_id = %client_id, error = %e, "back-channel logout failed")
         }
     }
 }

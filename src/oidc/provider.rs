@@ -10,6 +10,7 @@ use bytes::Bytes;
 use crate::config::Config;
 use crate::keys::{KeyError, KeyStore};
 use crate::oidc::client_assertion::JwksCache;
+use crate::outbound::Outbound;
 use crate::store::Store;
 use std::sync::Arc;
 
@@ -29,6 +30,8 @@ pub struct Provider {
     last_forced_reload: AtomicI64,
     /// Client JWK sets fetched from their `jwks_uri` (private_key_jwt).
     pub client_jwks: JwksCache,
+    /// The one client for URLs that apps chose.
+    pub outbound: Outbound,
 }
 
 impl Provider {
@@ -37,9 +40,10 @@ impl Provider {
         store: Arc<dyn Store>,
         keys: Arc<KeyStore>,
         subject_secret: [u8; 32],
-    ) -> Provider {
+    ) -> Result<Provider, crate::outbound::OutboundError> {
+        let outbound = Outbound::new(config.outbound.allow_private || config.dev_mode)?;
         let discovery = Bytes::from(crate::oidc::discovery::document(&config).to_string());
-        Provider {
+        Ok(Provider {
             config,
             store,
             keys,
@@ -48,7 +52,8 @@ impl Provider {
             subject_secret,
             last_forced_reload: AtomicI64::new(0),
             client_jwks: Default::default(),
-        }
+            outbound,
+        })
     }
 
     pub fn subject_secret(&self) -> &[u8] {

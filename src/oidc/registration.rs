@@ -10,6 +10,7 @@ use crate::error::{ErrorCode, OAuthError, OAuthResult};
 use crate::keys::SigningAlg;
 use crate::oidc::clients::{self as admin, AdminError, NewClient};
 use crate::oidc::{Provider, client_assertion, scopes};
+use crate::outbound::Chosen;
 use crate::secrets::{TokenKind, constant_time_eq, new_token, sha256, token_hash};
 use crate::store::{ClientKind, ClientRecord, RefreshPolicy, SubjectType, TokenEndpointAuthMethod};
 
@@ -64,7 +65,21 @@ struct Registration {
 }
 
 /// Checks the metadata against RFC 7591 §2 and this server's rules.
-async fn check_metadata(meta: ClientMetadata) -> OAuthResult<Registration> {
+async fn check_metadata(provider: &Provider, meta: ClientMetadata) -> OAuthResult<Registration> {
+    // URLs the server will fetch or post to: an internal address is refused up front where it
+    // is literal (and again, after resolution, whenever the server connects).
+    for (name, uri) in [
+        ("jwks_uri", &meta.jwks_uri),
+        ("sector_identifier_uri", &meta.sector_identifier_uri),
+        ("backchannel_logout_uri", &meta.backchannel_logout_uri),
+    ] {
+        if let Some(uri) = uri {
+            provider
+                .outbound
+                .check_url(uri, Chosen::ByClient)
+                .map_err(|e| bad_metadata(format!("{name}: {e}")))?;
+        }
+    }
     let method = match meta.token_endpoint_auth_method.as_deref() {
         None => TokenEndpointAuthMethod::ClientSecretBasic,
         Some(m) => TokenEndpointAuthMethod::parse(m).ok_or_else(|| {
@@ -213,7 +228,7 @@ async fn check_metadata(meta: ClientMetadata) -> OAuthResult<Registration> {
         }
     };
     let sector_identifier = match &meta.sector_identifier_uri {
-        Some(uri) => Some(check_sector_identifier(uri, &redirect_uris).await?),
+        Some(uri) => Some(check_sector_identifier(provider, uri, &redirect_uris).await?),
         None => None,
     };
     let name = meta
@@ -251,13 +266,19 @@ async fn check_metadata(meta: ClientMetadata) -> OAuthResult<Registration> {
 /// OpenID Connect Registration §5: the sector identifier document is a JSON array that must
 /// list every redirect URI, so no client can borrow another's pairwise sector. The sector is
 /// its host (Core §8.1).
-async fn check_sector_identifier(uri: &str, redirect_uris: &[String]) -> OAuthResult<String> {
+async fn check_sector_identifier(
+    provider: &Provider,
+    uri: &str,
+    redirect_uris: &[String],
+) -> OAuthResult<String> {
     client_assertion::check_remote_url("sector_identifier_uri", uri).map_err(bad_metadata)?;
     let host = url::Url::parse(uri)
         .ok()
         .and_then(|u| u.host_str().map(str::to_owned))
         .ok_or_else(|| bad_metadata("sector_identifier_uri has no host"))?;
-    let document = client_assertion::fetch_json(uri, MAX_SECTOR_DOCUMENT_BYTES)
+    let document = provider
+        .outbound
+        .get_json(uri, MAX_SECTOR_DOCUMENT_BYTES, Chosen::ByClient)
         .await
         .map_err(|e| bad_metadata(format!("sector_identifier_uri could not be read: {e}")))?;
     let listed: Vec<&str> = document
@@ -294,7 +315,7 @@ pub async fn registered_client(
     presented: &str,
 ) -> OAuthResult<ClientRecord> {
     let denied = || OAuthError::invalid_token("the registration access token is not valid");
-    if client_id.len() > 256 {
+    if client_id.len() > 256 || client_id.chars().any(char::is_control) {
         return Err(denied());
     }
     let client = provider
@@ -404,6 +425,13 @@ pub fn client_information(
     Value::Object(info)
 }
 
+fn kind_name(kind: ClientKind) -> &'static str {
+    match kind {
+        ClientKind::Public => "public",
+        ClientKind::Confidential => "confidential",
+    }
+}
+
 fn uses_secret(method: TokenEndpointAuthMethod) -> bool {
     matches!(
         method,
@@ -414,7 +442,7 @@ fn uses_secret(method: TokenEndpointAuthMethod) -> bool {
 /// Registers a client (RFC 7591 §3.2.1) whose caller holds the initial access token: the
 /// client information response, with the secret and the registration access token shown once.
 pub async fn register(provider: &Provider, meta: ClientMetadata, now: i64) -> OAuthResult<Value> {
-    let registration = check_metadata(meta).await?;
+    let registration = check_metadata(provider, meta).await?;
     let (mut client, secret) = admin::build_client(registration.new, now).map_err(admin_error)?;
     let registration_token = new_token(TokenKind::RegistrationAccessToken);
     client.settings.token_endpoint_auth_method = Some(registration.method);
@@ -457,7 +485,21 @@ pub async fn update(
             ));
         }
     }
-    let registration = check_metadata(meta).await?;
+    let registration = check_metadata(provider, meta).await?;
+    // A client cannot change its own type: a confidential client turning public would shed
+    // the secret that guards its refresh tokens. The admin can still change it.
+    let kind = match registration.method {
+        TokenEndpointAuthMethod::None => ClientKind::Public,
+        _ => ClientKind::Confidential,
+    };
+    if kind != old.settings.kind {
+        return Err(bad_metadata(format!(
+            "token_endpoint_auth_method `{}` would make this {} client {}; a registration cannot change its client type",
+            registration.method.as_str(),
+            kind_name(old.settings.kind),
+            kind_name(kind),
+        )));
+    }
     let (mut client, new_secret) =
         admin::build_client(registration.new, old.created_at).map_err(admin_error)?;
     client.client_id = old.client_id.clone();

@@ -104,6 +104,7 @@ pub struct DeviceCodeRecord {
     pub auth_time: Option<i64>,
     pub amr: Option<String>,
     pub interval_secs: i64,
+    /// Unix milliseconds of the last poll in time.
     pub last_polled_at: Option<i64>,
     pub created_at: i64,
     pub expires_at: i64,
@@ -179,12 +180,13 @@ pub trait FlowStore: Send + Sync {
         approval: Option<&DeviceApproval>,
         now: i64,
     ) -> StoreResult<Option<DeviceCodeRecord>>;
-    /// One poll by the device: records it, and enforces the interval.
+    /// One poll by the device at `now_millis` (Unix milliseconds): records it, and enforces
+    /// the interval to the millisecond.
     async fn poll_device_code(
         &self,
         device_code_hash: &[u8],
         client_id: &str,
-        now: i64,
+        now_millis: i64,
     ) -> StoreResult<DevicePoll>;
     /// Marks an approved device code consumed; of many parallel callers exactly one gets it.
     async fn consume_device_code(

@@ -161,10 +161,11 @@ pub const GET_DEVICE_CODE: &str = concat!(
     device_columns!(),
     " FROM device_codes WHERE device_code_hash = $1 AND client_id = $2"
 );
-/// A poll in time: at least the interval since the last one.
+/// A poll in time: at least the interval since the last one. `last_polled_at` and `$2` are
+/// Unix milliseconds, so a poll a fraction of a second early is seen.
 pub const POLL_DEVICE_CODE: &str = concat!(
     "UPDATE device_codes SET last_polled_at = $2 WHERE device_code_hash = $1 \
-     AND (last_polled_at IS NULL OR $2 - last_polled_at >= interval_secs) RETURNING ",
+     AND (last_polled_at IS NULL OR $2 - last_polled_at >= interval_secs * 1000) RETURNING ",
     device_columns!()
 );
 /// Too soon: the interval grows by 5 seconds for this and every later poll (RFC 8628 §3.5),

@@ -156,12 +156,12 @@ async fn flows(store: Arc<dyn Store>) {
             .is_some()
     );
     let poll = store
-        .poll_device_code(&device, &c.client_id, now)
+        .poll_device_code(&device, &c.client_id, now * 1000)
         .await
         .unwrap();
     assert!(matches!(poll, DevicePoll::Polled(d) if d.status == DeviceStatus::Pending));
     let poll = store
-        .poll_device_code(&device, &c.client_id, now + 1)
+        .poll_device_code(&device, &c.client_id, now * 1000 + 4_990)
         .await
         .unwrap();
     assert!(
@@ -169,7 +169,7 @@ async fn flows(store: Arc<dyn Store>) {
         "{poll:?}"
     );
     let poll = store
-        .poll_device_code(&device, "another", now + 20)
+        .poll_device_code(&device, "another", (now + 20) * 1000)
         .await
         .unwrap();
     assert!(matches!(poll, DevicePoll::Unknown));
@@ -210,7 +210,7 @@ async fn flows(store: Arc<dyn Store>) {
             .is_none()
     );
     let poll = store
-        .poll_device_code(&device, &c.client_id, now + 700)
+        .poll_device_code(&device, &c.client_id, (now + 700) * 1000)
         .await
         .unwrap();
     assert!(matches!(poll, DevicePoll::Polled(d) if d.status == DeviceStatus::Consumed));

@@ -24,11 +24,12 @@ use crate::oidc::device::{
 };
 use crate::oidc::scopes;
 use crate::secrets::{TokenKind, new_token, token_hash};
-use crate::state::{App, AppState};
+use crate::state::{App, AppState, MissKey};
 use crate::store::flows::{DeviceApproval, DeviceCodeRecord};
 use crate::store::{ClientRecord, PendingAuthorization};
 use crate::web::authorize::{load_pending, see_other};
 use crate::web::browser_error::{BrowserError, Problem};
+use crate::web::client_addr::{ClientAddr, limit_key};
 use crate::web::csrf::{self, Form};
 // The templates call these as `self::t(...)`.
 use crate::web::i18n::{lang, t, tf};
@@ -152,6 +153,8 @@ pub struct EnterForm {
 /// login (skipped when it has a session) to the confirmation page.
 pub async fn enter_code(
     State(app): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    headers: HeaderMap,
     form: Result<OAuthForm<EnterForm>, OAuthError>,
 ) -> Result<Response, BrowserError> {
     let typed = match form {
@@ -160,8 +163,13 @@ pub async fn enter_code(
     };
     let unknown = "This code is not valid or has expired. Check the code on your device.";
     let now = app.now();
-    // RFC 8628 §5.1: user codes are short, so guessing is throttled before any lookup.
-    if !app.user_code_attempt_allowed(now) {
+    // RFC 8628 §5.1: user codes are short, so guessing is throttled before any lookup, per
+    // address and per browser session: one visitor's misses never lock out another.
+    let mut miss_keys = vec![MissKey::Addr(limit_key(addr))];
+    if let Some(session_id) = web::session_id(&app, &headers) {
+        miss_keys.push(MissKey::Session(token_hash(&session_id)));
+    }
+    if !app.user_code_attempt_allowed(now, &miss_keys) {
         let mut response = enter_page_with(
             &app,
             StatusCode::TOO_MANY_REQUESTS,
@@ -175,7 +183,7 @@ pub async fn enter_code(
         return Ok(response);
     }
     let Some(code) = normalize_user_code(&typed) else {
-        app.note_user_code_miss(now);
+        app.note_user_code_miss(now, &miss_keys);
         return Ok(enter_page_with(
             &app,
             StatusCode::BAD_REQUEST,
@@ -186,7 +194,7 @@ pub async fn enter_code(
     let user_code_hash = token_hash(&code);
     let found = app.store.find_device_code(&user_code_hash, now).await;
     let Some(device) = found.map_err(|e| Problem::from(e).at(&app))? else {
-        app.note_user_code_miss(now);
+        app.note_user_code_miss(now, &miss_keys);
         return Ok(enter_page_with(
             &app,
             StatusCode::BAD_REQUEST,

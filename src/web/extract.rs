@@ -7,6 +7,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
 
 use crate::error::OAuthError;
+use crate::params::check_request_params;
 pub use crate::params::parse_params;
 use crate::state::App;
 
@@ -22,34 +23,61 @@ where
     type Rejection = OAuthError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Form::<T>::from_request(req, state).await {
-            Ok(axum::Form(value)) => Ok(OAuthForm(value)),
-            Err(rejection) => Err(form_rejection(rejection)),
+        let is_form = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.to_ascii_lowercase()
+                    .starts_with("application/x-www-form-urlencoded")
+            });
+        if !is_form {
+            return Err(OAuthError::invalid_request(
+                "the body must be application/x-www-form-urlencoded",
+            ));
         }
+        let bytes = match axum::body::Bytes::from_request(req, state).await {
+            Ok(bytes) => bytes,
+            Err(rejection) => return Err(bytes_rejection(rejection)),
+        };
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| OAuthError::invalid_request("the body is not UTF-8"))?;
+        crate::params::parse_request_params(text)?;
+        serde_urlencoded::from_str::<T>(text)
+            .map(OAuthForm)
+            .map_err(|e| OAuthError::invalid_request(format!("the form could not be read: {e}")))
     }
 }
 
-fn form_rejection(rejection: axum::extract::rejection::FormRejection) -> OAuthError {
-    use axum::extract::rejection::FormRejection;
+fn bytes_rejection(rejection: axum::extract::rejection::BytesRejection) -> OAuthError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         return OAuthError::new(
             crate::error::ErrorCode::PayloadTooLarge,
             "the request body is too large",
         );
     }
-    let description = match &rejection {
-        FormRejection::InvalidFormContentType(_) => {
-            "the body must be application/x-www-form-urlencoded".to_string()
+    body_error(&rejection)
+}
+
+/// Why a request body could not be read: too large (413), too slow (408), or broken.
+pub fn body_error(e: &(dyn std::error::Error + 'static)) -> OAuthError {
+    if crate::web::body_deadline::timed_out(e) {
+        return OAuthError::new(
+            crate::error::ErrorCode::RequestTimeout,
+            "the request body did not arrive in time",
+        );
+    }
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return OAuthError::new(
+                crate::error::ErrorCode::PayloadTooLarge,
+                "the request body is too large",
+            );
         }
-        FormRejection::FailedToDeserializeForm(e) => {
-            format!("malformed parameters: {}", e.body_text())
-        }
-        FormRejection::FailedToDeserializeFormBody(e) => {
-            format!("malformed parameters: {}", e.body_text())
-        }
-        _ => "the request body could not be read".to_string(),
-    };
-    OAuthError::invalid_request(description)
+        source = s.source();
+    }
+    OAuthError::invalid_request("the request body could not be read")
 }
 
 /// Reads a urlencoded body into parameters; `Err` is the response to send.
@@ -72,12 +100,7 @@ pub async fn read_form_params(
     }
     let bytes = axum::body::to_bytes(body, app.config.max_body_bytes)
         .await
-        .map_err(|_| {
-            OAuthError::new(
-                crate::error::ErrorCode::PayloadTooLarge,
-                "the request body is too large",
-            )
-        })?;
+        .map_err(|e| body_error(&e))?;
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| OAuthError::invalid_request("the body is not UTF-8"))?;
     parse_params(text)
@@ -91,7 +114,7 @@ use crate::web::browser_error::{Problem, UNUSABLE_REQUEST};
 /// The authorization request in a query; a malformed one is a page, since nothing in it can
 /// be trusted yet.
 pub fn authorize_query(raw: Option<&str>) -> Result<AuthorizeParams, Problem> {
-    match parse_params(raw.unwrap_or("")) {
+    match crate::params::parse_request_params(raw.unwrap_or("")) {
         Ok(params) => Ok(authorize_params(&params)),
         Err(e) => Err(Problem::unusable(e.description)),
     }
@@ -104,14 +127,13 @@ pub async fn authorize_form(
     headers: &HeaderMap,
     body: axum::body::Body,
 ) -> Result<AuthorizeParams, Problem> {
-    match read_form_params(app, headers, body).await {
+    match read_form_params(app, headers, body)
+        .await
+        .and_then(|params| check_request_params(&params).map(|()| params))
+    {
         Ok(params) => Ok(authorize_params(&params)),
         Err(e) => {
-            let status = if e.code == crate::error::ErrorCode::PayloadTooLarge {
-                StatusCode::PAYLOAD_TOO_LARGE
-            } else {
-                StatusCode::BAD_REQUEST
-            };
+            let status = e.code.status();
             Err(Problem::page(status, UNUSABLE_REQUEST, e.description))
         }
     }
@@ -193,6 +215,7 @@ impl FormParams {
     }
 
     pub fn checked(params: Vec<(String, String)>) -> OAuthResult<FormParams> {
+        check_request_params(&params)?;
         for (i, (name, _)) in params.iter().enumerate() {
             if params[..i].iter().any(|(earlier, _)| earlier == name) {
                 return Err(OAuthError::invalid_request(format!(
@@ -255,8 +278,11 @@ fn basic_credentials(headers: &HeaderMap) -> OAuthResult<Option<(String, String)
             .next()
             .map(|(_, v)| v.into_owned())
     };
+    let clean = |s: &str| !s.chars().any(char::is_control);
     match (unescape(id), unescape(secret)) {
-        (Some(id), Some(secret)) if !id.is_empty() => Ok(Some((id, secret))),
+        (Some(id), Some(secret)) if !id.is_empty() && clean(&id) && clean(&secret) => {
+            Ok(Some((id, secret)))
+        }
         _ => Err(malformed()),
     }
 }
@@ -462,6 +488,7 @@ pub async fn access_token(
         // Read as before the typed requests: the first `access_token`, repeats not refused.
         let params = read_form_params(app, headers, body)
             .await
+            .and_then(|params| check_request_params(&params).map(|()| params))
             .map_err(OAuthError::bearer)?;
         first_value(&params, "access_token").map(str::to_owned)
     } else {
@@ -510,16 +537,39 @@ pub async fn client_metadata(
     }
     let bytes = axum::body::to_bytes(body, app.config.max_body_bytes)
         .await
-        .map_err(|_| {
-            OAuthError::new(ErrorCode::PayloadTooLarge, "the request body is too large")
-        })?;
+        .map_err(|e| body_error(&e))?;
     let value: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|_| OAuthError::invalid_request("the body is not JSON"))?;
     if !value.is_object() {
         return Err(bad_metadata("the client metadata must be a JSON object"));
     }
+    if let Some(problem) = control_characters(&value) {
+        return Err(bad_metadata(problem));
+    }
     serde_json::from_value(value)
         .map_err(|e| bad_metadata(format!("malformed client metadata: {e}")))
+}
+
+/// Where a JSON document holds text no metadata value can: a control character in a member
+/// name, a NUL byte in a string, or a control character other than tab and line breaks.
+fn control_characters(value: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    let bad = |s: &str| {
+        s.chars()
+            .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    };
+    match value {
+        Value::String(s) if bad(s) => Some("a value holds a control character".into()),
+        Value::Array(items) => items.iter().find_map(control_characters),
+        Value::Object(members) => members.iter().find_map(|(name, v)| {
+            if name.chars().any(char::is_control) {
+                Some("a member name holds a control character".into())
+            } else {
+                control_characters(v)
+            }
+        }),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

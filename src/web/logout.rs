@@ -96,7 +96,8 @@ async fn end_session_page(
         web::read_form_params(app, headers, body).await
     } else {
         web::parse_params(query.as_deref().unwrap_or(""))
-    };
+    }
+    .and_then(|params| crate::params::check_request_params(&params).map(|()| params));
     let params = params.map_err(|e| notice(StatusCode::BAD_REQUEST, UNUSABLE, e.description))?;
     let request = check(app, &params).await?;
     let Some((session_id, session)) = web::current_session(app, headers).await? else {
@@ -148,6 +149,7 @@ pub async fn confirm(
 async fn confirm_answer(app: &App, headers: &HeaderMap, body: Body) -> Result<Response, Problem> {
     let params = web::read_form_params(app, headers, body)
         .await
+        .and_then(|params| crate::params::check_request_params(&params).map(|()| params))
         .map_err(|e| {
             notice(
                 StatusCode::BAD_REQUEST,
@@ -207,7 +209,10 @@ async fn sign_out(
         let sub = subject::subject_for(app, &client, user_id);
         match logout::logout_token(app, &client, &sub, now) {
             Ok(token) => {
-                tokio::spawn(logout::send_logout_token(uri, token, client.client_id));
+                let outbound = app.outbound.clone();
+                tokio::spawn(async move {
+                    logout::send_logout_token(outbound, uri, token, &client).await;
+                });
             }
             Err(e) => tracing::warn!(error = %e, "could not sign a logout token"),
         }

@@ -2,7 +2,9 @@
 //! input into OAuth errors, the browser session cookie, and how errors are written.
 
 pub mod authorize;
+pub mod body_deadline;
 pub mod browser_error;
+pub mod client_addr;
 pub mod consent;
 pub mod csrf;
 pub mod deeplink;

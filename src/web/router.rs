@@ -77,6 +77,10 @@ pub fn router(app: AppState) -> Router {
     }
     let routes = routes
         .fallback(web::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            web::body_deadline::deadline,
+        ))
         .layer(axum::middleware::from_fn(web::i18n::negotiate))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {

@@ -48,7 +48,9 @@ pub async fn token(State(app): State<AppState>, headers: HeaderMap, body: Body) 
         match &request {
             TokenRequest::AuthorizationCode(r) => grant_code::exchange(&app, &client, r, now).await,
             TokenRequest::RefreshToken(r) => grant_refresh::exchange(&app, &client, r, now).await,
-            TokenRequest::DeviceCode(r) => grant_device::exchange(&app, &client, r, now).await,
+            TokenRequest::DeviceCode(r) => {
+                grant_device::exchange(&app, &client, r, app.now_millis()).await
+            }
             TokenRequest::TokenExchange(r) => {
                 crate::flow::token_exchange::exchange(&app, &client, r, now).await
             }

@@ -1,5 +1,7 @@
 //! `POST /telegram/webhook`: the bot's updates, when Telegram delivers them by webhook.
 
+use std::sync::atomic::Ordering;
+
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -28,10 +30,14 @@ pub async fn webhook(State(app): State<AppState>, headers: HeaderMap, body: Byte
     };
     let update: Update = match serde_json::from_slice(&body) {
         Ok(update) => update,
-        // From Telegram itself (the secret matched), so a shape we do not read is acknowledged:
+        // From Telegram itself (the secret matched), so an update this server cannot read (a
+        // shape it does not know, or not JSON at all) is acknowledged, logged and counted:
         // refusing it would only make Telegram send it again and again.
-        Err(e) if e.is_data() => return StatusCode::OK.into_response(),
-        Err(_) => return StatusCode::BAD_REQUEST.into_response(),
+        Err(e) => {
+            let count = app.unusable_updates.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::warn!(error = %e, unusable_updates = count, "a webhook update could not be read; acknowledged so that Telegram does not resend it");
+            return StatusCode::OK.into_response();
+        }
     };
     match bot_chat::handle_update(&app, bot, &update).await {
         Ok(()) => StatusCode::OK.into_response(),

@@ -499,36 +499,34 @@ async fn device_codes_are_bound_to_their_client() {
 }
 
 #[tokio::test]
-async fn guessing_user_codes_is_throttled() {
-    let app = TestApp::start().await;
-    let browser = Browser::new();
+async fn guessing_user_codes_is_throttled_per_visitor() {
+    // Behind a proxy on loopback, `X-Forwarded-For` tells two visitors apart.
+    let app =
+        TestApp::start_with(|c| c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()]).await;
+    let http = reqwest::Client::new();
+    let enter = |from: &'static str, code: String| {
+        let request = http
+            .post(app.url("/device"))
+            .header("x-forwarded-for", from)
+            .form(&[("user_code", code)]);
+        async move { request.send().await.unwrap() }
+    };
+    let (guesser, other) = ("198.51.100.7", "203.0.113.9");
     let limit = telegram_oidc::state::USER_CODE_MISSES_PER_MINUTE;
     // Start at a minute boundary so the window does not roll over mid-test.
     app.clock.advance(60 - app.now().rem_euclid(60));
     for i in 0..limit {
-        let resp = browser
-            .post_form(
-                &app.url("/device"),
-                &[("user_code".into(), format!("BBBB-{:04}", i))],
-            )
-            .await;
+        let resp = enter(guesser, format!("BBBB-{:04}", i)).await;
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "attempt {i}");
     }
-    let resp = browser
-        .post_form(
-            &app.url("/device"),
-            &[("user_code".into(), "BCDF-GHJK".into())],
-        )
-        .await;
+    let resp = enter(guesser, "BCDF-GHJK".into()).await;
     assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(resp.headers()["retry-after"], "60");
+    // Another visitor is not locked out by the guesser.
+    let resp = enter(other, "BCDF-GHJK".into()).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "another visitor");
     app.clock.advance(60);
-    let resp = browser
-        .post_form(
-            &app.url("/device"),
-            &[("user_code".into(), "BCDF-GHJK".into())],
-        )
-        .await;
+    let resp = enter(guesser, "BCDF-GHJK".into()).await;
     assert_eq!(
         resp.status(),
         StatusCode::BAD_REQUEST,

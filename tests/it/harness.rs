@@ -96,6 +96,8 @@ impl TestApp {
         config.telegram.bot_token = Secret::new(BOT_TOKEN);
         config.telegram.bot_username = BOT_USERNAME.into();
         config.max_body_bytes = 16 * 1024;
+        // The fake apps of the tests listen on loopback; `tests/it/ssrf.rs` turns this off.
+        config.outbound.allow_private = true;
         adjust(&mut config);
         let store = telegram_oidc::open_store(&config.database_url)
             .await

@@ -153,8 +153,9 @@ impl FlowStore for PostgresStore {
         &self,
         device_code_hash: &[u8],
         client_id: &str,
-        now: i64,
+        now_millis: i64,
     ) -> StoreResult<DevicePoll> {
+        let now = now_millis.div_euclid(1000);
         let row = sqlx::query(sql::GET_DEVICE_CODE)
             .bind(device_code_hash)
             .bind(text(client_id))
@@ -172,7 +173,7 @@ impl FlowStore for PostgresStore {
         }
         let in_time = sqlx::query(sql::POLL_DEVICE_CODE)
             .bind(device_code_hash)
-            .bind(now)
+            .bind(now_millis)
             .fetch_optional(&self.pool)
             .await?;
         if let Some(row) = in_time {
@@ -180,7 +181,7 @@ impl FlowStore for PostgresStore {
         }
         let slowed = sqlx::query(sql::SLOW_DOWN_DEVICE_CODE)
             .bind(device_code_hash)
-            .bind(now)
+            .bind(now_millis)
             .fetch_optional(&self.pool)
             .await?;
         Ok(match slowed {

@@ -168,8 +168,9 @@ impl FlowStore for SqliteStore {
         &self,
         device_code_hash: &[u8],
         client_id: &str,
-        now: i64,
+        now_millis: i64,
     ) -> StoreResult<DevicePoll> {
+        let now = now_millis.div_euclid(1000);
         let (hash, client_id) = (device_code_hash.to_vec(), client_id.to_owned());
         // The lookup and the update in one write: no other poll comes between them.
         self.db
@@ -192,14 +193,17 @@ impl FlowStore for SqliteStore {
                 }
                 let in_time = c
                     .prepare_cached(sql::POLL_DEVICE_CODE)?
-                    .query_row(named_params! {"$1": hash, "$2": now}, rows::device_code)
+                    .query_row(
+                        named_params! {"$1": hash, "$2": now_millis},
+                        rows::device_code,
+                    )
                     .optional()?;
                 if let Some(polled) = in_time {
                     return Ok(DevicePoll::Polled(polled));
                 }
                 let slowed: Option<i64> = c
                     .prepare_cached(sql::SLOW_DOWN_DEVICE_CODE)?
-                    .query_row(named_params! {"$1": hash, "$2": now}, |r| {
+                    .query_row(named_params! {"$1": hash, "$2": now_millis}, |r| {
                         r.get("interval_secs")
                     })
                     .optional()?;
