@@ -40,6 +40,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0006_session_clients.sql",
         include_str!("../../../migrations/sqlite/0006_session_clients.sql"),
     ),
+    (
+        7,
+        "0007_user_groups.sql",
+        include_str!("../../../migrations/sqlite/0007_user_groups.sql"),
+    ),
 ];
 
 /// The table sqlx's migrator keeps, created as it creates it.
