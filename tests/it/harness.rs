@@ -23,6 +23,8 @@ pub struct TestApp {
     pub clock: Arc<ShiftedClock>,
     #[allow(dead_code)]
     pub config: Config,
+    /// The access policy every client registered by [`TestApp::client`] gets.
+    pub client_policy: std::sync::Mutex<Option<telegram_oidc::access::Rule>>,
     _dir: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -107,7 +109,7 @@ impl TestApp {
             ..Seams::default()
         };
         if let Some(policy) = policy {
-            seams.policy = policy;
+            seams.policy = Some(policy);
         }
         let server = tokio::spawn(telegram_oidc::launch_with(
             config.clone(),
@@ -122,6 +124,7 @@ impl TestApp {
             store,
             clock,
             config,
+            client_policy: std::sync::Mutex::new(None),
             _dir: dir,
             shutdown: Some(tx),
             server: Some(server),
@@ -168,6 +171,7 @@ impl TestApp {
                 skip_consent: spec.skip_consent,
                 service_account: spec.service_account,
                 device_flow: spec.device_flow,
+                access_policy: self.client_policy.lock().unwrap().clone(),
                 ..Default::default()
             },
             self.now(),

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 /// Each layer of the crate and the layers it may import (its own always allowed).
 /// Top to bottom: main -> lib -> web -> {state, flow} -> {oidc, telegram} -> {store, keys,
-/// jose} -> {config, error, secrets, clock, params}.
+/// jose} -> {config, error, secrets, clock, params, access}.
 const RULES: &[(&str, &[&str])] = &[
     (
         "web",
@@ -27,10 +27,11 @@ const RULES: &[(&str, &[&str])] = &[
     ("secrets", &[BOTTOM]),
     ("clock", &[BOTTOM]),
     ("params", &[BOTTOM]),
+    ("access", &[BOTTOM]),
 ];
 /// Stand-ins in `RULES` for a whole layer.
 const LOWER: &str = "{store, keys, jose}";
-const BOTTOM: &str = "{config, error, secrets, clock, params}";
+const BOTTOM: &str = "{config, error, secrets, clock, params, access}";
 
 /// External crates only some layers may name.
 const CRATE_RULES: &[(&str, &[&str])] = &[
@@ -52,9 +53,9 @@ fn expand(allowed: &[&str]) -> BTreeSet<String> {
     for a in allowed {
         match *a {
             LOWER => out.extend(["store", "keys", "jose"].map(String::from)),
-            BOTTOM => {
-                out.extend(["config", "error", "secrets", "clock", "params"].map(String::from))
-            }
+            BOTTOM => out.extend(
+                ["config", "error", "secrets", "clock", "params", "access"].map(String::from),
+            ),
             other => {
                 out.insert(other.to_owned());
             }
