@@ -308,7 +308,6 @@ async fn bot_api_failures_fail_closed_unless_an_answer_is_cached() {
         let (status, next) = try_login(&app, &client, fresh).await;
         assert!(next.contains("/consent?req="), "{status} {next}");
 
-        // A token exchange during an outage is `temporarily_unavailable`, never a 500.
         app.stop().await;
     }
 }
