@@ -8,6 +8,7 @@
 //! `policy.stale_secs`; without one the login fails closed. The same answers make the
 //! configured groups (`[groups]`) of the `groups` claim.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -269,21 +270,34 @@ where
     Fut: std::future::Future<Output = Option<MemberStatus>>,
 {
     let person = person(user);
+    // Asked already: the answer, or `None` when it could not be learned.
     let mut known: HashMap<i64, Option<MemberStatus>> = HashMap::new();
     loop {
-        let verdict = rule.evaluate(&person, &|chat| known.get(&chat).copied().flatten());
+        // The first chat the evaluation wanted and nobody has asked about yet.
+        let unasked: Cell<Option<i64>> = Cell::new(None);
+        let verdict = rule.evaluate(&person, &|chat| match known.get(&chat) {
+            Some(status) => *status,
+            None => {
+                if unasked.get().is_none() {
+                    unasked.set(Some(chat));
+                }
+                None
+            }
+        });
         match verdict {
             Verdict::Admit => return Admission::Admit,
             Verdict::Refuse(rule) => return Admission::Refuse { rule },
-            Verdict::Unknown(chat) if !known.contains_key(&chat) => {
-                let status = lookup(chat).await;
-                known.insert(chat, status);
-            }
-            Verdict::Unknown(chat) => {
-                return Admission::Unavailable {
-                    reason: format!("the membership of chat {chat} could not be learned"),
-                };
-            }
+            Verdict::Unknown(chat) => match unasked.get() {
+                Some(next) => {
+                    let status = lookup(next).await;
+                    known.insert(next, status);
+                }
+                None => {
+                    return Admission::Unavailable {
+                        reason: format!("the membership of chat {chat} could not be learned"),
+                    };
+                }
+            },
         }
     }
 }

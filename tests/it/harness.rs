@@ -153,6 +153,7 @@ impl TestApp {
 
     pub async fn client(&self, spec: ClientSpec) -> TestClient {
         let redirect_uri = "https://app.example.test/callback".to_string();
+        let access_policy = self.client_policy.lock().unwrap().clone();
         let (record, secret) = admin::add_client(
             self.store.as_ref(),
             NewClient {
@@ -171,7 +172,7 @@ impl TestApp {
                 skip_consent: spec.skip_consent,
                 service_account: spec.service_account,
                 device_flow: spec.device_flow,
-                access_policy: self.client_policy.lock().unwrap().clone(),
+                access_policy,
                 ..Default::default()
             },
             self.now(),
