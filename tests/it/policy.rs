@@ -7,7 +7,7 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 use telegram_oidc::access::{GroupSpec, Rule};
-use telegram_oidc::admin::{self, ClientUpdate};
+use telegram_oidc::admin::{self, ClientUpdate, NewClient};
 use telegram_oidc::config::UpdateMode;
 
 use crate::fake_bot_api::{FakeBotApi, MemberFailure, app_with_bot, jwt_claims};
@@ -131,10 +131,15 @@ async fn token(app: &TestApp, client: &TestClient, form: &[(&str, &str)]) -> (St
 
 /// Logs `user` in through the widget and redeems the code: the token response.
 async fn log_in(app: &TestApp, client: &TestClient, user: i64) -> Value {
+    log_in_with(app, client, user, "openid profile groups offline_access").await
+}
+
+/// [`log_in`] asking for `scope`.
+async fn log_in_with(app: &TestApp, client: &TestClient, user: i64, scope: &str) -> Value {
     let back = authorize_through(
         app,
         &Browser::new(),
-        &authorize_url(app, client, "openid profile groups offline_access"),
+        &authorize_url(app, client, scope),
         &TgUser::new(user),
     )
     .await;
@@ -347,5 +352,89 @@ async fn a_refused_user_sees_the_page_in_their_language() {
         "{page}"
     );
     assert!(!page.contains(&TEAM.to_string()), "never which rule");
+    app.stop().await;
+}
+
+/// The claims the README's recipes map, as a client registered the way they say
+/// (`--scopes openid,profile,email,telegram,groups,offline_access --synthetic-email`) gets
+/// them, in the ID token and at userinfo alike: `groups` a JSON array of strings (Grafana's
+/// `groups_attribute_path` and `role_attribute_path`, oauth2-proxy's `--oidc-groups-claim`,
+/// Keycloak's and Gitea's group mappers), the synthetic `email` (Grafana, oauth2-proxy,
+/// Keycloak's first broker login), `preferred_username` (Grafana's login, Gitea's username) and
+/// `telegram_id` a number (Keycloak's attribute mapper).
+#[tokio::test]
+async fn the_recipes_find_the_claims_they_map() {
+    let bot = FakeBotApi::start().await;
+    let app = policy_app(&bot, None).await;
+    let redirect_uri = "https://app.example.test/callback".to_string();
+    let (record, secret) = admin::add_client(
+        app.store.as_ref(),
+        NewClient {
+            name: "Recipes".into(),
+            redirect_uris: vec![redirect_uri.clone()],
+            scopes: [
+                "openid",
+                "profile",
+                "email",
+                "telegram",
+                "groups",
+                "offline_access",
+            ]
+            .map(String::from)
+            .to_vec(),
+            synthetic_email: true,
+            ..Default::default()
+        },
+        app.now(),
+    )
+    .await
+    .unwrap();
+    let client = TestClient {
+        record,
+        secret,
+        redirect_uri,
+    };
+    let admin_user = 6_710_001;
+    let outsider = 6_710_002;
+    bot.set_member(TEAM, admin_user, "administrator");
+    bot.set_member(TEAM, outsider, "left");
+
+    for (user, groups) in [
+        (admin_user, serde_json::json!(["admins", "team"])),
+        (outsider, serde_json::json!([])),
+    ] {
+        app.clock.advance(1);
+        let tokens = log_in_with(
+            &app,
+            &client,
+            user,
+            "openid profile email telegram groups offline_access",
+        )
+        .await;
+        let id_token = jwt_claims(tokens["id_token"].as_str().unwrap());
+        let info = userinfo(&app, body_access(&tokens)).await;
+        for claims in [&id_token, &info] {
+            let sub = claims["sub"].as_str().expect("sub is a string");
+            assert_eq!(claims["groups"], groups, "{claims}");
+            assert!(
+                claims["groups"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(Value::is_string)
+            );
+            assert_eq!(
+                claims["email"],
+                format!("{sub}@telegram.invalid"),
+                "{claims}"
+            );
+            assert_eq!(claims["email_verified"], false);
+            assert_eq!(claims["preferred_username"], "ada_tg");
+            assert_eq!(claims["telegram_id"], user, "a JSON number: {claims}");
+            assert_eq!(claims["telegram_username"], "ada_tg");
+            assert!(claims["name"].is_string());
+        }
+        assert_eq!(id_token["sub"], info["sub"]);
+    }
     app.stop().await;
 }
