@@ -8,6 +8,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod access;
 pub mod admin;
 pub mod clock;
 pub mod config;
@@ -32,7 +33,7 @@ use tokio::net::TcpListener;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::flow::policy::{AdmitEveryone, LoginPolicy};
+use crate::flow::policy::{LoginPolicy, TelegramPolicy};
 use crate::keys::KeyStore;
 use crate::state::App;
 use crate::store::{JobLock, PostgresStore, SqliteStore, Store, StoreError};
@@ -77,15 +78,16 @@ pub async fn launch(
 pub struct Seams {
     /// The clock the protocol reads time from (tests move it forward).
     pub clock: Arc<dyn Clock>,
-    /// Who may log in to which app.
-    pub policy: Arc<dyn LoginPolicy>,
+    /// Who may log in to which app; `None`: each app's own policy, with chat memberships
+    /// from the Bot API (`flow::policy::TelegramPolicy`).
+    pub policy: Option<Arc<dyn LoginPolicy>>,
 }
 
 impl Default for Seams {
     fn default() -> Self {
         Seams {
             clock: Arc::new(SystemClock),
-            policy: Arc::new(AdmitEveryone),
+            policy: None,
         }
     }
 }
@@ -115,10 +117,15 @@ pub async fn launch_with(
     config.validate()?;
     let store = open_store(&config.database_url).await?;
     let keys = Arc::new(KeyStore::open(&config.keys_dir, clock.now())?);
+    let policy: Arc<dyn LoginPolicy> = match policy {
+        Some(policy) => policy,
+        None => Arc::new(TelegramPolicy::new(&config, clock.clone())?),
+    };
     let app = Arc::new(App::new(config, store, keys, clock, policy)?);
     let router = web::router::router(app.clone());
 
     let background = tokio::spawn(background_jobs(app.clone()));
+    let chat_check = tokio::spawn(warn_about_chats(app.clone()));
     let bot_updates = flow::bot_updates::start(&app).await;
     tracing::info!(
         address = %listener.local_addr()?,
@@ -134,10 +141,44 @@ pub async fn launch_with(
     .with_graceful_shutdown(shutdown)
     .await?;
     background.abort();
+    chat_check.abort();
     if let Some(poller) = bot_updates {
         poller.abort();
     }
     Ok(())
+}
+
+/// Warns at startup when the bot cannot see a chat that an app's policy or a group names:
+/// Telegram answers `getChatMember` only in chats the bot is in.
+async fn warn_about_chats(app: Arc<App>) {
+    let clients = match app.store.list_clients().await {
+        Ok(clients) => clients,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list the apps to check their policies' chats");
+            return;
+        }
+    };
+    let chats = flow::policy::named_chats(&app.config, &clients);
+    if chats.is_empty() {
+        return;
+    }
+    let bot = match telegram::bot::BotApi::new(
+        &app.config.telegram.bot_api_url,
+        app.config.telegram.bot_token.clone(),
+    ) {
+        Ok(bot) => bot,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot make a Bot API client");
+            return;
+        }
+    };
+    let timeout = Duration::from_secs(app.config.policy.timeout_secs);
+    for problem in flow::policy::check_bot_in_chats(&bot, &chats, timeout).await {
+        tracing::warn!(
+            problem = %problem.message,
+            "an access policy or group names a chat the bot cannot see: its members will be refused"
+        );
+    }
 }
 
 async fn background_jobs(app: Arc<App>) {

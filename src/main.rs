@@ -69,6 +69,22 @@ enum ClientCommand {
     RotateSecret {
         client_id: String,
     },
+    /// Change an app's access policy or scopes; effective at the next login or refresh.
+    Update(UpdateClient),
+}
+
+#[derive(Args)]
+struct UpdateClient {
+    client_id: String,
+    /// Who may log in: a TOML file with a `[policy]` table (see the README, "Who may enter").
+    #[arg(long, conflicts_with = "clear_policy")]
+    policy_file: Option<PathBuf>,
+    /// Remove the access policy: every Telegram user may log in again.
+    #[arg(long)]
+    clear_policy: bool,
+    /// Replace the allowed scopes, comma separated (add `groups` for the groups claim).
+    #[arg(long, value_delimiter = ',')]
+    scopes: Option<Vec<String>>,
 }
 
 #[derive(Args)]
@@ -133,9 +149,20 @@ struct AddClient {
     /// `email` scope, for apps that refuse users without an email.
     #[arg(long)]
     synthetic_email: bool,
+    /// Who may log in: a TOML file with a `[policy]` table (see the README, "Who may enter").
+    #[arg(long)]
+    policy_file: Option<PathBuf>,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// Reads an access policy file, saying which file is wrong and how.
+fn read_policy_file(path: &std::path::Path) -> anyhow::Result<telegram_oidc::access::Rule> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    telegram_oidc::access::Rule::from_toml(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -269,9 +296,48 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CheckConfig => {
             let config = Config::load(file)?;
             println!("configuration is valid; issuer {}", config.issuer);
-            Ok(())
+            check_policy_chats(&config).await
         }
     }
+}
+
+/// Whether the bot is in every chat an app's policy or a group names: an error when Telegram
+/// says it is not, a warning when the Bot API cannot be asked.
+async fn check_policy_chats(config: &Config) -> anyhow::Result<()> {
+    let clients = match telegram_oidc::open_store(&config.database_url).await {
+        Ok(store) => store.list_clients().await?,
+        Err(e) => {
+            eprintln!("warning: the apps' policies were not checked: {e}");
+            Vec::new()
+        }
+    };
+    let chats = telegram_oidc::flow::policy::named_chats(config, &clients);
+    if chats.is_empty() {
+        return Ok(());
+    }
+    let bot = telegram_oidc::telegram::bot::BotApi::new(
+        &config.telegram.bot_api_url,
+        config.telegram.bot_token.clone(),
+    )?;
+    let timeout = std::time::Duration::from_secs(config.policy.timeout_secs);
+    let problems = telegram_oidc::flow::policy::check_bot_in_chats(&bot, &chats, timeout).await;
+    let mut definite = 0;
+    for problem in &problems {
+        if problem.definite {
+            definite += 1;
+            eprintln!("error: {}", problem.message);
+        } else {
+            eprintln!("warning: {}", problem.message);
+        }
+    }
+    if definite > 0 {
+        bail!("{definite} chat(s) named by access policies or groups cannot be checked by the bot");
+    }
+    println!(
+        "the bot can see all {} chat(s) named by access policies and groups",
+        chats.len()
+    );
+    Ok(())
 }
 
 fn print_client(c: &ClientRecord) {
@@ -298,6 +364,13 @@ fn print_client(c: &ClientRecord) {
             None => println!("token_exchange: yes, this server's bot"),
         },
         None => println!("token_exchange: no"),
+    }
+    match &s.access_policy {
+        Some(rule) => println!(
+            "access_policy:  {}",
+            serde_json::to_string(rule).unwrap_or_default()
+        ),
+        None => println!("access_policy:  none (every Telegram user)"),
     }
     if s.uses_private_key_jwt() {
         match &s.jwks_uri {
@@ -353,6 +426,7 @@ async fn client_command(config: &Config, command: ClientCommand) -> anyhow::Resu
                 },
                 sector_identifier: a.sector_identifier,
                 synthetic_email: a.synthetic_email,
+                access_policy: a.policy_file.as_deref().map(read_policy_file).transpose()?,
             };
             // Checked before the client exists, so a refusal leaves nothing half registered.
             if a.telegram_bot_id.is_some_and(|id| id <= 0) {
@@ -399,6 +473,22 @@ async fn client_command(config: &Config, command: ClientCommand) -> anyhow::Resu
                 bail!("no client with id `{client_id}`");
             }
             println!("removed {client_id}; its tokens no longer work");
+        }
+        ClientCommand::Update(u) => {
+            let access_policy = match (&u.policy_file, u.clear_policy) {
+                (Some(path), _) => Some(Some(read_policy_file(path)?)),
+                (None, true) => Some(None),
+                (None, false) => None,
+            };
+            if access_policy.is_none() && u.scopes.is_none() {
+                bail!("nothing to change: give --policy-file, --clear-policy or --scopes");
+            }
+            let update = admin::ClientUpdate {
+                access_policy,
+                scopes: u.scopes,
+            };
+            let client = admin::update_client(store.as_ref(), &u.client_id, update).await?;
+            print_client(&client);
         }
         ClientCommand::RotateSecret { client_id } => {
             let secret = admin::rotate_secret(store.as_ref(), &client_id).await?;

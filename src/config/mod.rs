@@ -61,6 +61,11 @@ pub struct Config {
     /// Reverse proxies whose `X-Forwarded-For` says who the client is (CIDRs, e.g.
     /// `["10.0.0.0/8"]`); without them the TCP peer is the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// How per-app access policies ask Telegram about chat membership.
+    pub policy: PolicyConfig,
+    /// Named groups released in the `groups` claim: a name per chat, e.g.
+    /// `team = "-1001234567890"`, `admins = "-1001234567890:administrator"`.
+    pub groups: std::collections::BTreeMap<String, crate::access::GroupSpec>,
     /// Dev mode: replaces the Telegram widget with the built-in emulator. Only loopback issuers.
     #[serde(skip)]
     pub dev_mode: bool,
@@ -223,6 +228,30 @@ pub struct OutboundConfig {
     pub allow_private: bool,
 }
 
+/// Chat membership for access policies and groups (Bot API `getChatMember`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// How long a membership answer is used before Telegram is asked again, in seconds; a
+    /// member removed from a chat is refused at the next login or refresh after this time.
+    pub cache_secs: i64,
+    /// How long an older answer may stand in while the Bot API fails (outage, 429), in
+    /// seconds; without one, the login is refused (fail closed).
+    pub stale_secs: i64,
+    /// How long one `getChatMember` call may take, in seconds.
+    pub timeout_secs: u64,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            cache_secs: 300,
+            stale_secs: 24 * 3600,
+            timeout_secs: 5,
+        }
+    }
+}
+
 /// Shortest initial access token accepted: it must not be guessable.
 const MIN_INITIAL_ACCESS_TOKEN_LEN: usize = 32;
 
@@ -258,6 +287,8 @@ impl Default for Config {
             registration: RegistrationConfig::default(),
             outbound: OutboundConfig::default(),
             trusted_proxies: Vec::new(),
+            policy: PolicyConfig::default(),
+            groups: std::collections::BTreeMap::new(),
             dev_mode: false,
         }
     }

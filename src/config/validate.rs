@@ -82,6 +82,7 @@ impl Config {
         }
         self.validate_bot()?;
         self.validate_registration()?;
+        self.validate_policy()?;
         let k = &self.tokens;
         for (name, value, min, max) in [
             ("tokens.code_ttl_secs", k.code_ttl_secs, 5, 600),
@@ -139,6 +140,43 @@ impl Config {
                 "body_timeout_secs",
                 "must be between 1 and 25 (a request takes at most 30 seconds in all)",
             ));
+        }
+        Ok(())
+    }
+
+    /// Membership caching stays within sane bounds; group names are what a claim can carry.
+    fn validate_policy(&self) -> Result<(), ConfigError> {
+        let p = &self.policy;
+        if !(0..=86_400).contains(&p.cache_secs) {
+            return Err(bad(
+                "policy.cache_secs",
+                "must be between 0 and 86400 seconds",
+            ));
+        }
+        if !(0..=30 * 86_400).contains(&p.stale_secs) {
+            return Err(bad(
+                "policy.stale_secs",
+                "must be between 0 and 2592000 seconds (30 days)",
+            ));
+        }
+        if !(1..=60).contains(&p.timeout_secs) {
+            return Err(bad(
+                "policy.timeout_secs",
+                "must be between 1 and 60 seconds",
+            ));
+        }
+        for name in self.groups.keys() {
+            let ok = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.:/".contains(c));
+            if !ok {
+                return Err(bad(
+                    &format!("groups.{name}"),
+                    "a group name is 1 to 64 letters, digits or - _ . : /",
+                ));
+            }
         }
         Ok(())
     }

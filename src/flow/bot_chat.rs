@@ -285,6 +285,9 @@ async fn decide_device(
             "You cannot sign in to {app_name}: its administrator has not let this Telegram account in."
         ),
         Err(Refused::AlreadyUsed) => "This sign-in request was already answered.".into(),
+        Err(Refused::Unavailable) => format!(
+            "Telegram could not be asked whether you may sign in to {app_name}. Please try again in a few minutes."
+        ),
         Err(Refused::Store(e)) => return Err(e),
     })
 }

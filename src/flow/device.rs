@@ -38,6 +38,7 @@ pub async fn approve(
     now: i64,
 ) -> Result<Decided, Refused> {
     if let Err(refused) = login::admit(app, approval.user_id, user, client).await {
+        // Denied for good only when the policy said no; an outage leaves the code waiting.
         if matches!(refused, Refused::NotAdmitted) {
             app.store.decide_device_code(device_hash, None, now).await?;
         }

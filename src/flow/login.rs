@@ -8,10 +8,12 @@
 //!
 //! A rule that must hold for every login is written here and nowhere else.
 
-use crate::error::{ErrorCode, OAuthError};
+use crate::error::{ErrorCode, OAuthError, OAuthResult};
 use crate::flow::policy::Admission;
 use crate::flow::session::{self, NewSession};
 use crate::oidc::authorize::AuthorizationRequest;
+use crate::oidc::grant_refresh::{self, RefreshCheck, RefreshRequest};
+use crate::oidc::scopes;
 use crate::secrets::token_hash;
 use crate::state::App;
 use crate::store::{ClientRecord, StoreError, UserRecord};
@@ -31,6 +33,11 @@ pub enum Refused {
     /// The access policy does not let this user into this app.
     #[error("the app's administrator has not let this Telegram account in")]
     NotAdmitted,
+    /// The policy needs what Telegram could not tell just now (a chat membership): closed.
+    #[error(
+        "Telegram could not be asked whether this account may sign in; try again in a few minutes"
+    )]
+    Unavailable,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -41,6 +48,9 @@ impl From<Refused> for OAuthError {
             Refused::Store(e) => e.into(),
             Refused::AlreadyUsed => OAuthError::invalid_request(refused.to_string()),
             Refused::NotAdmitted => OAuthError::new(ErrorCode::AccessDenied, refused.to_string()),
+            Refused::Unavailable => {
+                OAuthError::new(ErrorCode::TemporarilyUnavailable, refused.to_string())
+            }
         }
     }
 }
@@ -58,6 +68,7 @@ pub fn user_record(identity: &TelegramIdentity, now: i64) -> UserRecord {
         phone_number: identity.phone_number.clone(),
         created_at: now,
         updated_at: now,
+        groups: None,
     }
 }
 
@@ -90,14 +101,23 @@ pub async fn prove(
 
 /// Step two, before anything is issued for `client`: may this user enter this app? `user` is
 /// the record [`prove`] returned, or `None` to read it (a browser session started earlier).
+/// When the app may ask for the `groups` scope, the user's groups are brought up to date too;
+/// they are returned when they were.
 pub async fn admit(
     app: &App,
     user_id: i64,
     user: Option<&UserRecord>,
     client: &ClientRecord,
-) -> Result<(), Refused> {
-    if !app.policy.applies_to(client) {
-        return Ok(());
+) -> Result<Option<Vec<String>>, Refused> {
+    let checked = app.policy.applies_to(client);
+    let wants_groups = app.policy.has_groups()
+        && client
+            .settings
+            .allowed_scopes
+            .iter()
+            .any(|s| s == scopes::GROUPS);
+    if !checked && !wants_groups {
+        return Ok(None);
     }
     let read;
     let user = match user {
@@ -113,16 +133,47 @@ pub async fn admit(
             }
         }
     };
-    match app.policy.admit(user, client).await {
-        Admission::Admit => Ok(()),
-        Admission::Refuse { rule } => {
-            tracing::info!(
+    if checked {
+        match app.policy.admit(user, client).await {
+            Admission::Admit => {}
+            Admission::Refuse { rule } => {
+                tracing::info!(
+                    user_id,
+                    client_id = %client.client_id,
+                    rule = %rule,
+                    "login refused by the access policy"
+                );
+                return Err(Refused::NotAdmitted);
+            }
+            Admission::Unavailable { reason } => {
+                tracing::warn!(
+                    user_id,
+                    client_id = %client.client_id,
+                    reason = %reason,
+                    "login refused: the access policy could not be decided (fail closed)"
+                );
+                return Err(Refused::Unavailable);
+            }
+        }
+    }
+    if !wants_groups {
+        return Ok(None);
+    }
+    match app.policy.groups(user).await {
+        Ok(groups) => {
+            if user.groups.as_ref() != Some(&groups) {
+                app.store.set_user_groups(user_id, &groups).await?;
+            }
+            Ok(Some(groups))
+        }
+        Err(reason) => {
+            tracing::warn!(
                 user_id,
                 client_id = %client.client_id,
-                rule = %rule,
-                "login refused by the access policy"
+                reason = %reason,
+                "login refused: the user's groups could not be learned (fail closed)"
             );
-            Err(Refused::NotAdmitted)
+            Err(Refused::Unavailable)
         }
     }
 }
@@ -135,8 +186,10 @@ pub async fn prove_and_admit(
     client: &ClientRecord,
     now: i64,
 ) -> Result<UserRecord, Refused> {
-    let user = prove(app, identity, proof, now).await?;
-    admit(app, user.telegram_id, Some(&user), client).await?;
+    let mut user = prove(app, identity, proof, now).await?;
+    if let Some(groups) = admit(app, user.telegram_id, Some(&user), client).await? {
+        user.groups = Some(groups);
+    }
     Ok(user)
 }
 
@@ -159,4 +212,40 @@ pub async fn in_browser(
         .map_err(|e| StoreError::Internal(format!("pending authorization: {e}")))?;
     app.store.update_pending(&token_hash(req), &json).await?;
     Ok(session)
+}
+
+/// The refresh token grant with the gate asked again: a user the app's policy no longer admits
+/// (removed from the chat, once the cached answer is older than `policy.cache_secs`) gets
+/// `invalid_grant`, and the refresh token stays as it was; nothing else is revoked.
+pub async fn refresh(
+    app: &App,
+    client: &ClientRecord,
+    request: &RefreshRequest,
+    now: i64,
+) -> OAuthResult<serde_json::Value> {
+    grant_refresh::exchange(app, client, request, &Recheck(app), now).await
+}
+
+struct Recheck<'a>(&'a App);
+
+#[async_trait::async_trait]
+impl RefreshCheck for Recheck<'_> {
+    async fn recheck(
+        &self,
+        client: &ClientRecord,
+        mut user: UserRecord,
+    ) -> OAuthResult<UserRecord> {
+        match admit(self.0, user.telegram_id, Some(&user), client).await {
+            Ok(groups) => {
+                if let Some(groups) = groups {
+                    user.groups = Some(groups);
+                }
+                Ok(user)
+            }
+            Err(Refused::NotAdmitted) => Err(OAuthError::invalid_grant(
+                "the app's administrator no longer lets this Telegram account in",
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
 }

@@ -49,6 +49,8 @@ pub struct NewClient {
     pub jwks_uri: Option<String>,
     /// May use the device authorization grant.
     pub device_flow: bool,
+    /// Who may log in to the app; `None`: every Telegram user.
+    pub access_policy: Option<crate::access::Rule>,
 }
 
 impl Default for NewClient {
@@ -71,6 +73,7 @@ impl Default for NewClient {
             jwks: None,
             jwks_uri: None,
             device_flow: false,
+            access_policy: None,
         }
     }
 }
@@ -142,25 +145,9 @@ pub fn build_client(
     if let Some(uri) = &new.backchannel_logout_uri {
         check_redirect_uri(uri)?;
     }
-    let mut allowed = Vec::new();
-    for s in &new.scopes {
-        // A service account may carry API scopes of its own (RFC 6749 §3.3 scope-token).
-        let api_scope = new.service_account
-            && !s.is_empty()
-            && s.bytes()
-                .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
-        if !api_scope && !scopes::SUPPORTED.contains(&s.as_str()) {
-            return Err(AdminError::Invalid(format!(
-                "unknown scope `{s}`; known scopes: {}",
-                scopes::SUPPORTED.join(", ")
-            )));
-        }
-        if !allowed.contains(s) {
-            allowed.push(s.clone());
-        }
-    }
-    if !new.service_account && !allowed.iter().any(|s| s == scopes::OPENID) {
-        allowed.insert(0, scopes::OPENID.to_owned());
+    let allowed = allowed_scopes(&new.scopes, new.service_account)?;
+    if let Some(rule) = &new.access_policy {
+        rule.check().map_err(AdminError::Invalid)?;
     }
     let private_key_jwt = new.jwks.is_some() || new.jwks_uri.is_some();
     if private_key_jwt {
@@ -212,10 +199,71 @@ pub fn build_client(
             registration_token_hash: None,
             sector_identifier_uri: None,
             device_flow: new.device_flow,
+            access_policy: new.access_policy,
         },
         created_at: now,
     };
     Ok((record, secret))
+}
+
+/// The scopes a client may be registered with: known ones (a service account may carry API
+/// scopes of its own), without repeats, `openid` first for a user-facing app.
+fn allowed_scopes(scopes: &[String], service_account: bool) -> Result<Vec<String>, AdminError> {
+    let mut allowed = Vec::new();
+    for s in scopes {
+        // A service account may carry API scopes of its own (RFC 6749 §3.3 scope-token).
+        let api_scope = service_account
+            && !s.is_empty()
+            && s.bytes()
+                .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
+        if !api_scope && !scopes::SUPPORTED.contains(&s.as_str()) {
+            return Err(AdminError::Invalid(format!(
+                "unknown scope `{s}`; known scopes: {}",
+                scopes::SUPPORTED.join(", ")
+            )));
+        }
+        if !allowed.contains(s) {
+            allowed.push(s.clone());
+        }
+    }
+    if !service_account && !allowed.iter().any(|s| s == scopes::OPENID) {
+        allowed.insert(0, scopes::OPENID.to_owned());
+    }
+    Ok(allowed)
+}
+
+/// What `client update` changes; `None` leaves a setting as it is.
+#[derive(Debug, Default)]
+pub struct ClientUpdate {
+    /// `Some(None)` removes the policy: every Telegram user may log in again.
+    pub access_policy: Option<Option<crate::access::Rule>>,
+    pub scopes: Option<Vec<String>>,
+}
+
+/// Changes a registered client's access policy or scopes; effective at the next login or
+/// refresh.
+pub async fn update_client(
+    store: &dyn Store,
+    client_id: &str,
+    update: ClientUpdate,
+) -> Result<ClientRecord, AdminError> {
+    let mut client = store
+        .get_client(client_id)
+        .await?
+        .ok_or_else(|| AdminError::NotFound(client_id.into()))?;
+    if let Some(policy) = update.access_policy {
+        if let Some(rule) = &policy {
+            rule.check().map_err(AdminError::Invalid)?;
+        }
+        client.settings.access_policy = policy;
+    }
+    if let Some(scopes) = update.scopes {
+        client.settings.allowed_scopes = allowed_scopes(&scopes, client.settings.service_account)?;
+    }
+    if !store.update_client(&client).await? {
+        return Err(AdminError::NotFound(client_id.into()));
+    }
+    Ok(client)
 }
 
 /// Replaces a confidential client's secret; the old one stops working at once.

@@ -1,12 +1,21 @@
 //! The refresh token grant (RFC 6749 §6) with rotation: every use returns a successor, and a
 //! used token presented again revokes its whole family (RFC 9700 §4.14.2).
 
+use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::error::{OAuthError, OAuthResult};
 use crate::oidc::{Provider, mint, scopes};
 use crate::secrets::token_hash;
-use crate::store::{ClientRecord, RotateOutcome};
+use crate::store::{ClientRecord, RotateOutcome, UserRecord};
+
+/// What the layer above checks before a refresh token is used: may this user still have
+/// tokens for this app? It returns the record to mint from (with anything it brought up to
+/// date), or the error to answer with; the refresh token is then left as it was.
+#[async_trait]
+pub trait RefreshCheck: Send + Sync {
+    async fn recheck(&self, client: &ClientRecord, user: UserRecord) -> OAuthResult<UserRecord>;
+}
 
 /// `grant_type=refresh_token` (RFC 6749 §6).
 /// No `Debug`: it holds a credential.
@@ -20,6 +29,7 @@ pub async fn exchange(
     provider: &Provider,
     client: &ClientRecord,
     request: &RefreshRequest,
+    check: &dyn RefreshCheck,
     now: i64,
 ) -> OAuthResult<Value> {
     let presented = request.refresh_token.as_str();
@@ -61,6 +71,12 @@ pub async fn exchange(
         .get_user(user_id)
         .await?
         .ok_or_else(|| OAuthError::invalid_grant("the user no longer exists"))?;
+    // A used token is a replay: the rotation below revokes its family, unchecked.
+    let user = if found.used {
+        user
+    } else {
+        check.recheck(client, user).await?
+    };
     let access = mint::access_token(provider, client, &grant, &scope, now)?;
     let id_token = if scopes::contains(&scope, scopes::OPENID) {
         Some(mint::id_token(

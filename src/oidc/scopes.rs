@@ -10,10 +10,20 @@ pub const TELEGRAM: &str = "telegram";
 pub const OFFLINE_ACCESS: &str = "offline_access";
 pub const PHONE: &str = "phone";
 pub const EMAIL: &str = "email";
+/// The configured groups (team chats) the user is in: the `groups` claim.
+pub const GROUPS: &str = "groups";
 
-pub const SUPPORTED: [&str; 6] = [OPENID, PROFILE, EMAIL, TELEGRAM, OFFLINE_ACCESS, PHONE];
+pub const SUPPORTED: [&str; 7] = [
+    OPENID,
+    PROFILE,
+    EMAIL,
+    TELEGRAM,
+    OFFLINE_ACCESS,
+    PHONE,
+    GROUPS,
+];
 
-pub const CLAIMS_SUPPORTED: [&str; 24] = [
+pub const CLAIMS_SUPPORTED: [&str; 25] = [
     "email",
     "email_verified",
     "iss",
@@ -38,6 +48,7 @@ pub const CLAIMS_SUPPORTED: [&str; 24] = [
     "sid",
     "phone_number",
     "phone_number_verified",
+    "groups",
 ];
 
 /// A scope string split into its distinct values, in the order given.
@@ -76,6 +87,7 @@ pub fn describe(scope: &str) -> Option<&'static str> {
         OFFLINE_ACCESS => Some("Stay signed in when you are not using it"),
         EMAIL => Some("An email address made for this app (Telegram has no email)"),
         PHONE => Some("Your phone number, if you shared it with Telegram"),
+        GROUPS => Some("Which of this service's team chats you are in"),
         _ => None,
     }
 }
@@ -117,6 +129,14 @@ pub fn user_claims(scope: &str, user: &UserRecord) -> Map<String, Value> {
     {
         claims.insert("phone_number".into(), json!(phone));
         claims.insert("phone_number_verified".into(), json!(true));
+    }
+    // The names of the configured groups the user was last found in (computed at login and
+    // at every refresh); an empty array when none.
+    if contains(scope, GROUPS) {
+        claims.insert(
+            "groups".into(),
+            json!(user.groups.clone().unwrap_or_default()),
+        );
     }
     claims
 }

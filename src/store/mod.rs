@@ -55,6 +55,17 @@ impl From<StoreError> for crate::error::OAuthError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Group names as the users table keeps them: a JSON array.
+pub(crate) fn groups_json(groups: &[String]) -> StoreResult<String> {
+    serde_json::to_string(groups).map_err(|e| StoreError::Internal(format!("groups: {e}")))
+}
+
+/// The users table's group names, read back; a value that is not an array of names reads as
+/// never computed.
+pub(crate) fn groups_from_json(json: Option<String>) -> Option<Vec<String>> {
+    json.and_then(|j| serde_json::from_str(&j).ok())
+}
+
 #[async_trait]
 pub trait Store: FlowStore + Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
@@ -68,6 +79,8 @@ pub trait Store: FlowStore + Send + Sync + 'static {
     /// Inserts the user, or refreshes the profile of a known one, whose `created_at` stays.
     async fn upsert_user(&self, user: &UserRecord) -> StoreResult<()>;
     async fn get_user(&self, telegram_id: i64) -> StoreResult<Option<UserRecord>>;
+    /// Replaces the configured groups a known user was found in (the `groups` claim).
+    async fn set_user_groups(&self, telegram_id: i64, groups: &[String]) -> StoreResult<()>;
 
     /// Records a one-time proof (a widget `hash`, an initData hash, ...). True the first time,
     /// false on every later call with the same hash: the caller refuses a replay.

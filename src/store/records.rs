@@ -92,6 +92,9 @@ pub struct ClientSettings {
     /// client id would otherwise let anyone phish users with its name on the approval page.
     #[serde(default)]
     pub device_flow: bool,
+    /// Who may log in to this app (see `access`); `None`: every Telegram user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_policy: Option<crate::access::Rule>,
 }
 
 /// RFC 7591 §2 `token_endpoint_auth_method`.
@@ -185,6 +188,9 @@ pub struct UserRecord {
     pub phone_number: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The configured groups the user was last found in (`groups` claim); `None`: never
+    /// computed. Saving a user leaves them as they are: see `Store::set_user_groups`.
+    pub groups: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone)]

@@ -26,8 +26,9 @@ pub const REVOKE_CLIENT_GRANTS: &str =
     "UPDATE grants SET revoked_at = created_at WHERE client_id = $1 AND revoked_at IS NULL";
 pub const DELETE_CLIENT_CONSENTS: &str = "DELETE FROM consents WHERE client_id = $1";
 
-pub const GET_USER: &str = "SELECT telegram_id, first_name, last_name, username, photo_url, language_code, is_premium, phone_number, created_at, updated_at \
+pub const GET_USER: &str = "SELECT telegram_id, first_name, last_name, username, photo_url, language_code, is_premium, phone_number, created_at, updated_at, group_names \
      FROM users WHERE telegram_id = $1";
+pub const SET_USER_GROUPS: &str = "UPDATE users SET group_names = $2 WHERE telegram_id = $1";
 pub const UPSERT_USER: &str = "INSERT INTO users (telegram_id, first_name, last_name, username, photo_url, language_code, is_premium, phone_number, created_at, updated_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
      ON CONFLICT (telegram_id) DO UPDATE SET first_name = excluded.first_name, last_name = excluded.last_name, \

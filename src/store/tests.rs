@@ -34,6 +34,7 @@ fn client(now: i64) -> ClientRecord {
             registration_token_hash: None,
             sector_identifier_uri: None,
             device_flow: true,
+            access_policy: None,
         },
         created_at: now,
     }

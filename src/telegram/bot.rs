@@ -148,6 +148,16 @@ pub struct InlineButton {
     pub callback_data: String,
 }
 
+/// A user's standing in a chat (`ChatMember`): `status` is `creator`, `administrator`,
+/// `member`, `restricted`, `left` or `kicked`; a restricted user's `is_member` says whether
+/// they are still in the chat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMember {
+    pub status: String,
+    #[serde(default)]
+    pub is_member: Option<bool>,
+}
+
 /// The updates this server reads; `setWebhook` and `getUpdates` ask for nothing else.
 pub const ALLOWED_UPDATES: [&str; 2] = ["message", "callback_query"];
 
@@ -279,6 +289,26 @@ impl BotApi {
                 Some(serde_json::from_value::<Update>(v).map_err(|_| id))
             })
             .collect())
+    }
+
+    /// Whether and how `user_id` is in `chat_id` (the bot must be in the chat, and an
+    /// administrator of a channel, for Telegram to say).
+    pub async fn get_chat_member(
+        &self,
+        chat_id: i64,
+        user_id: i64,
+        timeout: Duration,
+    ) -> Result<ChatMember, BotApiError> {
+        let body = json!({ "chat_id": chat_id, "user_id": user_id });
+        self.call("getChatMember", &body, timeout).await
+    }
+
+    /// The bot's own user id: the number before `:` in its token.
+    pub fn bot_id(&self) -> Option<i64> {
+        self.token
+            .expose()
+            .split_once(':')
+            .and_then(|(id, _)| id.parse().ok())
     }
 
     /// Points Telegram at our webhook; it will send `secret_token` back in

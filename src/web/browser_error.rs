@@ -117,6 +117,11 @@ impl From<Refused> for Problem {
                 "You cannot sign in to this app",
                 "The app's administrator has not let this Telegram account in.",
             ),
+            Refused::Unavailable => Problem::page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Telegram could not be asked",
+                "Telegram could not be asked whether this account may sign in. Please try again in a few minutes.",
+            ),
         }
     }
 }

@@ -225,6 +225,17 @@ fn russian(text: &str) -> Option<&'static str> {
         }
         "Sign-in cancelled" => "Вход отменён",
         "Telegram login refused" => "Вход через Telegram отклонён",
+        "You cannot sign in to this app" => "Вы не можете войти в это приложение",
+        "The app's administrator has not let this Telegram account in." => {
+            "Администратор приложения не разрешил вход этому аккаунту Telegram."
+        }
+        "Telegram could not be asked" => "Не удалось получить ответ от Telegram",
+        "Telegram could not be asked whether this account may sign in. Please try again in a few minutes." => {
+            "Не удалось узнать у Telegram, можно ли этому аккаунту войти. Попробуйте ещё раз через несколько минут."
+        }
+        "Which of this service's team chats you are in" => {
+            "В каких командных чатах этого сервиса вы состоите"
+        }
         "The Telegram login could not be completed" => "Не удалось завершить вход через Telegram",
         "The Telegram login could not be read" => "Не удалось прочитать данные входа Telegram",
         "This Telegram login was already used. Please log in again." => {

@@ -9,9 +9,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::error::OAuthResult;
 use crate::oidc::client_auth::{self, ClientCredentials};
-use crate::oidc::{
-    client_assertion, grant_client_credentials, grant_code, grant_device, grant_refresh,
-};
+use crate::oidc::{client_assertion, grant_client_credentials, grant_code, grant_device};
 use crate::state::{App, AppState};
 use crate::store::ClientRecord;
 use crate::web::extract::{self, FormParams, TokenRequest};
@@ -47,7 +45,9 @@ pub async fn token(State(app): State<AppState>, headers: HeaderMap, body: Body) 
         let now = app.now();
         match &request {
             TokenRequest::AuthorizationCode(r) => grant_code::exchange(&app, &client, r, now).await,
-            TokenRequest::RefreshToken(r) => grant_refresh::exchange(&app, &client, r, now).await,
+            TokenRequest::RefreshToken(r) => {
+                crate::flow::login::refresh(&app, &client, r, now).await
+            }
             TokenRequest::DeviceCode(r) => {
                 grant_device::exchange(&app, &client, r, app.now_millis()).await
             }

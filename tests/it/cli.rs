@@ -284,3 +284,116 @@ mod reqwest {
         response.split("\r\n\r\n").nth(1).unwrap_or("").to_string()
     }
 }
+
+#[test]
+fn client_add_takes_a_policy_file_and_refuses_a_bad_one_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let add = |name: &str, policy: &Path| {
+        run(
+            &config,
+            &[
+                "client",
+                "add",
+                "--name",
+                name,
+                "--redirect-uri",
+                "https://grafana.example.com/login/generic_oauth",
+                "--policy-file",
+                policy.to_str().unwrap(),
+                "--json",
+            ],
+        )
+    };
+
+    let bad = [
+        // Not TOML at all.
+        ("syntax.toml", "[policy\nmember_of = -100", "policy"),
+        // A rule the language does not have.
+        (
+            "unknown.toml",
+            "[policy]\nmember = -1001234567890\n",
+            "member",
+        ),
+        // An empty list admits nobody and is surely a mistake.
+        (
+            "empty.toml",
+            "[policy]\nids = []\n",
+            "ids: the list is empty",
+        ),
+        // Not a username.
+        (
+            "username.toml",
+            "[policy]\nusernames = [\"a b\"]\n",
+            "is not a Telegram username",
+        ),
+        // No [policy] table.
+        ("no_table.toml", "member_of = -1001234567890\n", "policy"),
+    ];
+    for (file, text, reason) in bad {
+        let path = dir.path().join(file);
+        std::fs::write(&path, text).unwrap();
+        let (ok, stdout, stderr) = add(file, &path);
+        assert!(!ok, "{file} is refused: {stdout}");
+        assert!(stderr.contains(file), "the error names the file: {stderr}");
+        assert!(stderr.contains(reason), "{file}: {stderr}");
+        assert!(!stdout.contains("client_id"), "{stdout}");
+    }
+    let (ok, _, stderr) = add("Missing", &dir.path().join("missing.toml"));
+    assert!(!ok);
+    assert!(
+        stderr.contains("cannot read") && stderr.contains("missing.toml"),
+        "{stderr}"
+    );
+    // Nothing was registered by the refused commands.
+    let (_, listed, _) = run(&config, &["client", "list"]);
+    for (file, _, _) in bad {
+        assert!(!listed.contains(file), "{listed}");
+    }
+    assert!(!listed.contains("Missing"), "{listed}");
+
+    // A good file: the policy is kept, shown, replaced and cleared.
+    let good = dir.path().join("grafana-policy.toml");
+    std::fs::write(
+        &good,
+        "[policy]\nany = [{ member_of = -1001234567890 }, { ids = [123456789] }]\n",
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = add("Grafana", &good);
+    assert!(ok, "{stderr}");
+    let added: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let id = added["client_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        added["settings"]["access_policy"],
+        serde_json::json!({"any": [
+            {"member_of": {"chat": -1001234567890_i64, "role": "member", "allow_restricted": false}},
+            {"ids": [123456789]},
+        ]})
+    );
+    let (_, shown, _) = run(&config, &["client", "show", &id]);
+    assert!(shown.contains("access_policy:") && shown.contains("-1001234567890"));
+
+    let bad_update = dir.path().join("unknown.toml");
+    let (ok, _, stderr) = run(
+        &config,
+        &[
+            "client",
+            "update",
+            &id,
+            "--policy-file",
+            bad_update.to_str().unwrap(),
+        ],
+    );
+    assert!(!ok && stderr.contains("unknown.toml"), "{stderr}");
+    let (_, shown, _) = run(&config, &["client", "show", &id]);
+    assert!(
+        shown.contains("-1001234567890"),
+        "a refused update changes nothing"
+    );
+
+    let (ok, shown, stderr) = run(&config, &["client", "update", &id, "--clear-policy"]);
+    assert!(ok, "{stderr}");
+    assert!(shown.contains("access_policy:  none"), "{shown}");
+    let (ok, _, stderr) = run(&config, &["client", "update", &id]);
+    assert!(!ok && stderr.contains("nothing to change"), "{stderr}");
+}

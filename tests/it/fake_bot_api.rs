@@ -1,6 +1,7 @@
 //! A local stand-in for the Telegram Bot API: `POST /bot<token>/<method>` for the methods the
 //! server calls (sendMessage, editMessageText, answerCallbackQuery, getUpdates with long
-//! polling, setWebhook), refusing any other token. Every call is recorded for assertions;
+//! polling, setWebhook, getChatMember answering per (chat, user) as a test sets it, with
+//! failure modes), refusing any other token. Every call is recorded for assertions;
 //! updates queued by a test are served by getUpdates or delivered to the server's webhook.
 
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -32,8 +33,22 @@ pub struct Call {
     pub body: Value,
 }
 
+/// How getChatMember fails, when a test makes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberFailure {
+    /// HTTP 500 with `ok: false`.
+    ServerError,
+    /// HTTP 429 with `parameters.retry_after`.
+    TooManyRequests { retry_after: u64 },
+    /// No answer for this long (the server's timeout should fire first).
+    Hang { secs: u64 },
+}
+
 #[derive(Default)]
 struct FakeState {
+    /// getChatMember's `status` per (chat, user); anyone else has `left`.
+    members: Mutex<std::collections::HashMap<(i64, i64), String>>,
+    member_failure: Mutex<Option<MemberFailure>>,
     calls: Mutex<Vec<Call>>,
     /// Updates not yet confirmed by a getUpdates offset.
     queued: Mutex<Vec<Value>>,
@@ -67,6 +82,56 @@ async fn method(
             .into_response();
     }
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if method == "getChatMember" {
+        state.calls.lock().unwrap().push(Call {
+            method: method.clone(),
+            body: body.clone(),
+        });
+        state.changed.notify_waiters();
+        let failure = *state.member_failure.lock().unwrap();
+        match failure {
+            Some(MemberFailure::ServerError) => {
+                return (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    axum::Json(json!({"ok": false, "error_code": 500, "description": "Internal Server Error"})),
+                )
+                    .into_response();
+            }
+            Some(MemberFailure::TooManyRequests { retry_after }) => {
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    axum::Json(json!({
+                        "ok": false,
+                        "error_code": 429,
+                        "description": format!("Too Many Requests: retry after {retry_after}"),
+                        "parameters": { "retry_after": retry_after },
+                    })),
+                )
+                    .into_response();
+            }
+            Some(MemberFailure::Hang { secs }) => {
+                tokio::time::sleep(Duration::from_secs(secs)).await;
+            }
+            None => {}
+        }
+        let chat = body["chat_id"].as_i64().unwrap_or(0);
+        let user = body["user_id"].as_i64().unwrap_or(0);
+        let status = state
+            .members
+            .lock()
+            .unwrap()
+            .get(&(chat, user))
+            .cloned()
+            .unwrap_or_else(|| "left".into());
+        let mut member = json!({
+            "status": status,
+            "user": { "id": user, "is_bot": false, "first_name": "Member" },
+        });
+        if status == "restricted" {
+            member["is_member"] = json!(true);
+        }
+        return axum::Json(json!({"ok": true, "result": member})).into_response();
+    }
     let result = match method.as_str() {
         "sendMessage" | "editMessageText" => {
             let id = match body.get("message_id").and_then(Value::as_i64) {
@@ -137,6 +202,20 @@ impl FakeBotApi {
             next_update_id: AtomicI64::new(1000),
             server,
         }
+    }
+
+    /// Sets what getChatMember says of `user` in `chat` (`member`, `administrator`, `left`...).
+    pub fn set_member(&self, chat: i64, user: i64, status: &str) {
+        self.state
+            .members
+            .lock()
+            .unwrap()
+            .insert((chat, user), status.into());
+    }
+
+    /// Makes getChatMember fail (or, with `None`, answer again).
+    pub fn fail_members(&self, failure: Option<MemberFailure>) {
+        *self.state.member_failure.lock().unwrap() = failure;
     }
 
     /// Every recorded call of `method` (getUpdates calls included).

@@ -22,9 +22,9 @@ use crate::miniapp::{exchange, exchange_init_data, init_data, mini_app_client};
 use crate::upstream::{go_to_telegram, upstream_config};
 
 /// The one user the policy refuses.
-const REFUSED: i64 = 6_660_001;
+pub(crate) const REFUSED: i64 = 6_660_001;
 /// A user the same policy lets in.
-const ADMITTED: i64 = 6_660_002;
+pub(crate) const ADMITTED: i64 = 6_660_002;
 
 /// Refuses `REFUSED` everywhere and counts how often it was asked.
 #[derive(Default)]
@@ -65,7 +65,7 @@ async fn gated_app(bot: &FakeBotApi, upstream: &FakeTelegramOidc) -> (TestApp, A
     (app, policy)
 }
 
-fn authorize_url(app: &TestApp, client: &TestClient) -> String {
+pub(crate) fn authorize_url(app: &TestApp, client: &TestClient) -> String {
     let mut url = url::Url::parse(&app.url("/authorize")).unwrap();
     url.query_pairs_mut()
         .append_pair("response_type", "code")
@@ -77,7 +77,11 @@ fn authorize_url(app: &TestApp, client: &TestClient) -> String {
 }
 
 /// Follows redirects from `url` until something other than a redirect within the server.
-async fn follow(app: &TestApp, browser: &Browser, mut url: String) -> (StatusCode, String) {
+pub(crate) async fn follow(
+    app: &TestApp,
+    browser: &Browser,
+    mut url: String,
+) -> (StatusCode, String) {
     for _ in 0..8 {
         let resp = browser.get(&url).await;
         let status = resp.status();
@@ -103,7 +107,7 @@ fn assert_refused_page((status, body): &(StatusCode, String)) {
 }
 
 /// The widget in a browser: the refused user ends on a page, the admitted one at consent.
-async fn widget_way(app: &TestApp) {
+pub(crate) async fn widget_way(app: &TestApp) {
     let client = app.confidential_client().await;
     for (id, refused) in [(REFUSED, true), (ADMITTED, false)] {
         let browser = Browser::new();
@@ -125,7 +129,7 @@ async fn widget_way(app: &TestApp) {
 }
 
 /// Telegram's own OpenID Connect in a browser.
-async fn telegram_oidc_way(app: &TestApp, upstream: &FakeTelegramOidc) {
+pub(crate) async fn telegram_oidc_way(app: &TestApp, upstream: &FakeTelegramOidc) {
     let client = app.confidential_client().await;
     for (id, refused) in [(REFUSED, true), (ADMITTED, false)] {
         upstream.log_in_as(FakeUser::new(id));
@@ -143,7 +147,7 @@ async fn telegram_oidc_way(app: &TestApp, upstream: &FakeTelegramOidc) {
 }
 
 /// The bot deep link, approved in the chat and collected by the waiting browser.
-async fn bot_way(app: &TestApp, bot: &FakeBotApi) {
+pub(crate) async fn bot_way(app: &TestApp, bot: &FakeBotApi) {
     let client = app.confidential_client().await;
     for (id, refused) in [(REFUSED, true), (ADMITTED, false)] {
         let browser = Browser::new();
@@ -175,7 +179,7 @@ async fn bot_way(app: &TestApp, bot: &FakeBotApi) {
 }
 
 /// Mini App initData and widget data from a WebView, traded at the token endpoint.
-async fn token_exchange_way(app: &TestApp) {
+pub(crate) async fn token_exchange_way(app: &TestApp) {
     let client = mini_app_client(app, None, ClientSpec::default()).await;
     // Widget data of another second than the browser way's, which was used once already.
     app.clock.advance(2);
@@ -207,7 +211,7 @@ async fn token_exchange_way(app: &TestApp) {
 }
 
 /// A device code approved on the `/device` page.
-async fn device_page_way(app: &TestApp) {
+pub(crate) async fn device_page_way(app: &TestApp) {
     let client = public_client(app).await;
     for (id, refused) in [(REFUSED, true), (ADMITTED, false)] {
         // Widget data of another second than any used before.
@@ -229,7 +233,7 @@ async fn device_page_way(app: &TestApp) {
 }
 
 /// A device code approved in the bot chat.
-async fn device_bot_way(app: &TestApp, bot: &FakeBotApi) {
+pub(crate) async fn device_bot_way(app: &TestApp, bot: &FakeBotApi) {
     let client = public_client(app).await;
     for (id, refused) in [(REFUSED, true), (ADMITTED, false)] {
         let started = authorize_device(app, &client, "openid").await;

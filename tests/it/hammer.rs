@@ -139,6 +139,7 @@ async fn parallel_writers_on_one_sqlite_file_lose_nothing() {
             phone_number: None,
             created_at: now,
             updated_at: now,
+            groups: None,
         })
         .await
         .unwrap();

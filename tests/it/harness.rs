@@ -23,6 +23,8 @@ pub struct TestApp {
     pub clock: Arc<ShiftedClock>,
     #[allow(dead_code)]
     pub config: Config,
+    /// The access policy every client registered by [`TestApp::client`] gets.
+    pub client_policy: std::sync::Mutex<Option<telegram_oidc::access::Rule>>,
     _dir: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -109,7 +111,7 @@ impl TestApp {
             ..Seams::default()
         };
         if let Some(policy) = policy {
-            seams.policy = policy;
+            seams.policy = Some(policy);
         }
         let server = tokio::spawn(telegram_oidc::launch_with(
             config.clone(),
@@ -124,6 +126,7 @@ impl TestApp {
             store,
             clock,
             config,
+            client_policy: std::sync::Mutex::new(None),
             _dir: dir,
             shutdown: Some(tx),
             server: Some(server),
@@ -152,6 +155,7 @@ impl TestApp {
 
     pub async fn client(&self, spec: ClientSpec) -> TestClient {
         let redirect_uri = "https://app.example.test/callback".to_string();
+        let access_policy = self.client_policy.lock().unwrap().clone();
         let (record, secret) = admin::add_client(
             self.store.as_ref(),
             NewClient {
@@ -170,6 +174,7 @@ impl TestApp {
                 skip_consent: spec.skip_consent,
                 service_account: spec.service_account,
                 device_flow: spec.device_flow,
+                access_policy,
                 ..Default::default()
             },
             self.now(),

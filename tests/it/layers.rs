@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 /// Each layer of the crate and the layers it may import (its own always allowed).
 /// Top to bottom: main -> lib -> web -> {state, flow} -> {oidc, telegram} -> {store, keys,
-/// jose} -> {config, error, secrets, clock, params, outbound}.
+/// jose} -> {config, error, secrets, clock, params, outbound, access}.
 const RULES: &[(&str, &[&str])] = &[
     (
         "web",
@@ -28,10 +28,11 @@ const RULES: &[(&str, &[&str])] = &[
     ("clock", &[BOTTOM]),
     ("params", &[BOTTOM]),
     ("outbound", &[BOTTOM]),
+    ("access", &[BOTTOM]),
 ];
 /// Stand-ins in `RULES` for a whole layer.
 const LOWER: &str = "{store, keys, jose}";
-const BOTTOM: &str = "{config, error, secrets, clock, params, outbound}";
+const BOTTOM: &str = "{config, error, secrets, clock, params, outbound, access}";
 
 /// External crates only some layers may name.
 const CRATE_RULES: &[(&str, &[&str])] = &[
@@ -57,7 +58,10 @@ fn expand(allowed: &[&str]) -> BTreeSet<String> {
         match *a {
             LOWER => out.extend(["store", "keys", "jose"].map(String::from)),
             BOTTOM => out.extend(
-                ["config", "error", "secrets", "clock", "params", "outbound"].map(String::from),
+                [
+                    "config", "error", "secrets", "clock", "params", "outbound", "access",
+                ]
+                .map(String::from),
             ),
             other => {
                 out.insert(other.to_owned());

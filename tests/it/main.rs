@@ -21,6 +21,7 @@ mod miniapp;
 mod multinode;
 mod outage;
 mod pitfalls;
+mod policy;
 mod registration;
 mod revocation;
 mod secrets_scan;

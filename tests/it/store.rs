@@ -55,6 +55,7 @@ fn client(now: i64) -> ClientRecord {
             registration_token_hash: Some("00ff".into()),
             sector_identifier_uri: None,
             device_flow: false,
+            access_policy: None,
         },
         created_at: now,
     }
@@ -166,6 +167,7 @@ async fn scenario(store: Arc<dyn Store>) {
         phone_number: Some("+100".into()),
         created_at: now,
         updated_at: now,
+        groups: None,
     };
     store.upsert_user(&user).await.unwrap();
     user.first_name = "B".into();

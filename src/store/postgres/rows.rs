@@ -37,6 +37,7 @@ pub fn user(row: &PgRow) -> StoreResult<UserRecord> {
         phone_number: row.try_get("phone_number")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        groups: crate::store::groups_from_json(row.try_get("group_names")?),
     })
 }
 

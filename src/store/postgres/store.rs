@@ -94,6 +94,15 @@ impl Store for PostgresStore {
         row.as_ref().map(rows::user).transpose()
     }
 
+    async fn set_user_groups(&self, telegram_id: i64, groups: &[String]) -> StoreResult<()> {
+        sqlx::query(sql::SET_USER_GROUPS)
+            .bind(telegram_id)
+            .bind(groups_json(groups)?)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn consume_proof(&self, proof_hash: &[u8], expires_at: i64) -> StoreResult<bool> {
         let done = sqlx::query(sql::CONSUME_PROOF)
             .bind(proof_hash)

@@ -40,6 +40,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0006_session_clients.sql",
         include_str!("../../../migrations/sqlite/0006_session_clients.sql"),
     ),
+    (
+        7,
+        "0007_user_groups.sql",
+        include_str!("../../../migrations/sqlite/0007_user_groups.sql"),
+    ),
 ];
 
 /// The table sqlx's migrator keeps, created as it creates it.
@@ -186,6 +191,11 @@ mod tests {
             6,
             "session clients",
             "589016bb7b005d7c74df7a0e49f4f7684db6dbe6b12e98a8a8a2ad388a05f661cb96e61991d96634d55a922b29fbb1ee",
+        ),
+        (
+            7,
+            "user groups",
+            "ed3d3389eafb8a3426c0b7317bc390314a7bc848a9d75844e6060abb80d6304ad69f64abcc45e00d868a479dcd53a0ba",
         ),
     ];
 

@@ -51,6 +51,7 @@ pub fn user(r: &Row<'_>) -> rusqlite::Result<UserRecord> {
         phone_number: r.get("phone_number")?,
         created_at: r.get("created_at")?,
         updated_at: r.get("updated_at")?,
+        groups: crate::store::groups_from_json(r.get("group_names")?),
     })
 }
 

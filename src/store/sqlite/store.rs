@@ -107,6 +107,17 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn set_user_groups(&self, telegram_id: i64, groups: &[String]) -> StoreResult<()> {
+        let json = groups_json(groups)?;
+        self.db
+            .write(move |c| {
+                c.prepare_cached(sql::SET_USER_GROUPS)?
+                    .execute(named_params! {"$1": telegram_id, "$2": json})?;
+                Ok(())
+            })
+            .await
+    }
+
     async fn consume_proof(&self, proof_hash: &[u8], expires_at: i64) -> StoreResult<bool> {
         let hash = proof_hash.to_vec();
         self.db
