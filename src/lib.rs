@@ -233,6 +233,16 @@ async fn cleanup_expired(app: &App, lock: &mut Option<JobLock>) {
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "cleanup failed"),
     }
+    let retention_ms = app.config.audit.retention_days.saturating_mul(86_400_000);
+    match app
+        .store
+        .delete_audit_before(app.now_millis().saturating_sub(retention_ms))
+        .await
+    {
+        Ok(n) if n > 0 => tracing::info!(rows = n, "audit entries past their retention removed"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "audit retention sweep failed"),
+    }
 }
 
 /// A future that completes on SIGTERM or Ctrl-C.

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use telegram_oidc::admin::{self, NewClient};
-use telegram_oidc::clock::system_now;
+use telegram_oidc::clock::{system_now, system_now_millis};
 use telegram_oidc::config::{Config, Secret};
 use telegram_oidc::keys::{KeyStore, SigningAlg};
 use telegram_oidc::store::{AccessTokenFormat, ClientKind, ClientRecord, RefreshPolicy};
@@ -48,6 +48,9 @@ enum Command {
     /// Signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Read the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Apply database migrations and exit.
     Migrate,
     /// Check the settings and exit.
@@ -196,6 +199,31 @@ enum RefreshArg {
 }
 
 #[derive(Subcommand)]
+enum AuditCommand {
+    /// The newest entries, oldest first; with --follow, then every new one as it is written.
+    Tail {
+        /// Keep printing new entries until interrupted.
+        #[arg(long)]
+        follow: bool,
+        /// Only this Telegram user's entries.
+        #[arg(long)]
+        user: Option<i64>,
+        /// Only this app's entries.
+        #[arg(long)]
+        client: Option<String>,
+        /// Only this event, or the events under it (`token` finds `token.issued`).
+        #[arg(long)]
+        event: Option<String>,
+        /// How many of the newest entries to print first.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        limit: u32,
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum KeysCommand {
     List,
     /// Make a new key sign; the old one stays published until its tokens have expired.
@@ -276,6 +304,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 KeysCommand::Rotate { alg, activate_in } => {
                     let info = keys.rotate_after(alg.into(), system_now(), activate_in)?;
+                    audit_cli_action(
+                        &config,
+                        "admin.key.rotated",
+                        None,
+                        serde_json::json!({"kid": info.kid, "alg": info.alg.to_string(), "activate_in": activate_in}),
+                    )
+                    .await;
                     match info.not_before {
                         Some(t) => println!(
                             "new {} key {} is published and signs from {t} (in {activate_in} s)",
@@ -286,6 +321,42 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             Ok(())
+        }
+        Command::Audit(AuditCommand::Tail {
+            follow,
+            user,
+            client,
+            event,
+            limit,
+            json,
+        }) => {
+            let config = Config::load_unvalidated(file)?;
+            let store = telegram_oidc::open_store(&config.database_url).await?;
+            let mut query = telegram_oidc::store::AuditQuery {
+                user_id: user,
+                client_id: client,
+                event,
+                limit,
+                ..Default::default()
+            };
+            let mut newest = store.query_audit(&query).await?;
+            newest.reverse();
+            let mut last = newest.last().map(|e| e.id).unwrap_or(0);
+            for entry in &newest {
+                print_audit(entry, json);
+            }
+            if !follow {
+                return Ok(());
+            }
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                query.after = Some(last);
+                query.limit = 1000;
+                for entry in store.query_audit(&query).await? {
+                    last = entry.id;
+                    print_audit(&entry, json);
+                }
+            }
         }
         Command::Migrate => {
             let config = Config::load_unvalidated(file)?;
@@ -380,6 +451,93 @@ fn print_client(c: &ClientRecord) {
     }
 }
 
+/// One audit entry as a line: time, event, result, then the rest as `name=value`.
+fn print_audit(entry: &telegram_oidc::store::AuditEntry, json: bool) {
+    if json {
+        if let Ok(line) = serde_json::to_string(entry) {
+            println!("{line}");
+        }
+        return;
+    }
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(entry.at) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| entry.at.to_string());
+    let mut line = format!("{at} {} {}", entry.event, entry.result);
+    let mut field = |name: &str, value: Option<String>| {
+        if let Some(value) = value {
+            line.push_str(&format!(" {name}={}", value.escape_debug()));
+        }
+    };
+    field("user", entry.user_id.map(|u| u.to_string()));
+    field("client", entry.client_id.clone());
+    field("actor", entry.actor.clone());
+    field("ip", entry.ip.clone());
+    field("request", entry.request_id.clone());
+    if let serde_json::Value::Object(detail) = &entry.detail {
+        for (name, value) in detail {
+            field(
+                name,
+                Some(match value {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                }),
+            );
+        }
+    }
+    println!("{line}");
+}
+
+/// Records an admin action on a client taken from the command line.
+async fn record(
+    store: &dyn telegram_oidc::store::Store,
+    event: &str,
+    client_id: &str,
+    detail: serde_json::Value,
+) {
+    if let Err(e) = admin::record_action(
+        store,
+        "cli",
+        event,
+        Some(client_id),
+        detail,
+        system_now_millis(),
+    )
+    .await
+    {
+        eprintln!("warning: the audit log could not record this action: {e}");
+    }
+}
+
+/// Records an admin action taken from the command line; a database that cannot be reached
+/// only earns a warning (the action itself is done).
+async fn audit_cli_action(
+    config: &Config,
+    event: &str,
+    client_id: Option<&str>,
+    detail: serde_json::Value,
+) {
+    let recorded = match telegram_oidc::open_store(&config.database_url).await {
+        Ok(store) => admin::record_action(
+            store.as_ref(),
+            "cli",
+            event,
+            client_id,
+            detail,
+            system_now_millis(),
+        )
+        .await
+        .map_err(anyhow::Error::from),
+        Err(e) => Err(anyhow::Error::from(e)),
+    };
+    if let Err(e) = recorded {
+        eprintln!("warning: the audit log could not record this action: {e:#}");
+    }
+}
+
 async fn client_command(config: &Config, command: ClientCommand) -> anyhow::Result<()> {
     let store = telegram_oidc::open_store(&config.database_url).await?;
     match command {
@@ -439,6 +597,13 @@ async fn client_command(config: &Config, command: ClientCommand) -> anyhow::Resu
             } else {
                 client
             };
+            record(
+                store.as_ref(),
+                "admin.client.created",
+                &client.client_id,
+                serde_json::json!({"after": client.settings}),
+            )
+            .await;
             if a.json {
                 println!(
                     "{}",
@@ -469,9 +634,17 @@ async fn client_command(config: &Config, command: ClientCommand) -> anyhow::Resu
             None => bail!("no client with id `{client_id}`"),
         },
         ClientCommand::Remove { client_id } => {
+            let before = store.get_client(&client_id).await?;
             if !store.delete_client(&client_id).await? {
                 bail!("no client with id `{client_id}`");
             }
+            record(
+                store.as_ref(),
+                "admin.client.removed",
+                &client_id,
+                serde_json::json!({"before": before.map(|c| c.settings)}),
+            )
+            .await;
             println!("removed {client_id}; its tokens no longer work");
         }
         ClientCommand::Update(u) => {
@@ -487,11 +660,26 @@ async fn client_command(config: &Config, command: ClientCommand) -> anyhow::Resu
                 access_policy,
                 scopes: u.scopes,
             };
+            let before = store.get_client(&u.client_id).await?;
             let client = admin::update_client(store.as_ref(), &u.client_id, update).await?;
+            record(
+                store.as_ref(),
+                "admin.client.updated",
+                &client.client_id,
+                serde_json::json!({"before": before.map(|c| c.settings), "after": client.settings}),
+            )
+            .await;
             print_client(&client);
         }
         ClientCommand::RotateSecret { client_id } => {
             let secret = admin::rotate_secret(store.as_ref(), &client_id).await?;
+            record(
+                store.as_ref(),
+                "admin.client.secret_rotated",
+                &client_id,
+                serde_json::Value::Null,
+            )
+            .await;
             println!("client_secret:  {secret}");
             println!("\nThe secret is shown only now; the old one no longer works.");
         }

@@ -24,6 +24,8 @@ pub struct App {
     pub bot: Option<Arc<BotApi>>,
     /// Who may log in to which app: asked on every login, whatever the way.
     pub policy: Arc<dyn LoginPolicy>,
+    /// The audit log's writer.
+    pub audit: crate::flow::audit::AuditLog,
     /// Bot updates acknowledged without being used (unreadable), counted per process.
     pub unusable_updates: std::sync::atomic::AtomicU64,
     /// Wrong device user codes per address and per browser session: (minute, count).
@@ -87,6 +89,8 @@ impl App {
                 config.telegram.bot_token.clone(),
             )?)),
         };
+        let config_audit = config.audit.clone();
+        let audit_store = store.clone();
         Ok(App {
             provider: Provider::new(config, store, keys, subject_secret)?,
             clock,
@@ -96,6 +100,11 @@ impl App {
             policy,
             user_code_misses: std::sync::Mutex::new(HashMap::new()),
             unusable_updates: Default::default(),
+            audit: if config_audit.enabled {
+                crate::flow::audit::AuditLog::start(audit_store, config_audit.stdout)
+            } else {
+                crate::flow::audit::AuditLog::off()
+            },
         })
     }
 
@@ -105,6 +114,11 @@ impl App {
 
     pub fn now_millis(&self) -> i64 {
         self.clock.now_millis()
+    }
+
+    /// Records `event` in the audit log, stamped with now and the current request.
+    pub fn audit(&self, event: crate::flow::audit::Event) {
+        self.audit.record(event, self.now_millis());
     }
 
     /// The issuer's path ("" at the root, "/oidc" under a prefix), for links in pages.

@@ -61,6 +61,8 @@ pub struct Config {
     /// Reverse proxies whose `X-Forwarded-For` says who the client is (CIDRs, e.g.
     /// `["10.0.0.0/8"]`); without them the TCP peer is the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The audit log: what happened, who did it, from where.
+    pub audit: AuditConfig,
     /// How per-app access policies ask Telegram about chat membership.
     pub policy: PolicyConfig,
     /// Named groups released in the `groups` claim: a name per chat, e.g.
@@ -228,6 +230,27 @@ pub struct OutboundConfig {
     pub allow_private: bool,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Record logins, refusals, consents, token issuance and revocation, admin actions.
+    pub enabled: bool,
+    /// Entries older than this many days are deleted by the expired-row sweep.
+    pub retention_days: i64,
+    /// Also print every entry to stdout as one JSON line (for log shippers).
+    pub stdout: bool,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            enabled: true,
+            retention_days: 90,
+            stdout: false,
+        }
+    }
+}
+
 /// Chat membership for access policies and groups (Bot API `getChatMember`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -287,6 +310,7 @@ impl Default for Config {
             registration: RegistrationConfig::default(),
             outbound: OutboundConfig::default(),
             trusted_proxies: Vec::new(),
+            audit: AuditConfig::default(),
             policy: PolicyConfig::default(),
             groups: std::collections::BTreeMap::new(),
             dev_mode: false,

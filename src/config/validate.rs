@@ -135,6 +135,9 @@ impl Config {
         if self.max_body_bytes < 1024 || self.max_body_bytes > 16 * 1024 * 1024 {
             return Err(bad("max_body_bytes", "must be between 1024 and 16777216"));
         }
+        if !(1..=3650).contains(&self.audit.retention_days) {
+            return Err(bad("audit.retention_days", "must be between 1 and 3650"));
+        }
         if !(1..=25).contains(&self.body_timeout_secs) {
             return Err(bad(
                 "body_timeout_secs",

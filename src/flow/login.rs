@@ -9,6 +9,7 @@
 //! A rule that must hold for every login is written here and nowhere else.
 
 use crate::error::{ErrorCode, OAuthError, OAuthResult};
+use crate::flow::audit::{Event, Outcome};
 use crate::flow::policy::Admission;
 use crate::flow::session::{self, NewSession};
 use crate::oidc::authorize::AuthorizationRequest;
@@ -90,12 +91,23 @@ pub async fn prove(
                 method = identity.method.amr(),
                 "refused a Telegram login that was already used"
             );
+            app.audit(
+                Event::new("login", Outcome::Refused)
+                    .user(identity.id)
+                    .with("method", identity.method.amr())
+                    .with("reason", "the proof was already used"),
+            );
             return Err(Refused::AlreadyUsed);
         }
     }
     let user = user_record(identity, now);
     // The upsert keeps a known user's `created_at`, so no read is needed first.
     app.store.upsert_user(&user).await?;
+    app.audit(
+        Event::new("login", Outcome::Ok)
+            .user(identity.id)
+            .with("method", identity.method.amr()),
+    );
     Ok(user)
 }
 
@@ -143,6 +155,12 @@ pub async fn admit(
                     rule = %rule,
                     "login refused by the access policy"
                 );
+                app.audit(
+                    Event::new("policy.refused", Outcome::Refused)
+                        .user(user_id)
+                        .client(&client.client_id)
+                        .with("rule", rule),
+                );
                 return Err(Refused::NotAdmitted);
             }
             Admission::Unavailable { reason } => {
@@ -151,6 +169,12 @@ pub async fn admit(
                     client_id = %client.client_id,
                     reason = %reason,
                     "login refused: the access policy could not be decided (fail closed)"
+                );
+                app.audit(
+                    Event::new("policy.unavailable", Outcome::Failed)
+                        .user(user_id)
+                        .client(&client.client_id)
+                        .with("reason", reason),
                 );
                 return Err(Refused::Unavailable);
             }

@@ -2,6 +2,7 @@
 //! the same gate (replay rule, saving the user, the access policy) before a session, a code, a
 //! grant or a device approval exists.
 
+pub mod audit;
 pub mod authorize;
 pub mod bot_chat;
 pub mod bot_updates;

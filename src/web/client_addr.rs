@@ -83,6 +83,38 @@ pub fn limit_key(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Longest user agent kept in the audit log.
+const MAX_USER_AGENT: usize = 256;
+
+/// Middleware: runs the request with its address, user agent and request id known to the
+/// audit log (`flow::audit::REQUEST`).
+pub async fn request_meta(
+    axum::extract::State(app): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let headers = request.headers();
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(MAX_USER_AGENT).collect::<String>())
+    };
+    let meta = crate::flow::audit::RequestMeta {
+        ip: Some(client_addr(peer, headers, &app.config.trusted_proxies).to_string()),
+        user_agent: text("user-agent"),
+        request_id: text("x-request-id"),
+    };
+    crate::flow::audit::REQUEST
+        .scope(meta, next.run(request))
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

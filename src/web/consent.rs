@@ -8,6 +8,7 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use crate::error::{ErrorCode, OAuthError};
+use crate::flow::audit::{Event, Outcome};
 use crate::oidc::scopes;
 use crate::secrets::token_hash;
 use crate::state::{App, AppState};
@@ -121,10 +122,21 @@ async fn decide(app: &App, headers: &HeaderMap, form: &ConsentForm) -> Result<Re
                     app.now(),
                 )
                 .await?;
+            app.audit(
+                Event::new("consent.granted", Outcome::Ok)
+                    .user(session.user_id)
+                    .client(&client.client_id)
+                    .with("scope", request.scope.as_str()),
+            );
             authorize::issue_code(app, &form.req, &request, &session, &client).await
         }
         "deny" => {
             app.store.delete_pending(&token_hash(&form.req)).await?;
+            app.audit(
+                Event::new("consent.denied", Outcome::Refused)
+                    .user(session.user_id)
+                    .client(&client.client_id),
+            );
             Err(request
                 .error(ErrorCode::AccessDenied, "the user denied the request")
                 .into())

@@ -81,6 +81,10 @@ pub fn router(app: AppState) -> Router {
             app.clone(),
             web::body_deadline::deadline,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            web::client_addr::request_meta,
+        ))
         .layer(axum::middleware::from_fn(web::i18n::negotiate))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {

@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::error::OAuthResult;
+use crate::flow::audit::{Event, Outcome};
 use crate::oidc::client_auth::{self, ClientCredentials};
 use crate::oidc::{client_assertion, grant_client_credentials, grant_code, grant_device};
 use crate::state::{App, AppState};
@@ -38,9 +39,17 @@ pub async fn authenticated_client(
 }
 
 pub async fn token(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    // What the audit log says of this request: the grant type and the client, once known.
+    let mut grant_type: Option<String> = None;
+    let mut client_id: Option<String> = None;
     let result: OAuthResult<serde_json::Value> = async {
         let form = FormParams::read(&app, &headers, body).await?;
+        grant_type = form
+            .get("grant_type")
+            .map(|g| g.chars().take(100).collect());
+        client_id = form.get("client_id").map(|c| c.chars().take(200).collect());
         let client = authenticated_client(&app, &headers, &form).await?;
+        client_id = Some(client.client_id.clone());
         let request = TokenRequest::parse(&form)?;
         let now = app.now();
         match &request {
@@ -60,6 +69,15 @@ pub async fn token(State(app): State<AppState>, headers: HeaderMap, body: Body) 
         }
     }
     .await;
+    let event = match &result {
+        Ok(_) => Event::new("token.issued", Outcome::Ok),
+        Err(e) => Event::new("token.refused", Outcome::Refused).with("error", e.code.as_str()),
+    };
+    let event = event.with("grant_type", grant_type.unwrap_or_default());
+    app.audit(match &client_id {
+        Some(id) => event.client(id),
+        None => event,
+    });
     match result {
         Ok(body) => {
             let mut response = Json(body).into_response();

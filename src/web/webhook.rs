@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use crate::flow::audit::{Event, Outcome};
 use crate::flow::bot_chat::{self, HandleError};
 use crate::flow::bot_updates::SECRET_HEADER;
 use crate::secrets::constant_time_eq;
@@ -23,6 +24,14 @@ pub async fn webhook(State(app): State<AppState>, headers: HeaderMap, body: Byte
         .unwrap_or_default();
     if expected.is_empty() || !constant_time_eq(presented, expected) {
         tracing::warn!("a webhook call without the right secret token was refused");
+        app.audit(Event::new("webhook.refused", Outcome::Refused).with(
+            "reason",
+            if presented.is_empty() {
+                "no secret token"
+            } else {
+                "wrong secret token"
+            },
+        ));
         return StatusCode::UNAUTHORIZED.into_response();
     }
     let Some(bot) = app.bot.as_deref() else {

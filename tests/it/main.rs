@@ -1,6 +1,7 @@
 //! One integration-test binary: every test drives a real server over HTTP.
 
 mod abuse;
+mod audit;
 mod cli;
 mod client_assertion;
 mod conformance;

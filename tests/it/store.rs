@@ -96,6 +96,26 @@ fn refresh(grant_id: &str, now: i64, ttl: i64) -> RefreshTokenRecord {
 }
 
 /// The scope of the grant behind a refresh token of `client_id`, without using it.
+/// A new, empty database on the server of `url`, named after the test's own database and
+/// `name`, for a test that must see only its own rows.
+pub async fn fresh_postgres_database(url: &str, name: &str) -> String {
+    use sqlx::Connection;
+    let mut parsed = url::Url::parse(url).unwrap();
+    let base = parsed.path().trim_start_matches('/').to_string();
+    let db = format!("{base}_{name}");
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query(&format!("CREATE DATABASE {db}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    parsed.set_path(&format!("/{db}"));
+    parsed.to_string()
+}
+
 pub async fn refresh_token_scope(
     store: &dyn Store,
     token_hash: &[u8],

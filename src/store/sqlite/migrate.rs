@@ -45,6 +45,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0007_user_groups.sql",
         include_str!("../../../migrations/sqlite/0007_user_groups.sql"),
     ),
+    (
+        10,
+        "0010_audit_log.sql",
+        include_str!("../../../migrations/sqlite/0010_audit_log.sql"),
+    ),
 ];
 
 /// The table sqlx's migrator keeps, created as it creates it.
@@ -196,6 +201,11 @@ mod tests {
             7,
             "user groups",
             "ed3d3389eafb8a3426c0b7317bc390314a7bc848a9d75844e6060abb80d6304ad69f64abcc45e00d868a479dcd53a0ba",
+        ),
+        (
+            10,
+            "audit log",
+            "8463be02e2801f0c1387b9684efa2d29e04dee479fdf4d5515dc4e9198227915e08ac6ec6d8ad71c81e87594f5680696",
         ),
     ];
 

@@ -1,0 +1,79 @@
+//! [`AuditStore`] on PostgreSQL.
+
+use async_trait::async_trait;
+use sqlx::Row;
+
+use super::{PostgresStore, opt_text, text};
+use crate::store::StoreResult;
+use crate::store::audit::*;
+
+fn entry(r: &sqlx::postgres::PgRow) -> Result<AuditEntry, sqlx::Error> {
+    let detail: Option<String> = r.try_get("detail")?;
+    Ok(AuditEntry {
+        id: r.try_get("id")?,
+        at: r.try_get("at")?,
+        event: r.try_get("event")?,
+        result: r.try_get("result")?,
+        user_id: r.try_get("user_id")?,
+        client_id: r.try_get("client_id")?,
+        actor: r.try_get("actor")?,
+        ip: r.try_get("ip")?,
+        user_agent: r.try_get("user_agent")?,
+        request_id: r.try_get("request_id")?,
+        detail: detail
+            .and_then(|d| serde_json::from_str(&d).ok())
+            .unwrap_or_default(),
+    })
+}
+
+#[async_trait]
+impl AuditStore for PostgresStore {
+    async fn record_audit(&self, entries: &[AuditEntry]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for e in entries {
+            let detail = (!e.detail.is_null()).then(|| e.detail.to_string());
+            sqlx::query(INSERT_AUDIT)
+                .bind(e.at)
+                .bind(text(&e.event))
+                .bind(text(&e.result))
+                .bind(e.user_id)
+                .bind(opt_text(&e.client_id))
+                .bind(opt_text(&e.actor))
+                .bind(opt_text(&e.ip))
+                .bind(opt_text(&e.user_agent))
+                .bind(opt_text(&e.request_id))
+                .bind(opt_text(&detail))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn query_audit(&self, q: &AuditQuery) -> StoreResult<Vec<AuditEntry>> {
+        let statement = if q.after.is_some() {
+            QUERY_AUDIT_OLDEST
+        } else {
+            QUERY_AUDIT_NEWEST
+        };
+        let found = sqlx::query(statement)
+            .bind(q.user_id)
+            .bind(opt_text(&q.client_id))
+            .bind(opt_text(&q.event))
+            .bind(q.event.as_deref().map(event_prefix))
+            .bind(q.before)
+            .bind(q.after)
+            .bind(i64::from(q.limit))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(found.iter().map(entry).collect::<Result<Vec<_>, _>>()?)
+    }
+
+    async fn delete_audit_before(&self, at: i64) -> StoreResult<u64> {
+        let done = sqlx::query(DELETE_AUDIT_BEFORE)
+            .bind(at)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+}
