@@ -74,11 +74,11 @@ mod tests {
         fn a_broken_escape_is_refused(
             before in "[a-z=&]{0,6}",
             broken in prop_oneof!["%", "%[0-9a-f]", "%[g-z][0-9a-f]", "%[0-9a-f][g-z]", "%[89a-f][0-9a-f]"],
-            after in "[a-z=&]{0,6}",
+            after in "([g-z=&][a-z=&]{0,5})?",
         ) {
-            // `%80`-`%ff` alone are not UTF-8.
+            // What follows cannot complete the escape; `%80`-`%ff` alone are not UTF-8.
             let raw = format!("{before}{broken}{after}");
-            prop_assert!(parse_params(&raw).is_err(), "{raw}");
+            prop_assert!(parse_params(&raw).is_err(), "{}", raw);
         }
     }
 
