@@ -407,3 +407,154 @@ fn without_loopback_port(uri: &str) -> Option<String> {
     }
     Some(format!("{host}{rest}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oidc::clients::{NewClient, build_client};
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    fn client(kind: ClientKind, redirect_uris: Vec<String>) -> Option<ClientRecord> {
+        let new = NewClient {
+            name: "Props".into(),
+            kind,
+            redirect_uris,
+            ..NewClient::default()
+        };
+        build_client(new, 0).ok().map(|(record, _)| record)
+    }
+
+    /// URIs an admin may register, loopback ones with and without a port among them.
+    fn registered() -> impl Strategy<Value = String> {
+        let tail = "(/[a-z]{0,4}){0,2}(\\?[a-z=&]{0,6})?";
+        let pattern = |head: &str| {
+            proptest::string::string_regex(&format!("{head}{tail}")).expect("a valid pattern")
+        };
+        prop_oneof![
+            pattern("https://(app|evil)\\.example\\.(com|net)(:[0-9]{1,4})?"),
+            pattern("http://(127\\.0\\.0\\.1|\\[::1\\]|localhost)(:[0-9]{1,5})?"),
+            pattern("com\\.example\\.app:"),
+        ]
+    }
+
+    /// What an attacker might send instead: the registered URI changed a little, or anything.
+    fn requested(registered: Vec<String>) -> impl Strategy<Value = String> {
+        let pick = proptest::sample::select(registered);
+        prop_oneof![
+            pick.clone(),
+            // Another port, or none, right after the host.
+            (pick.clone(), "(:[0-9]{0,6})?").prop_map(|(r, port)| match r.split_once("://") {
+                Some((scheme, rest)) => {
+                    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+                    let (authority, tail) = rest.split_at(end);
+                    let host = match authority.rfind(':') {
+                        Some(c) if !authority[c..].contains(']') => &authority[..c],
+                        _ => authority,
+                    };
+                    format!("{scheme}://{host}{port}{tail}")
+                }
+                None => format!("{r}{port}"),
+            }),
+            (pick.clone(), "[/?#@.:a-zA-Z0-9%]{1,6}").prop_map(|(r, s)| format!("{r}{s}")),
+            (pick.clone(), 0usize..40, "[/?#@.:a-zA-Z0-9%\\\\]{0,4}").prop_map(|(r, at, s)| {
+                let at = (0..=at.min(r.len()))
+                    .rev()
+                    .find(|&i| r.is_char_boundary(i))
+                    .unwrap_or(0);
+                format!("{}{s}{}", &r[..at], &r[(at + 1).min(r.len())..])
+            }),
+            pick.prop_map(|r| r.to_uppercase()),
+            any::<String>(),
+        ]
+    }
+
+    /// `uri` as a browser would go to it, if it is plain http to a loopback IP: the host and
+    /// the path with the query. Independent of the code under test: the URL parser says it.
+    fn loopback_target(uri: &str) -> Option<(String, String)> {
+        let parsed = url::Url::parse(uri).ok()?;
+        let loopback = match parsed.host()? {
+            url::Host::Ipv4(ip) => ip.is_loopback(),
+            url::Host::Ipv6(ip) => ip.is_loopback(),
+            url::Host::Domain(_) => false,
+        };
+        (parsed.scheme() == "http"
+            && loopback
+            && parsed.username().is_empty()
+            && parsed.password().is_none()
+            && parsed.fragment().is_none())
+        .then(|| {
+            (
+                parsed.host_str().unwrap_or("").to_owned(),
+                format!("{}?{}", parsed.path(), parsed.query().unwrap_or("")),
+            )
+        })
+    }
+
+    fn case() -> impl Strategy<Value = (bool, Vec<String>, String)> {
+        (any::<bool>(), vec(registered(), 1..4))
+            .prop_flat_map(|(public, uris)| (Just(public), Just(uris.clone()), requested(uris)))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn only_a_registered_uri_matches(case in case()) {
+            let (public, uris, requested) = case;
+            let kind = if public { ClientKind::Public } else { ClientKind::Confidential };
+            let Some(client) = client(kind, uris) else {
+                return Ok(());
+            };
+            let exact = client.settings.redirect_uris.contains(&requested);
+            let matched = redirect_uri_matches(&client, &requested);
+            if exact {
+                prop_assert!(matched);
+            }
+            if !matched || exact {
+                return Ok(());
+            }
+            // Not registered, yet accepted: only a native client's loopback URI on another port.
+            prop_assert!(public, "{} matched for a confidential client", requested);
+            prop_assert!(
+                requested.starts_with("http://127.0.0.1") || requested.starts_with("http://[::1]"),
+                "{}",
+                requested
+            );
+            match loopback_target(&requested) {
+                Some(target) => prop_assert!(
+                    client
+                        .settings
+                        .redirect_uris
+                        .iter()
+                        .any(|r| loopback_target(r).as_ref() == Some(&target)),
+                    "{} goes elsewhere than {:?}",
+                    requested,
+                    client.settings.redirect_uris
+                ),
+                // A port above 65535: no browser follows it.
+                None => prop_assert!(url::Url::parse(&requested).is_err(), "{}", requested),
+            }
+        }
+
+        #[test]
+        fn a_loopback_uri_matches_on_any_port_for_a_native_client_only(
+            host in "(127\\.0\\.0\\.1|\\[::1\\])",
+            path in "(/[a-z]{1,5}){0,2}",
+            port in 1u16..,
+        ) {
+            let registered = format!("http://{host}{path}");
+            let requested = format!("http://{host}:{port}{path}");
+            let public = client(ClientKind::Public, vec![registered.clone()]).unwrap();
+            let confidential = client(ClientKind::Confidential, vec![registered]).unwrap();
+            prop_assert!(redirect_uri_matches(&public, &requested));
+            prop_assert!(!redirect_uri_matches(&confidential, &requested));
+            let with_fragment = format!("{requested}#f");
+            let elsewhere = format!("http://{host}:{port}@evil.example{path}");
+            let by_name = format!("http://localhost:{port}{path}");
+            for other in [with_fragment, elsewhere, by_name] {
+                prop_assert!(!redirect_uri_matches(&public, &other), "{}", other);
+            }
+        }
+    }
+}

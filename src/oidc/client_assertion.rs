@@ -234,13 +234,15 @@ fn numeric_date(v: Option<&Value>) -> Option<i64> {
 }
 
 /// An assertion, read but not yet trusted.
-struct Jws {
-    alg: Algorithm,
-    kid: Option<String>,
-    claims: Map<String, Value>,
+pub struct Jws {
+    pub alg: Algorithm,
+    pub kid: Option<String>,
+    pub claims: Map<String, Value>,
 }
 
-fn decode(assertion: &str) -> Result<Jws, &'static str> {
+/// Reads an assertion's header and claims without checking its signature, and refuses an
+/// algorithm a client may not sign with.
+pub fn decode(assertion: &str) -> Result<Jws, &'static str> {
     let (header, claims) = jose::read_unverified(assertion, MAX_ASSERTION_LEN)?;
     if !ACCEPTED_ALGS.contains(&header.alg) {
         return Err("alg not accepted");
@@ -252,9 +254,10 @@ fn decode(assertion: &str) -> Result<Jws, &'static str> {
     })
 }
 
-/// Checks the claims that need no key (RFC 7523 §3); returns the client id and the expiry.
-fn check_claims(
-    provider: &Provider,
+/// Checks the claims that need no key (RFC 7523 §3) for the server named `issuer`; returns the
+/// client id and the expiry. Pure: it needs no store and no key.
+pub fn check_claims(
+    issuer: &str,
     claims: &Map<String, Value>,
     client_id_param: Option<&str>,
     now: i64,
@@ -270,7 +273,6 @@ fn check_claims(
     if iss.is_empty() || iss.len() > 256 {
         return Err("iss is not a client id");
     }
-    let issuer = provider.config.issuer.as_str();
     let ours = |aud: &str| {
         aud == issuer
             || aud
@@ -350,7 +352,12 @@ async fn verify(
     now: i64,
 ) -> Result<ClientRecord, Refused> {
     let jws = decode(assertion)?;
-    let (client_id, exp) = check_claims(provider, &jws.claims, client_id_param, now)?;
+    let (client_id, exp) = check_claims(
+        provider.config.issuer.as_str(),
+        &jws.claims,
+        client_id_param,
+        now,
+    )?;
     let client = provider
         .store
         .get_client(&client_id)

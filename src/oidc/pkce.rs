@@ -48,4 +48,59 @@ mod tests {
             "short"
         ));
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// RFC 7636 §4.1's alphabet and lengths.
+        const VERIFIER: &str = "[A-Za-z0-9._~-]{43,128}";
+
+        proptest! {
+            #[test]
+            fn a_verifier_matches_its_own_challenge(v in VERIFIER) {
+                prop_assert!(is_valid_verifier(&v));
+                prop_assert!(is_valid_s256_challenge(&s256(&v)));
+                prop_assert!(verify(&s256(&v), &v));
+            }
+
+            #[test]
+            fn only_the_right_verifier_matches(v in VERIFIER, other in any::<String>()) {
+                prop_assert_eq!(verify(&s256(&v), &other), other == v);
+            }
+
+            #[test]
+            fn another_valid_verifier_never_matches(v in VERIFIER, w in VERIFIER) {
+                prop_assume!(v != w);
+                prop_assert!(!verify(&s256(&v), &w));
+            }
+
+            #[test]
+            fn a_malformed_verifier_never_matches_even_its_own_hash(
+                v in prop_oneof![
+                    "[A-Za-z0-9._~-]{0,42}",
+                    "[A-Za-z0-9._~-]{129,160}",
+                    "[A-Za-z0-9._~-]{20}[^A-Za-z0-9._~-][A-Za-z0-9._~-]{30}",
+                ]
+            ) {
+                prop_assert!(!verify(&s256(&v), &v));
+            }
+
+            #[test]
+            fn no_challenge_but_the_hash_matches(v in VERIFIER, c in any::<String>()) {
+                prop_assert_eq!(verify(&c, &v), c == s256(&v));
+            }
+
+            #[test]
+            fn a_challenge_in_another_encoding_does_not_match(v in VERIFIER) {
+                // plain, padded base64url, standard base64: none is S256's encoding.
+                use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+                let digest = sha256(v.as_bytes());
+                prop_assert!(!verify(&v, &v));
+                prop_assert!(!verify(&URL_SAFE.encode(&digest), &v));
+                let standard = STANDARD.encode(&digest);
+                prop_assert_eq!(verify(&standard, &v), standard == s256(&v));
+            }
+        }
+    }
 }

@@ -151,4 +151,79 @@ mod tests {
         assert!(is_subset("openid profile", "profile openid telegram"));
         assert!(!is_subset("openid offline_access", "openid profile"));
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+
+        /// A scope-token of RFC 6749 §3.3 (no space, `"` or backslash), some of them known scopes
+        /// so that repeats happen.
+        fn token() -> impl Strategy<Value = String> {
+            prop_oneof![
+                proptest::sample::select(&SUPPORTED[..]).prop_map(str::to_owned),
+                "[!#-\\[\\]-~]{1,12}",
+            ]
+        }
+
+        /// The tokens joined by runs of one to three spaces, with spaces before and after.
+        fn spaced(tokens: &[String], gaps: &[usize]) -> String {
+            let mut out = " ".repeat(gaps.first().copied().unwrap_or(0));
+            for (i, t) in tokens.iter().enumerate() {
+                out.push_str(t);
+                out.push_str(&" ".repeat(gaps.get(i + 1).copied().unwrap_or(1).max(1)));
+            }
+            out
+        }
+
+        proptest! {
+            #[test]
+            fn parse_keeps_each_distinct_token_once_in_order(
+                tokens in vec(token(), 0..12),
+                gaps in vec(0usize..4, 13),
+            ) {
+                let parsed = parse(&spaced(&tokens, &gaps));
+                let mut expected: Vec<String> = Vec::new();
+                for t in &tokens {
+                    if !expected.contains(t) {
+                        expected.push(t.clone());
+                    }
+                }
+                prop_assert_eq!(&parsed, &expected);
+                prop_assert_eq!(parse(&join(&parsed)), parsed);
+            }
+
+            #[test]
+            fn parse_never_yields_an_empty_or_spaced_value(s in any::<String>()) {
+                let parsed = parse(&s);
+                for t in &parsed {
+                    prop_assert!(!t.is_empty() && !t.contains(' '));
+                    prop_assert!(contains(&s, t));
+                }
+                prop_assert!(is_subset(&s, &join(&parsed)));
+                prop_assert!(is_subset(&join(&parsed), &s));
+            }
+
+            #[test]
+            fn a_subset_is_a_subset_and_an_extra_scope_is_not(
+                all in vec(token(), 1..10),
+                picks in vec(any::<bool>(), 10),
+                extra in "[a-z]{13,16}",
+            ) {
+                let granted = join(&all);
+                let wanted: Vec<String> = all
+                    .iter()
+                    .zip(&picks)
+                    .filter(|(_, keep)| **keep)
+                    .map(|(t, _)| t.clone())
+                    .collect();
+                prop_assert!(is_subset(&join(&wanted), &granted));
+                // Longer than any token here, so it cannot be one of them.
+                let mut more = wanted.clone();
+                more.push(extra.clone());
+                prop_assert!(!is_subset(&join(&more), &granted));
+                prop_assert!(!contains(&granted, &extra));
+            }
+        }
+    }
 }

@@ -176,7 +176,9 @@ fn identity(
     if auth_date > now + freshness.skew_secs {
         return Err(InitDataError::FromTheFuture);
     }
-    if now - auth_date > freshness.window_secs {
+    // Saturating: a signed `auth_date` far in the past (i64::MIN) must be stale, not overflow
+    // (a panic, or in a release build a wrap-around that made it fresh).
+    if now.saturating_sub(auth_date) > freshness.window_secs {
         return Err(InitDataError::Stale);
     }
     let user = get(fields, "user").ok_or(InitDataError::Missing("user"))?;
@@ -350,6 +352,32 @@ mod tests {
             verify_with_signature("auth_date=1", BOT_ID, &key(), 1, FRESH).unwrap_err(),
             InitDataError::Missing("signature")
         );
+    }
+
+    #[test]
+    fn a_signed_date_at_the_end_of_the_range_is_stale_not_an_overflow() {
+        // The same overflow the widget_fields fuzz target found in the widget check.
+        for (auth_date, expected) in [
+            (i64::MIN, InitDataError::Stale),
+            (i64::MAX, InitDataError::FromTheFuture),
+        ] {
+            let fields = vec![
+                ("auth_date".to_string(), auth_date.to_string()),
+                (
+                    "user".to_string(),
+                    r#"{"id":5,"first_name":"B"}"#.to_string(),
+                ),
+            ];
+            let mut signed = fields.clone();
+            signed.push(("hash".into(), hash_with_token(&fields, TOKEN)));
+            let raw = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(&signed)
+                .finish();
+            assert_eq!(
+                verify_with_token(&raw, TOKEN, AUTH_DATE, FRESH).unwrap_err(),
+                expected
+            );
+        }
     }
 
     #[test]

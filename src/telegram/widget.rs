@@ -104,7 +104,9 @@ pub fn verify(
     if auth_date > now + freshness.skew_secs {
         return Err(WidgetError::FromTheFuture);
     }
-    if now - auth_date > freshness.window_secs {
+    // Saturating: a signed `auth_date` far in the past (i64::MIN) must be stale, not overflow
+    // (a panic, or in a release build a wrap-around that made it fresh).
+    if now.saturating_sub(auth_date) > freshness.window_secs {
         return Err(WidgetError::Stale);
     }
     let first_name = get("first_name").ok_or(WidgetError::Missing("first_name"))?;
@@ -210,6 +212,29 @@ mod tests {
         assert_eq!(
             verify(&no_hash, TOKEN, now, FRESH).unwrap_err(),
             WidgetError::Missing("hash")
+        );
+    }
+
+    #[test]
+    fn a_signed_date_at_the_end_of_the_range_is_stale_not_an_overflow() {
+        // Found by the widget_fields fuzz target.
+        let now = 1_800_000_000;
+        let mut fields = signed(now, &[]);
+        fields.retain(|(k, _)| k != "hash" && k != "auth_date");
+        fields.push(("auth_date".into(), i64::MIN.to_string()));
+        let hash = sign(&fields, TOKEN);
+        fields.push(("hash".into(), hash));
+        assert_eq!(
+            verify(&fields, TOKEN, now, FRESH).unwrap_err(),
+            WidgetError::Stale
+        );
+        fields.retain(|(k, _)| k != "hash" && k != "auth_date");
+        fields.push(("auth_date".into(), i64::MAX.to_string()));
+        let hash = sign(&fields, TOKEN);
+        fields.push(("hash".into(), hash));
+        assert_eq!(
+            verify(&fields, TOKEN, now, FRESH).unwrap_err(),
+            WidgetError::FromTheFuture
         );
     }
 

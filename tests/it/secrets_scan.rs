@@ -1,17 +1,22 @@
-//! After a complete run through the real binary, neither the database nor the log holds a
-//! secret, code or token in plain text.
+//! After a complete run through the real binary, neither the database nor the log (at TRACE)
+//! holds a secret, code or token in plain text: the bot token, client secrets, the session id,
+//! the code, access, refresh and ID tokens of a browser login, of its refresh, of a Mini App
+//! token exchange and of that exchange's refresh, and the proof the Mini App sent.
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 use telegram_oidc::oidc::pkce;
+use telegram_oidc::telegram::webapp;
 
 use crate::harness::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_telegram-oidc");
 const VERIFIER: &str = "scan-verifier-0123456789-abcdefghijklmnopqrstuvwxyz";
+const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const INIT_DATA: &str = "urn:telegram-oidc:params:token-type:telegram-init-data";
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
@@ -35,29 +40,39 @@ async fn no_plaintext_secret_in_the_database_or_the_log() {
         ),
     )
     .unwrap();
-    let out = Command::new(BIN)
-        .args(["--config"])
-        .arg(&config)
-        .args([
-            "client",
-            "add",
-            "--name",
-            "Scan",
-            "--redirect-uri",
-            "https://app.example.test/cb",
-            "--access-token-format",
-            "opaque",
-            "--refresh",
-            "always",
-            "--skip-consent",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let added: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let client_id = added["client_id"].as_str().unwrap().to_string();
-    let client_secret = added["client_secret"].as_str().unwrap().to_string();
+    let add_client = |name: &str, extra: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["--config"])
+            .arg(&config)
+            .args([
+                "client",
+                "add",
+                "--name",
+                name,
+                "--redirect-uri",
+                "https://app.example.test/cb",
+                "--refresh",
+                "always",
+                "--skip-consent",
+                "--json",
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let added: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (
+            added["client_id"].as_str().unwrap().to_string(),
+            added["client_secret"].as_str().unwrap().to_string(),
+        )
+    };
+    let (client_id, client_secret) = add_client("Scan", &["--access-token-format", "opaque"]);
+    // A Mini App's client, with JWT access tokens.
+    let (mini_id, mini_secret) = add_client("Scan Mini App", &["--token-exchange"]);
 
     let mut server = Command::new(BIN)
         .arg("--config")
@@ -90,6 +105,7 @@ async fn no_plaintext_secret_in_the_database_or_the_log() {
     let browser = Browser::new();
     let mut secrets = vec![
         client_secret.clone(),
+        mini_secret.clone(),
         BOT_TOKEN.split(':').nth(1).unwrap().to_string(),
     ];
 
@@ -137,6 +153,7 @@ async fn no_plaintext_secret_in_the_database_or_the_log() {
         .unwrap();
     let access = tokens["access_token"].as_str().unwrap().to_string();
     let refresh = tokens["refresh_token"].as_str().unwrap().to_string();
+    secrets.push(tokens["id_token"].as_str().unwrap().to_string());
     let refreshed: Value = http
         .post(format!("{base}/token"))
         .basic_auth(&client_id, Some(&client_secret))
@@ -150,6 +167,70 @@ async fn no_plaintext_secret_in_the_database_or_the_log() {
         .json()
         .await
         .unwrap();
+    secrets.extend(
+        refreshed["id_token"]
+            .as_str()
+            .map(str::to_owned)
+            .into_iter(),
+    );
+
+    // A Mini App trades its initData for tokens (RFC 8693), then refreshes them.
+    let mut launch = vec![
+        (
+            "query_id".to_string(),
+            "AAHdF6IQAAAAAN0XohDhrOrc".to_string(),
+        ),
+        (
+            "user".to_string(),
+            json!({"id": 5678, "first_name": "Ada", "username": "ada_scan"}).to_string(),
+        ),
+        (
+            "auth_date".to_string(),
+            telegram_oidc::clock::system_now().to_string(),
+        ),
+    ];
+    let init_hash = webapp::hash_with_token(&launch, BOT_TOKEN);
+    launch.push(("hash".into(), init_hash.clone()));
+    let exchanged: Value = http
+        .post(format!("{base}/token"))
+        .basic_auth(&mini_id, Some(&mini_secret))
+        .form(&[
+            ("grant_type", TOKEN_EXCHANGE),
+            ("subject_token", encode(&launch).as_str()),
+            ("subject_token_type", INIT_DATA),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let exchange_refresh = exchanged["refresh_token"].as_str().unwrap().to_string();
+    let exchange_refreshed: Value = http
+        .post(format!("{base}/token"))
+        .basic_auth(&mini_id, Some(&mini_secret))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", exchange_refresh.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for (name, body) in [
+        ("exchange", &exchanged),
+        ("refresh after the exchange", &exchange_refreshed),
+    ] {
+        for token in ["access_token", "refresh_token", "id_token"] {
+            let value = body[token].as_str();
+            assert!(value.is_some(), "{name}: no {token} in {body}");
+            secrets.extend(value.map(str::to_owned));
+        }
+    }
+    secrets.push(init_hash);
+
     let info = http
         .get(format!("{base}/userinfo"))
         .bearer_auth(refreshed["access_token"].as_str().unwrap())
