@@ -9,6 +9,7 @@
 
 use async_trait::async_trait;
 
+pub mod account;
 pub mod flows;
 pub mod job_lock;
 pub mod postgres;
@@ -18,6 +19,7 @@ pub mod sqlite;
 #[cfg(test)]
 mod tests;
 
+pub use account::{AccountStore, LoginAlertsRecord, UserAppRecord};
 pub use flows::FlowStore;
 pub use job_lock::JobLock;
 pub use postgres::PostgresStore;
@@ -67,7 +69,7 @@ pub(crate) fn groups_from_json(json: Option<String>) -> Option<Vec<String>> {
 }
 
 #[async_trait]
-pub trait Store: FlowStore + Send + Sync + 'static {
+pub trait Store: FlowStore + AccountStore + Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
 
     async fn create_client(&self, client: &ClientRecord) -> StoreResult<()>;

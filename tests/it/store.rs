@@ -73,6 +73,7 @@ fn grant(client_id: &str, user: i64, now: i64) -> GrantRecord {
         created_at: now,
         revoked_at: None,
         expires_at: now + 60,
+        session_hash: None,
     }
 }
 
@@ -212,6 +213,9 @@ async fn scenario(store: Arc<dyn Store>) {
             amr: "telegram_widget".into(),
             created_at: now,
             expires_at: now + 100,
+            device: Some("Firefox on Linux".into()),
+            place: None,
+            last_used_at: now,
         })
         .await
         .unwrap();
