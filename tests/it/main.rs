@@ -1,6 +1,7 @@
 //! One integration-test binary: every test drives a real server over HTTP.
 
 mod abuse;
+mod account;
 mod cli;
 mod client_assertion;
 mod conformance;
@@ -10,6 +11,7 @@ mod fake_bot_api;
 mod fake_telegram_oidc;
 mod flow;
 mod gate;
+mod geoip_file;
 mod hammer;
 mod harness;
 mod hostile;
