@@ -294,6 +294,12 @@ pub async fn device_in_bot(
     Ok(decided)
 }
 
+/// The browser a login happens in: the session it had (replaced by the new one) and what it is.
+pub struct BrowserLogin<'a> {
+    pub replaces: Option<&'a str>,
+    pub browser: &'a Browser,
+}
+
 /// A login in a browser for the pending authorization `req`: the gate's first step, a new
 /// session, and a note on the pending request that its login happened (so `prompt=login` and
 /// `max_age` are met); then the alert. Admission is asked when the authorization advances to a
@@ -302,15 +308,15 @@ pub async fn in_browser(
     app: &App,
     identity: &TelegramIdentity,
     proof: Option<ProofKey>,
-    old_session: Option<&str>,
+    browser: BrowserLogin<'_>,
     req: &str,
     mut request: AuthorizationRequest,
-    browser: &Browser,
     now: i64,
 ) -> Result<NewSession, Refused> {
     prove(app, identity, proof, now).await?;
     let amr = identity.method.amr();
-    let session = session::start(app, identity.id, amr, old_session, browser, now).await?;
+    let BrowserLogin { replaces, browser } = browser;
+    let session = session::start(app, identity.id, amr, replaces, browser, now).await?;
     request.fresh_login_session = Some(hex::encode(&session.id_hash));
     let json = serde_json::to_string(&request)
         .map_err(|e| StoreError::Internal(format!("pending authorization: {e}")))?;

@@ -191,10 +191,12 @@ pub async fn finish_login(
         app,
         identity,
         proof,
-        old_session.as_deref(),
+        flow::login::BrowserLogin {
+            replaces: old_session.as_deref(),
+            browser: &browser,
+        },
         req,
         request,
-        &browser,
         app.now(),
     )
     .await?;

@@ -2,6 +2,7 @@
 
 mod abuse;
 mod account;
+mod account_store;
 mod cli;
 mod client_assertion;
 mod conformance;

@@ -25,11 +25,11 @@ pub fn postgres_url() -> Option<String> {
     }
 }
 
-fn unique_user() -> i64 {
+pub(crate) fn unique_user() -> i64 {
     (u32::from_le_bytes(random_bytes::<4>()) as i64) + 1_000_000
 }
 
-fn client(now: i64) -> ClientRecord {
+pub(crate) fn client(now: i64) -> ClientRecord {
     ClientRecord {
         client_id: new_id(),
         secret_hash: Some(sha256(b"secret")),
@@ -61,7 +61,7 @@ fn client(now: i64) -> ClientRecord {
     }
 }
 
-fn grant(client_id: &str, user: i64, now: i64) -> GrantRecord {
+pub(crate) fn grant(client_id: &str, user: i64, now: i64) -> GrantRecord {
     GrantRecord {
         id: new_id(),
         client_id: client_id.into(),
@@ -87,7 +87,7 @@ fn code(grant_id: &str, now: i64) -> CodeRecord {
     }
 }
 
-fn refresh(grant_id: &str, now: i64, ttl: i64) -> RefreshTokenRecord {
+pub(crate) fn refresh(grant_id: &str, now: i64, ttl: i64) -> RefreshTokenRecord {
     RefreshTokenRecord {
         token_hash: random_bytes::<32>().to_vec(),
         grant_id: grant_id.into(),
