@@ -604,6 +604,13 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_geoip_database_is_named() {
+        let mut c = valid();
+        c.account.geoip_database = Some("/nonexistent/GeoLite2-City.mmdb".into());
+        assert_eq!(c.validate().unwrap_err().setting, "account.geoip_database");
+    }
+
+    #[test]
     fn secret_debug_is_redacted() {
         let c = valid();
         let shown = format!("{c:?}");
