@@ -127,7 +127,12 @@ async fn show(app: &App, query: Option<&str>, headers: &HeaderMap) -> Result<Res
                 .map(|s| session_view(s, &this))
                 .collect(),
             alerts_on: account::alerts_on(app, session.user_id).await?,
-            bot_username: &app.config.telegram.bot_username,
+            // The commands are worth naming only when the bot hears them.
+            bot_username: if app.bot.is_some() {
+                &app.config.telegram.bot_username
+            } else {
+                ""
+            },
         },
         &pages::strict_csp(&[]),
     ))

@@ -115,7 +115,7 @@ async fn suite(app: TestApp, fake: &FakeBotApi) {
     encoded.extend(RAW.iter().map(|r| r.to_string()));
     // A browser signed in on the account page, whose forms are sent holding each value.
     let account = crate::account::browser(crate::account::FIREFOX);
-    let account_page = crate::account::account_login(&app, &account, 8_800_002).await;
+    let account_page = crate::account_page::account_login(&app, &account, 8_800_002).await;
     let account_csrf = enc(&hidden(&account_page, "csrf"));
 
     for (i, value) in encoded.iter().enumerate() {

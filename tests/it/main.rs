@@ -2,6 +2,7 @@
 
 mod abuse;
 mod account;
+mod account_page;
 mod account_store;
 mod cli;
 mod client_assertion;
