@@ -14,6 +14,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod flow;
+pub mod geoip;
 pub mod jose;
 pub mod keys;
 pub mod oidc;

@@ -28,6 +28,11 @@ pub struct App {
     pub audit: crate::flow::audit::AuditLog,
     /// Bot updates acknowledged without being used (unreadable), counted per process.
     pub unusable_updates: std::sync::atomic::AtomicU64,
+    /// Bot messages not sent because the user never started the bot or blocked it (Bot API
+    /// 403), counted per process.
+    pub bot_messages_skipped: Arc<std::sync::atomic::AtomicU64>,
+    /// Places addresses roughly, when a GeoIP database is configured.
+    pub geoip: Option<crate::geoip::GeoIp>,
     /// Wrong device user codes per address and per browser session: (minute, count).
     user_code_misses: std::sync::Mutex<HashMap<MissKey, (i64, u32)>>,
 }
@@ -89,9 +94,15 @@ impl App {
                 config.telegram.bot_token.clone(),
             )?)),
         };
+        let geoip = match &config.account.geoip_database {
+            Some(path) => Some(crate::geoip::GeoIp::open(path).map_err(anyhow::Error::msg)?),
+            None => None,
+        };
         let config_audit = config.audit.clone();
         let audit_store = store.clone();
         Ok(App {
+            geoip,
+            bot_messages_skipped: Default::default(),
             provider: Provider::new(config, store, keys, subject_secret)?,
             clock,
             base_path,

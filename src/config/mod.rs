@@ -68,6 +68,8 @@ pub struct Config {
     /// Named groups released in the `groups` claim: a name per chat, e.g.
     /// `team = "-1001234567890"`, `admins = "-1001234567890:administrator"`.
     pub groups: std::collections::BTreeMap<String, crate::access::GroupSpec>,
+    /// What users manage themselves: login alerts, the places shown beside their sessions.
+    pub account: AccountConfig,
     /// Dev mode: replaces the Telegram widget with the built-in emulator. Only loopback issuers.
     #[serde(skip)]
     pub dev_mode: bool,
@@ -275,6 +277,28 @@ impl Default for PolicyConfig {
     }
 }
 
+/// Login alerts and the places shown in the user's lists (`/sessions`, `/account`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccountConfig {
+    /// Who gets a login alert from the bot until they choose with `/alerts on|off`.
+    pub login_alerts: AlertsDefault,
+    /// A MaxMind DB file (GeoLite2-City or GeoIP2-City) that places addresses roughly; absent:
+    /// no place is shown anywhere.
+    pub geoip_database: Option<PathBuf>,
+}
+
+/// The login alert default, for users who have not chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertsDefault {
+    /// Users who have logged in through the bot chat (they started the bot, so it may write).
+    #[default]
+    BotUsers,
+    Everyone,
+    Nobody,
+}
+
 /// Shortest initial access token accepted: it must not be guessable.
 const MIN_INITIAL_ACCESS_TOKEN_LEN: usize = 32;
 
@@ -313,6 +337,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             policy: PolicyConfig::default(),
             groups: std::collections::BTreeMap::new(),
+            account: AccountConfig::default(),
             dev_mode: false,
         }
     }
@@ -600,6 +625,13 @@ mod tests {
         c.validate().unwrap();
         let shown = format!("{c:?}");
         assert!(!shown.contains("0123456789abcdef"), "{shown}");
+    }
+
+    #[test]
+    fn a_missing_geoip_database_is_named() {
+        let mut c = valid();
+        c.account.geoip_database = Some("/nonexistent/GeoLite2-City.mmdb".into());
+        assert_eq!(c.validate().unwrap_err().setting, "account.geoip_database");
     }
 
     #[test]

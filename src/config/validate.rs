@@ -83,6 +83,17 @@ impl Config {
         self.validate_bot()?;
         self.validate_registration()?;
         self.validate_policy()?;
+        if let Some(path) = &self.account.geoip_database
+            && !path.is_file()
+        {
+            return Err(bad(
+                "account.geoip_database",
+                format!(
+                    "{} is not a file; point it at a MaxMind DB file such as GeoLite2-City.mmdb, or remove the setting",
+                    path.display()
+                ),
+            ));
+        }
         let k = &self.tokens;
         for (name, value, min, max) in [
             ("tokens.code_ttl_secs", k.code_ttl_secs, 5, 600),

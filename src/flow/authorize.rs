@@ -22,6 +22,8 @@ pub enum Next {
     DeviceConfirm,
     /// The user has not consented to these scopes for this app.
     Consent,
+    /// A login to the account page is done: the browser goes there.
+    Account,
     /// The authorization is done: this code goes back to the app (RFC 6749 §4.1.2).
     Code(String),
     /// `prompt=none` cannot be met: the app hears why (OIDC Core §3.1.2.6).
@@ -69,6 +71,10 @@ pub async fn advance(
     // A device confirmation asks the gate when the user approves (`flow::device`).
     if request.device_verification.is_some() {
         return Ok(Next::DeviceConfirm);
+    }
+    // The account page is the user's own: no app to admit them to.
+    if request.account {
+        return Ok(Next::Account);
     }
     // The gate: may this user enter this app? Asked before consent, and again at the code.
     login::admit(app, session.user_id, None, client).await?;
@@ -119,6 +125,7 @@ pub async fn issue_code(
         created_at: now,
         revoked_at: None,
         expires_at: now + ttl,
+        session_hash: Some(session.id_hash.clone()),
     };
     let record = CodeRecord {
         code_hash: token_hash(&code),

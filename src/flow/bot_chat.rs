@@ -6,9 +6,11 @@
 
 use crate::flow::device::{self, Decided};
 use crate::flow::login::{self, Refused};
+use crate::flow::{account, bot_account};
+use crate::oidc::authorize::ACCOUNT_PAGE;
 use crate::secrets::{new_id, token_hash};
 use crate::state::App;
-use crate::store::flows::{BotLoginRecord, BotLoginStatus, DeviceApproval};
+use crate::store::flows::{BotLoginRecord, BotLoginStatus};
 use crate::store::{ClientRecord, StoreError};
 use crate::telegram::TelegramIdentity;
 use crate::telegram::bot::{BotApi, BotApiError, CallbackQuery, InlineButton, Message, Update};
@@ -81,15 +83,23 @@ pub enum HandleError {
     Bot(#[from] BotApiError),
 }
 
-/// What the bot does with one update; shared by the webhook and the poller.
+/// What the bot does with one update; shared by the webhook and the poller. An answer the user
+/// has not let the bot send (they blocked it since: 403) is skipped quietly and counted.
 pub async fn handle_update(app: &App, bot: &BotApi, update: &Update) -> Result<(), HandleError> {
-    if let Some(message) = &update.message {
-        return on_message(app, bot, message).await;
+    let handled = if let Some(message) = &update.message {
+        on_message(app, bot, message).await
+    } else if let Some(query) = &update.callback_query {
+        on_button(app, bot, query).await
+    } else {
+        Ok(())
+    };
+    match handled {
+        Err(HandleError::Bot(e)) if account::not_allowed(&e) => {
+            account::note_skipped(&app.bot_messages_skipped);
+            Ok(())
+        }
+        other => other,
     }
-    if let Some(query) = &update.callback_query {
-        return on_button(app, bot, query).await;
-    }
-    Ok(())
 }
 
 const EXPIRED: &str = "This login link has expired or was already used. Go back to the page you came from and start again.";
@@ -103,6 +113,7 @@ async fn on_message(app: &App, bot: &BotApi, message: &Message) -> Result<(), Ha
     }
     let text = message.text.as_deref().unwrap_or("").trim();
     let Some(rest) = text.strip_prefix("/start") else {
+        bot_account::on_command(app, bot, message, from.id, text).await?;
         return Ok(());
     };
     if !(rest.is_empty() || rest.starts_with(' ')) {
@@ -112,7 +123,7 @@ async fn on_message(app: &App, bot: &BotApi, message: &Message) -> Result<(), Ha
     if payload.is_empty() {
         bot.send_message(
             message.chat.id,
-            "This bot confirms logins. Start signing in on the website or device, choose to log in through Telegram, and open the link it shows.",
+            &format!("Start signing in on the website or device, choose to log in through Telegram, and open the link it shows.\n\n{}", bot_account::HELP),
             &[],
         )
         .await?;
@@ -163,6 +174,9 @@ async fn on_message(app: &App, bot: &BotApi, message: &Message) -> Result<(), Ha
 }
 
 async fn client_name(app: &App, client_id: &str) -> Result<String, StoreError> {
+    if client_id == ACCOUNT_PAGE {
+        return Ok("your account page".into());
+    }
     Ok(match app.store.get_client(client_id).await? {
         Some(client) => client.settings.name,
         None => GONE_APP.into(),
@@ -170,6 +184,9 @@ async fn client_name(app: &App, client_id: &str) -> Result<String, StoreError> {
 }
 
 async fn on_button(app: &App, bot: &BotApi, query: &CallbackQuery) -> Result<(), HandleError> {
+    if bot_account::on_button(app, bot, query).await? {
+        return Ok(());
+    }
     let data = query.data.as_deref().unwrap_or("");
     let (approve, id) = if let Some(id) = data.strip_prefix(APPROVE) {
         (true, id)
@@ -225,10 +242,7 @@ async fn on_button(app: &App, bot: &BotApi, query: &CallbackQuery) -> Result<(),
         return Ok(());
     };
     let client = app.store.get_client(&decided.client_id).await?;
-    let app_name = client
-        .as_ref()
-        .map(|c| c.settings.name.clone())
-        .unwrap_or_else(|| GONE_APP.into());
+    let app_name = client_name(app, &decided.client_id).await?;
     let outcome = match (&decided.device_hash, &client) {
         (Some(device_hash), Some(client)) => {
             decide_device(app, device_hash, client, &identity, approve, now).await?
@@ -261,16 +275,7 @@ async fn decide_device(
 ) -> Result<String, StoreError> {
     let app_name = &client.settings.name;
     let decided = if approve {
-        let approval = DeviceApproval {
-            user_id: identity.id,
-            auth_time: now,
-            amr: identity.method.amr().to_owned(),
-        };
-        async {
-            let user = login::prove(app, identity, None, now).await?;
-            device::approve(app, device_hash, client, approval, Some(&user), now).await
-        }
-        .await
+        login::device_in_bot(app, identity, device_hash, client, now).await
     } else {
         device::deny(app, device_hash, now).await
     };

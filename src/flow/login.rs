@@ -4,21 +4,29 @@
 //!
 //! 1. [`prove`]: the proof is used once (replay rule) and the user record is saved;
 //! 2. [`admit`]: the access policy says whether this user may enter this app, before a code, a
-//!    token or a device approval is issued for it.
+//!    token or a device approval is issued for it;
+//! 3. [`alert`]: the user hears of the login in the bot chat, if their login alerts are on.
 //!
 //! A rule that must hold for every login is written here and nowhere else.
 
 use crate::error::{ErrorCode, OAuthError, OAuthResult};
+use crate::flow::account::{self, Undo};
 use crate::flow::audit::{Event, Outcome};
+use crate::flow::device::{self, Decided};
 use crate::flow::policy::Admission;
-use crate::flow::session::{self, NewSession};
+use crate::flow::session::{self, Browser, NewSession};
 use crate::oidc::authorize::AuthorizationRequest;
 use crate::oidc::grant_refresh::{self, RefreshCheck, RefreshRequest};
 use crate::oidc::scopes;
 use crate::secrets::token_hash;
 use crate::state::App;
+use crate::store::flows::DeviceApproval;
 use crate::store::{ClientRecord, StoreError, UserRecord};
-use crate::telegram::TelegramIdentity;
+use crate::telegram::bot::InlineButton;
+use crate::telegram::{ProofMethod, TelegramIdentity};
+
+/// The data of the "This wasn't me" button under a login alert.
+pub const NOT_ME: &str = "nm:";
 
 /// A Telegram proof's single-use key: the SHA-256 of what makes it unique (a widget `hash`,
 /// an `initData` hash or signature).
@@ -103,6 +111,10 @@ pub async fn prove(
     let user = user_record(identity, now);
     // The upsert keeps a known user's `created_at`, so no read is needed first.
     app.store.upsert_user(&user).await?;
+    if identity.method == ProofMethod::BotDeepLink {
+        // The user has started the bot: login alerts may be on by default for them.
+        app.store.note_bot_chat_login(user.telegram_id, now).await?;
+    }
     app.audit(
         Event::new("login", Outcome::Ok)
             .user(identity.id)
@@ -202,7 +214,71 @@ pub async fn admit(
     }
 }
 
-/// Both steps, for the ways that issue at once (token exchange, a device approved in the bot).
+/// What a login was for, as its alert names it.
+pub enum Opened<'a> {
+    App(&'a ClientRecord),
+    /// The app of this client id (read only when an alert is sent).
+    AppId(&'a str),
+    AccountPage,
+}
+
+/// Step three of every login: if the user's login alerts are on, the bot tells them which app,
+/// when, from which browser and roughly where, with a "This wasn't me" button that ends what
+/// the login opened (`undo`). The message goes in the background: a login never waits for
+/// Telegram, and never fails because the bot may not write to the user.
+pub async fn alert(
+    app: &App,
+    identity: &TelegramIdentity,
+    opened: Opened<'_>,
+    browser: Option<&Browser>,
+    undo: Undo,
+    now: i64,
+) -> Result<(), StoreError> {
+    if app.bot.is_none() || !account::alerts_on(app, identity.id).await? {
+        return Ok(());
+    }
+    let what = match opened {
+        Opened::App(client) => client.settings.name.clone(),
+        Opened::AppId(client_id) => match app.store.get_client(client_id).await? {
+            Some(client) => client.settings.name,
+            None => return Ok(()),
+        },
+        Opened::AccountPage => "your account page (apps and sessions)".to_owned(),
+    };
+    let mut text = format!(
+        "New login to {what}\nTime: {}\nHow: {}",
+        account::when(now),
+        how(identity.method)
+    );
+    if let Some(browser) = browser {
+        text.push_str(&format!(
+            "\nBrowser: {}",
+            browser.device.as_deref().unwrap_or("unknown")
+        ));
+        if let Some(place) = &browser.place {
+            text.push_str(&format!("\nPlace (approximate): {place}"));
+        }
+    }
+    text.push_str("\n\nIf this wasn't you, press the button: that login is signed out and loses what it was given. Turn these messages off with /alerts off.");
+    let button = InlineButton {
+        text: "This wasn't me".into(),
+        callback_data: format!("{NOT_ME}{}", undo.handle()),
+    };
+    account::send_in_background(app, identity.id, text, vec![button]);
+    Ok(())
+}
+
+/// How a login was proven, in words.
+fn how(method: ProofMethod) -> &'static str {
+    match method {
+        ProofMethod::TelegramWidget => "Telegram login widget",
+        ProofMethod::MiniApp => "Telegram Mini App or app",
+        ProofMethod::TelegramOidc => "Log in with Telegram",
+        ProofMethod::BotDeepLink => "confirmed in this chat",
+    }
+}
+
+/// Both steps, for the ways that issue at once (token exchange), then the alert.
 pub async fn prove_and_admit(
     app: &App,
     identity: &TelegramIdentity,
@@ -214,27 +290,68 @@ pub async fn prove_and_admit(
     if let Some(groups) = admit(app, user.telegram_id, Some(&user), client).await? {
         user.groups = Some(groups);
     }
+    let undo = Undo::App(client.client_id.clone());
+    alert(app, identity, Opened::App(client), None, undo, now).await?;
     Ok(user)
+}
+
+/// A device code approved in the bot chat (Approve pressed by the user who sent `/start`): the
+/// gate's steps, then the device is decided; the alert follows an approval.
+pub async fn device_in_bot(
+    app: &App,
+    identity: &TelegramIdentity,
+    device_hash: &[u8],
+    client: &ClientRecord,
+    now: i64,
+) -> Result<Decided, Refused> {
+    let user = prove(app, identity, None, now).await?;
+    let approval = DeviceApproval {
+        user_id: identity.id,
+        auth_time: now,
+        amr: identity.method.amr().to_owned(),
+    };
+    let decided = device::approve(app, device_hash, client, approval, Some(&user), now).await?;
+    if decided == Decided::Approved {
+        let undo = Undo::App(client.client_id.clone());
+        alert(app, identity, Opened::App(client), None, undo, now).await?;
+    }
+    Ok(decided)
+}
+
+/// The browser a login happens in: the session it had (replaced by the new one) and what it is.
+pub struct BrowserLogin<'a> {
+    pub replaces: Option<&'a str>,
+    pub browser: &'a Browser,
 }
 
 /// A login in a browser for the pending authorization `req`: the gate's first step, a new
 /// session, and a note on the pending request that its login happened (so `prompt=login` and
-/// `max_age` are met). Admission is asked when the authorization advances to a code.
+/// `max_age` are met); then the alert. Admission is asked when the authorization advances to a
+/// code.
 pub async fn in_browser(
     app: &App,
     identity: &TelegramIdentity,
     proof: Option<ProofKey>,
-    old_session: Option<&str>,
+    browser: BrowserLogin<'_>,
     req: &str,
     mut request: AuthorizationRequest,
     now: i64,
 ) -> Result<NewSession, Refused> {
     prove(app, identity, proof, now).await?;
-    let session = session::start(app, identity.id, identity.method.amr(), old_session, now).await?;
+    let amr = identity.method.amr();
+    let BrowserLogin { replaces, browser } = browser;
+    let session = session::start(app, identity.id, amr, replaces, browser, now).await?;
     request.fresh_login_session = Some(hex::encode(&session.id_hash));
     let json = serde_json::to_string(&request)
         .map_err(|e| StoreError::Internal(format!("pending authorization: {e}")))?;
     app.store.update_pending(&token_hash(req), &json).await?;
+    let opened = if request.account {
+        Opened::AccountPage
+    } else {
+        Opened::AppId(&request.client_id)
+    };
+    let undo = Undo::Session(session.id_hash.clone());
+    alert(app, identity, opened, Some(browser), undo, now).await?;
     Ok(session)
 }
 

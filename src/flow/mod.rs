@@ -2,8 +2,10 @@
 //! the same gate (replay rule, saving the user, the access policy) before a session, a code, a
 //! grant or a device approval exists.
 
+pub mod account;
 pub mod audit;
 pub mod authorize;
+pub mod bot_account;
 pub mod bot_chat;
 pub mod bot_updates;
 pub mod device;

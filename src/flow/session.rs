@@ -5,6 +5,10 @@ use crate::secrets::{TokenKind, new_token, token_hash};
 use crate::state::App;
 use crate::store::{SessionRecord, StoreResult};
 
+/// A session's last use is written at most this often: a use is a read, and the list of
+/// sessions needs no finer time than this.
+pub const TOUCH_EVERY_SECS: i64 = 60;
+
 /// A session just started: the raw id for the cookie, the stored hash, its lifetime.
 pub struct NewSession {
     pub id: String,
@@ -12,9 +16,25 @@ pub struct NewSession {
     pub ttl_secs: i64,
 }
 
-/// The live session whose raw id is `id`, if any.
+/// What is known of the browser a login happens in, for the user's list of sessions and the
+/// login alert: what its user agent says it is, and roughly where it is (only with a GeoIP
+/// database configured).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Browser {
+    pub device: Option<String>,
+    pub place: Option<String>,
+}
+
+/// The live session whose raw id is `id`, if any; its last use is noted.
 pub async fn find(app: &App, id: &str, now: i64) -> StoreResult<Option<SessionRecord>> {
-    app.store.get_session(&token_hash(id), now).await
+    let hash = token_hash(id);
+    let found = app.store.get_session(&hash, now).await?;
+    if let Some(session) = &found
+        && now - session.last_used_at >= TOUCH_EVERY_SECS
+    {
+        app.store.touch_session(&hash, now).await?;
+    }
+    Ok(found)
 }
 
 /// Starts a session for `user_id`. A new login replaces the browser's old session (`replaces`):
@@ -24,6 +44,7 @@ pub async fn start(
     user_id: i64,
     amr: &str,
     replaces: Option<&str>,
+    browser: &Browser,
     now: i64,
 ) -> StoreResult<NewSession> {
     if let Some(old) = replaces {
@@ -40,6 +61,9 @@ pub async fn start(
             amr: amr.to_owned(),
             created_at: now,
             expires_at: now + ttl_secs,
+            device: browser.device.clone(),
+            place: browser.place.clone(),
+            last_used_at: now,
         })
         .await?;
     Ok(NewSession {

@@ -47,7 +47,15 @@ pub struct AuthorizationRequest {
     /// code. After login the browser goes to the device page instead of back to an app.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_verification: Option<String>,
+    /// Not an app's request but a login to the user's own account page (`/account`): after
+    /// login the browser goes there. `client_id` is [`ACCOUNT_PAGE`].
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub account: bool,
 }
+
+/// The client id a login to the account page is filed under: no registered app can have it
+/// (registered ids are base64url).
+pub const ACCOUNT_PAGE: &str = "~account";
 
 /// An authorization request's parameters as sent (RFC 6749 §4.1.1, OIDC Core §3.1.2.1), read
 /// once from the query or the form. A value is `None` when the parameter is absent, empty, or
@@ -312,6 +320,7 @@ pub fn validate(
         id_token_hint: params.id_token_hint.clone(),
         fresh_login_session: None,
         device_verification: None,
+        account: false,
     })
 }
 

@@ -52,6 +52,7 @@ pub async fn exchange(
         created_at: now,
         revoked_at: None,
         expires_at: now + ttl,
+        session_hash: None,
     };
     provider.store.create_grant(&grant).await?;
     let access = mint::access_token(provider, client, &grant, &scope, now)?;

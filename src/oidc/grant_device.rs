@@ -103,6 +103,7 @@ pub async fn exchange(
         created_at: now,
         revoked_at: None,
         expires_at: now + provider.config.tokens.access_token_ttl_secs,
+        session_hash: None,
     };
     provider.store.create_grant(&grant).await?;
     mint::issue_for_grant(provider, client, &grant, &user, false, now).await

@@ -140,6 +140,7 @@ pub async fn issue(
         created_at: now,
         revoked_at: None,
         expires_at: now + tokens.access_token_ttl_secs.max(tokens.id_token_ttl_secs),
+        session_hash: None,
     };
     let id_token_input = |access_token| mint::IdTokenInput {
         client,

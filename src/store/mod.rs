@@ -9,6 +9,7 @@
 
 use async_trait::async_trait;
 
+pub mod account;
 pub mod audit;
 pub mod flows;
 pub mod job_lock;
@@ -19,6 +20,7 @@ pub mod sqlite;
 #[cfg(test)]
 mod tests;
 
+pub use account::{AccountStore, LoginAlertsRecord, UserAppRecord};
 pub use audit::{AuditEntry, AuditQuery, AuditStore};
 pub use flows::FlowStore;
 pub use job_lock::JobLock;
@@ -69,7 +71,7 @@ pub(crate) fn groups_from_json(json: Option<String>) -> Option<Vec<String>> {
 }
 
 #[async_trait]
-pub trait Store: FlowStore + AuditStore + Send + Sync + 'static {
+pub trait Store: FlowStore + AccountStore + AuditStore + Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
 
     async fn create_client(&self, client: &ClientRecord) -> StoreResult<()>;

@@ -201,6 +201,12 @@ pub struct SessionRecord {
     pub amr: String,
     pub created_at: i64,
     pub expires_at: i64,
+    /// What the browser is, as its user agent says (e.g. "Firefox on Linux").
+    pub device: Option<String>,
+    /// Where it was when it signed in, roughly (a GeoIP database's city and country).
+    pub place: Option<String>,
+    /// When the session was last used (coarse: see `flow::session::find`).
+    pub last_used_at: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -228,6 +234,8 @@ pub struct GrantRecord {
     pub revoked_at: Option<i64>,
     /// When the last token this grant can issue expires; extended by refresh rotation.
     pub expires_at: i64,
+    /// SHA-256 of the browser session the grant was issued in, if any.
+    pub session_hash: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone)]

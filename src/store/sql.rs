@@ -41,8 +41,10 @@ pub const CONSUME_PROOF: &str = "INSERT INTO used_proofs (proof_hash, expires_at
 
 // Browser sessions and pending authorizations.
 
-pub const CREATE_SESSION: &str = "INSERT INTO sessions (id_hash, user_id, auth_time, amr, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)";
-pub const GET_SESSION: &str = "SELECT id_hash, user_id, auth_time, amr, created_at, expires_at FROM sessions WHERE id_hash = $1 AND expires_at > $2";
+pub const CREATE_SESSION: &str = "INSERT INTO sessions (id_hash, user_id, auth_time, amr, created_at, expires_at, device, place, last_used_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+pub const GET_SESSION: &str = "SELECT id_hash, user_id, auth_time, amr, created_at, expires_at, device, place, last_used_at \
+     FROM sessions WHERE id_hash = $1 AND expires_at > $2";
 pub const DELETE_SESSION: &str = "DELETE FROM sessions WHERE id_hash = $1";
 pub const RECORD_SESSION_CLIENT: &str = "INSERT INTO session_clients (session_hash, client_id, user_id, expires_at) VALUES ($1, $2, $3, $4) \
      ON CONFLICT (session_hash, client_id) DO UPDATE SET expires_at = excluded.expires_at";
@@ -59,10 +61,10 @@ pub const SAVE_CONSENT: &str = "INSERT INTO consents (user_id, client_id, scope,
 
 // Grants, codes and tokens.
 
-pub const INSERT_GRANT: &str = "INSERT INTO grants (id, client_id, user_id, scope, auth_time, amr, nonce, created_at, revoked_at, expires_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
-pub const GET_GRANT: &str = "SELECT id, client_id, user_id, scope, auth_time, amr, nonce, created_at, revoked_at, expires_at FROM grants WHERE id = $1";
-pub const GET_LIVE_GRANT: &str = "SELECT id, client_id, user_id, scope, auth_time, amr, nonce, created_at, revoked_at, expires_at FROM grants \
+pub const INSERT_GRANT: &str = "INSERT INTO grants (id, client_id, user_id, scope, auth_time, amr, nonce, created_at, revoked_at, expires_at, session_hash) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+pub const GET_GRANT: &str = "SELECT id, client_id, user_id, scope, auth_time, amr, nonce, created_at, revoked_at, expires_at, session_hash FROM grants WHERE id = $1";
+pub const GET_LIVE_GRANT: &str = "SELECT id, client_id, user_id, scope, auth_time, amr, nonce, created_at, revoked_at, expires_at, session_hash FROM grants \
      WHERE id = $1 AND revoked_at IS NULL";
 pub const EXTEND_GRANT: &str =
     "UPDATE grants SET expires_at = $2 WHERE id = $1 AND expires_at < $2";
@@ -83,7 +85,7 @@ pub const GET_ACCESS_TOKEN: &str = "SELECT a.token_hash, a.grant_id, a.client_id
 pub const REVOKE_ACCESS_TOKEN: &str = "UPDATE access_tokens SET revoked_at = $3 WHERE token_hash = $1 AND client_id = $2 AND revoked_at IS NULL";
 pub const INSERT_REFRESH_TOKEN: &str = "INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at) VALUES ($1, $2, $3, $4)";
 pub const GET_REFRESH_TOKEN: &str = "SELECT r.token_hash, r.created_at AS token_created_at, r.expires_at AS token_expires_at, r.used_at, \
-     g.id, g.client_id, g.user_id, g.scope, g.auth_time, g.amr, g.nonce, g.created_at, g.revoked_at, g.expires_at \
+     g.id, g.client_id, g.user_id, g.scope, g.auth_time, g.amr, g.nonce, g.created_at, g.revoked_at, g.expires_at, g.session_hash \
      FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id WHERE r.token_hash = $1";
 /// Single use: only the first update finds `used_at` empty.
 pub const USE_REFRESH_TOKEN: &str = "UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 \
@@ -205,3 +207,27 @@ pub const DELETE_EXPIRED: [(&str, i64); 11] = [
         CODE_REUSE_MEMORY_SECS,
     ),
 ];
+
+// What users manage themselves (account.rs).
+
+/// Every consent, live grant and live access token of a user, one row each.
+pub const LIST_USER_APPS: &str = "SELECT client_id, scope, updated_at AS used_at, 1 AS consented FROM consents WHERE user_id = $1 \
+     UNION ALL SELECT client_id, scope, created_at AS used_at, 0 AS consented FROM grants \
+     WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 \
+     UNION ALL SELECT a.client_id, a.scope, a.created_at AS used_at, 0 AS consented FROM access_tokens a \
+     JOIN grants g ON g.id = a.grant_id \
+     WHERE a.user_id = $1 AND a.revoked_at IS NULL AND g.revoked_at IS NULL AND a.expires_at > $2";
+pub const DELETE_USER_CONSENT: &str = "DELETE FROM consents WHERE user_id = $1 AND client_id = $2";
+pub const REVOKE_USER_GRANTS: &str = "UPDATE grants SET revoked_at = $3 WHERE user_id = $1 AND client_id = $2 AND revoked_at IS NULL";
+pub const REVOKE_USER_ACCESS_TOKENS: &str = "UPDATE access_tokens SET revoked_at = $3 WHERE user_id = $1 AND client_id = $2 AND revoked_at IS NULL";
+pub const LIST_USER_SESSIONS: &str = "SELECT id_hash, user_id, auth_time, amr, created_at, expires_at, device, place, last_used_at \
+     FROM sessions WHERE user_id = $1 AND expires_at > $2 \
+     ORDER BY COALESCE(last_used_at, created_at) DESC, created_at DESC";
+pub const TOUCH_SESSION: &str = "UPDATE sessions SET last_used_at = $2 WHERE id_hash = $1";
+pub const REVOKE_SESSION_GRANTS: &str = "UPDATE grants SET revoked_at = $3 \
+     WHERE user_id = $1 AND session_hash = $2 AND revoked_at IS NULL RETURNING client_id";
+pub const GET_LOGIN_ALERTS: &str =
+    "SELECT login_alerts, bot_chat_since FROM users WHERE telegram_id = $1";
+pub const SET_LOGIN_ALERTS: &str = "UPDATE users SET login_alerts = $2 WHERE telegram_id = $1";
+pub const NOTE_BOT_CHAT_LOGIN: &str =
+    "UPDATE users SET bot_chat_since = $2 WHERE telegram_id = $1 AND bot_chat_since IS NULL";

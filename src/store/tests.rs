@@ -52,6 +52,7 @@ fn grant(client_id: &str, user: i64, now: i64) -> GrantRecord {
         created_at: now,
         revoked_at: None,
         expires_at: now + 60,
+        session_hash: None,
     }
 }
 

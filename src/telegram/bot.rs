@@ -222,9 +222,24 @@ impl BotApi {
         text: &str,
         buttons: &[InlineButton],
     ) -> Result<Message, BotApiError> {
+        let rows = if buttons.is_empty() {
+            Vec::new()
+        } else {
+            vec![buttons.to_vec()]
+        };
+        self.send_message_rows(chat_id, text, &rows).await
+    }
+
+    /// [`send_message`](Self::send_message) with the inline buttons in rows.
+    pub async fn send_message_rows(
+        &self,
+        chat_id: i64,
+        text: &str,
+        rows: &[Vec<InlineButton>],
+    ) -> Result<Message, BotApiError> {
         let mut body = json!({ "chat_id": chat_id, "text": text });
-        if !buttons.is_empty() {
-            body["reply_markup"] = json!({ "inline_keyboard": [buttons] });
+        if !rows.is_empty() {
+            body["reply_markup"] = json!({ "inline_keyboard": rows });
         }
         self.call("sendMessage", &body, CALL_TIMEOUT).await
     }

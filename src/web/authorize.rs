@@ -178,25 +178,41 @@ pub async fn resume(
         return Err(Problem::unusable("The link is incomplete.").at(&app));
     };
     let result = async {
-        let (request, created_at, client) = load_pending(&app, &query.req).await?;
+        let (request, created_at, client) = load_login_pending(&app, &query.req).await?;
         advance(&app, &headers, &query.req, &request, created_at, &client).await
     }
     .await;
     result.map_err(|p| p.at(&app))
 }
 
-/// The pending authorization behind a `req` handle, with its client.
+/// The pending authorization behind a `req` handle, with its client: an app's request or a
+/// device confirmation, never a login to the account page (whose `req` means nothing to the
+/// consent and device pages).
 pub async fn load_pending(
     app: &App,
     req_id: &str,
 ) -> Result<(AuthorizationRequest, i64, ClientRecord), Problem> {
-    let expired = || {
-        Problem::page(
-            StatusCode::BAD_REQUEST,
-            "This sign-in has expired",
-            "Go back to the app and start signing in again.",
-        )
-    };
+    let found = load_login_pending(app, req_id).await?;
+    if found.0.account {
+        return Err(expired());
+    }
+    Ok(found)
+}
+
+fn expired() -> Problem {
+    Problem::page(
+        StatusCode::BAD_REQUEST,
+        "This sign-in has expired",
+        "Go back to the app and start signing in again.",
+    )
+}
+
+/// [`load_pending`] for the login pages, which also serve a login to the account page: its
+/// "client" is the account page itself, named in the request's language.
+pub async fn load_login_pending(
+    app: &App,
+    req_id: &str,
+) -> Result<(AuthorizationRequest, i64, ClientRecord), Problem> {
     if !req_id.starts_with(TokenKind::PendingAuthorization.prefix()) || req_id.len() > 128 {
         return Err(expired());
     }
@@ -209,6 +225,9 @@ pub async fn load_pending(
     };
     let request: AuthorizationRequest =
         serde_json::from_str(&pending.request).map_err(OAuthError::server_error)?;
+    if request.account {
+        return Ok((request, pending.created_at, web::account::page_client(app)?));
+    }
     let Some(client) = app.store.get_client(&request.client_id).await? else {
         return Err(Problem::unusable(
             "The app that sent you here is no longer registered.",
@@ -246,6 +265,10 @@ async fn advance(
             crate::oidc::device::CONFIRM_PATH
         ))),
         Next::Consent => see_other(&app.url(&format!("/consent?req={req_id}"))),
+        Next::Account => {
+            app.store.delete_pending(&token_hash(req_id)).await?;
+            see_other(&app.url(web::account::PATH))
+        }
         Next::Code(code) => code_to_client(app, request, code),
         Next::ToApp(redirect) => return Err(redirect.into()),
     })

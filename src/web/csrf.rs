@@ -16,6 +16,8 @@ pub enum Form<'a> {
     Device(&'a str),
     /// The sign-out confirmation page.
     Logout,
+    /// The account page's buttons (Revoke, Sign out, Sign out everywhere).
+    Account,
 }
 
 impl Form<'_> {
@@ -24,6 +26,7 @@ impl Form<'_> {
             Form::Consent(req) => format!("consent:{req}"),
             Form::Device(req) => format!("device:{req}"),
             Form::Logout => "logout".to_owned(),
+            Form::Account => "account".to_owned(),
         }
     }
 }
@@ -57,6 +60,7 @@ mod tests {
         assert!(!verify("sess_a", Form::Consent("req_2"), &t));
         assert!(!verify("sess_a", Form::Device("req_1"), &t));
         assert!(!verify("sess_a", Form::Logout, &t));
+        assert!(!verify("sess_a", Form::Account, &t));
         assert!(!verify("sess_a", Form::Consent("req_1"), ""));
         assert!(!verify("sess_a", Form::Consent("req_1"), "not base64!"));
     }

@@ -24,8 +24,9 @@ use crate::store::flows::{BotLoginRecord, BotLoginStatus};
 use crate::store::{ClientRecord, StoreError};
 use crate::telegram::TelegramIdentity;
 use crate::telegram::deeplink::COLLECT_SECS;
-use crate::web::authorize::{load_pending, see_other};
+use crate::web::authorize::{load_login_pending, see_other};
 use crate::web::browser_error::{BrowserError, Problem};
+use crate::web::client_addr::ClientAddr;
 // The templates call these as `self::t(...)`.
 use crate::web::i18n::{lang, t};
 use crate::web::{self, OAuthForm, pages};
@@ -241,11 +242,12 @@ pub struct CompleteForm {
 /// `POST /login/bot/complete`: the bound browser collects the answer given in the chat, once.
 pub async fn complete(
     State(app): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
     form: Result<OAuthForm<CompleteForm>, crate::error::OAuthError>,
 ) -> Result<Response, BrowserError> {
     let result = match form {
-        Ok(OAuthForm(form)) => collect(&app, &headers, &form).await,
+        Ok(OAuthForm(form)) => collect(&app, &headers, addr, &form).await,
         Err(e) => Err(Problem::page(
             StatusCode::BAD_REQUEST,
             "The answer could not be read",
@@ -255,7 +257,12 @@ pub async fn complete(
     result.map_err(|p| p.at(&app))
 }
 
-async fn collect(app: &App, headers: &HeaderMap, form: &CompleteForm) -> Result<Response, Problem> {
+async fn collect(
+    app: &App,
+    headers: &HeaderMap,
+    addr: std::net::IpAddr,
+    form: &CompleteForm,
+) -> Result<Response, Problem> {
     let other_browser = || {
         Problem::page(
             StatusCode::FORBIDDEN,
@@ -269,7 +276,7 @@ async fn collect(app: &App, headers: &HeaderMap, form: &CompleteForm) -> Result<
     let Some(browser_hash) = binding_hash(app, headers, &form.id) else {
         return Err(other_browser());
     };
-    let (request, _, _) = load_pending(app, &form.req).await?;
+    let (request, _, _) = load_login_pending(app, &form.req).await?;
     let now = app.now();
     let finished = app
         .store
@@ -312,17 +319,22 @@ async fn collect(app: &App, headers: &HeaderMap, form: &CompleteForm) -> Result<
             let identity: TelegramIdentity =
                 serde_json::from_str(json).map_err(crate::error::OAuthError::server_error)?;
             // Single use is kept by the bot login itself, consumed above.
-            web::login::finish_login(app, &identity, None, headers, &form.req, request).await?
+            web::login::finish_login(app, &identity, None, headers, addr, &form.req, request)
+                .await?
         }
         None => {
             app.store.delete_pending(&token_hash(&form.req)).await?;
-            if request.device_verification.is_some() {
+            if request.device_verification.is_some() || request.account {
                 pages::render(
                     StatusCode::OK,
                     &pages::MessagePage {
                         base: app.base_path(),
                         title: "Sign-in cancelled",
-                        message: "You pressed Deny in Telegram. The device was not signed in.",
+                        message: if request.account {
+                            "You pressed Deny in Telegram. You were not signed in."
+                        } else {
+                            "You pressed Deny in Telegram. The device was not signed in."
+                        },
                     },
                     &pages::strict_csp(&[]),
                 )

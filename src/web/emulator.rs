@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use crate::state::AppState;
 use crate::telegram::widget;
-use crate::web::authorize::{load_pending, see_other};
+use crate::web::authorize::{load_login_pending, see_other};
 use crate::web::browser_error::{BrowserError, Problem};
 use crate::web::{OAuthForm, pages};
 
@@ -25,7 +25,7 @@ pub async fn emulator_page(
     let Ok(Query(query)) = query else {
         return Ok(crate::web::not_found().await);
     };
-    let (request, _, _) = load_pending(&app, &query.req)
+    let (request, _, _) = load_login_pending(&app, &query.req)
         .await
         .map_err(|p| p.at(&app))?;
     let action = format!("{}/dev/telegram", app.base_path());
@@ -83,7 +83,7 @@ pub async fn emulator_submit(
     let query: String = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(&fields)
         .finish();
-    if load_pending(&app, &form.req).await.is_err() {
+    if load_login_pending(&app, &form.req).await.is_err() {
         return Err(bad(
             "This sign-in has expired. Go back to the app and start again.",
         ));

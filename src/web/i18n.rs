@@ -252,6 +252,47 @@ fn russian(text: &str) -> Option<&'static str> {
         "The address to return to after signing out is not registered for this app." => {
             "Адрес возврата после выхода не зарегистрирован для этого приложения."
         }
+        // account.html and the account page's messages.
+        "Your Telegram sign-ins" => "Ваши входы через Telegram",
+        "your account" => "ваш аккаунт",
+        "Apps" => "Приложения",
+        "You have not given any app access with your Telegram account." => {
+            "Вы не давали приложениям доступ через аккаунт Telegram."
+        }
+        "Allowed:" => "Разрешено:",
+        "Last used:" => "Последнее использование:",
+        "Revoke" => "Отозвать",
+        "Signed-in browsers" => "Браузеры, где выполнен вход",
+        "this browser" => "этот браузер",
+        "Near" => "Примерно",
+        "Signed in:" => "Вход:",
+        "Sign out everywhere" => "Выйти везде",
+        "Unknown browser" => "Неизвестный браузер",
+        "Login alerts" => "Уведомления о входе",
+        "On: the bot tells you of every login with your Telegram account." => {
+            "Включены: бот сообщает о каждом входе с вашим аккаунтом Telegram."
+        }
+        "Off." => "Выключены.",
+        "Send /alerts on or /alerts off to @{} to change this." => {
+            "Чтобы изменить это, отправьте /alerts on или /alerts off боту @{}."
+        }
+        "The app's access was revoked: its sign-ins and tokens have ended." => {
+            "Доступ приложения отозван: его входы и токены больше не действуют."
+        }
+        "That browser was signed out." => "Выход в том браузере выполнен.",
+        "That was already gone." => "Этого уже нет.",
+        "You are signed out in this browser." => "Вы вышли в этом браузере.",
+        "Every browser signed in with your Telegram account, this one included, is signed out." => {
+            "Выполнен выход во всех браузерах, где вы входили с аккаунтом Telegram, включая этот."
+        }
+        "It did not come from the account page shown in this browser. Open the account page again." => {
+            "Он отправлен не со страницы аккаунта, открытой в этом браузере. Откройте страницу аккаунта снова."
+        }
+        "A field appears more than once." => "Поле указано больше одного раза.",
+        "Choose one of the page's buttons." => "Нажмите одну из кнопок на странице.",
+        "You pressed Deny in Telegram. You were not signed in." => {
+            "Вы нажали «Отклонить» в Telegram. Вход не выполнен."
+        }
         _ => return None,
     })
 }

@@ -1,5 +1,7 @@
 //! The login page and the Login Widget callback: the only place the widget's fields are read.
 
+use std::net::IpAddr;
+
 use axum::body::Body;
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -13,8 +15,10 @@ use crate::secrets::sha256;
 use crate::state::{App, AppState};
 use crate::telegram::TelegramIdentity;
 use crate::telegram::widget::{self, Freshness, WidgetError};
-use crate::web::authorize::{load_pending, see_other};
+use crate::web::authorize::{load_login_pending, see_other};
 use crate::web::browser_error::{BrowserError, Problem};
+use crate::web::client_addr::ClientAddr;
+use crate::web::user_agent::browser_of;
 use crate::web::{self, pages};
 
 #[derive(Deserialize)]
@@ -34,7 +38,7 @@ pub async fn login_page(
         )
         .at(&app));
     };
-    let (request, _, client) = load_pending(&app, &query.req)
+    let (request, _, client) = load_login_pending(&app, &query.req)
         .await
         .map_err(|p| p.at(&app))?;
     let nonce = pages::csp_nonce();
@@ -111,10 +115,11 @@ pub async fn widget_callback_get(
     State(app): State<AppState>,
     Path(req): Path<String>,
     RawQuery(query): RawQuery,
+    ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
 ) -> Result<Response, BrowserError> {
     let result = match web::parse_params(query.as_deref().unwrap_or("")) {
-        Ok(fields) => widget_login(&app, &req, &fields, &headers).await,
+        Ok(fields) => widget_login(&app, &req, &fields, &headers, addr).await,
         Err(e) => Err(unreadable(e.description)),
     };
     result.map_err(|p| p.at(&app))
@@ -124,11 +129,12 @@ pub async fn widget_callback_get(
 pub async fn widget_callback_post(
     State(app): State<AppState>,
     Path(req): Path<String>,
+    ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, BrowserError> {
     let result = match web::read_form_params(&app, &headers, body).await {
-        Ok(fields) => widget_login(&app, &req, &fields, &headers).await,
+        Ok(fields) => widget_login(&app, &req, &fields, &headers, addr).await,
         Err(e) => Err(unreadable(e.description)),
     };
     result.map_err(|p| p.at(&app))
@@ -139,8 +145,9 @@ async fn widget_login(
     req: &str,
     fields: &[(String, String)],
     headers: &HeaderMap,
+    addr: IpAddr,
 ) -> Result<Response, Problem> {
-    let (request, _, _) = load_pending(app, req).await?;
+    let (request, _, _) = load_login_pending(app, req).await?;
     let now = app.now();
     let t = &app.config.telegram;
     let freshness = Freshness {
@@ -163,25 +170,31 @@ async fn widget_login(
         }
     };
     let proof = ProofKey(sha256(&raw_hash));
-    finish_login(app, &identity, Some(proof), headers, req, request).await
+    finish_login(app, &identity, Some(proof), headers, addr, req, request).await
 }
 
 /// Every browser login ends here: through the gate to a new session, then back to the
-/// authorization, which asks the gate whether this user may enter the app.
+/// authorization, which asks the gate whether this user may enter the app. `addr` is where the
+/// browser is, for the place beside its session when a GeoIP database is configured.
 pub async fn finish_login(
     app: &App,
     identity: &TelegramIdentity,
     proof: Option<ProofKey>,
     headers: &HeaderMap,
+    addr: IpAddr,
     req: &str,
     request: AuthorizationRequest,
 ) -> Result<Response, Problem> {
     let old_session = web::session_id(app, headers);
+    let browser = browser_of(app, headers, addr);
     let session = flow::login::in_browser(
         app,
         identity,
         proof,
-        old_session.as_deref(),
+        flow::login::BrowserLogin {
+            replaces: old_session.as_deref(),
+            browser: &browser,
+        },
         req,
         request,
         app.now(),

@@ -204,30 +204,8 @@ async fn sign_out(
     session_id: &str,
     request: &LogoutRequest,
 ) -> Result<Response, Problem> {
-    let now = app.now();
-    for (client, user_id, uri) in logout::end_session(app, &token_hash(session_id)).await? {
-        let sub = subject::subject_for(app, &client, user_id);
-        match logout::logout_token(app, &client, &sub, now) {
-            Ok(token) => {
-                let outbound = app.outbound.clone();
-                tokio::spawn(async move {
-                    logout::send_logout_token(outbound, uri, token, &client).await;
-                });
-            }
-            Err(e) => tracing::warn!(error = %e, "could not sign a logout token"),
-        }
-    }
-    let cookie = format!(
-        "{}=; Path={}; Max-Age=0; HttpOnly; SameSite=Lax{}",
-        web::session_cookie_name(app),
-        app.config.cookie_path(),
-        if app.config.secure_cookies() {
-            "; Secure"
-        } else {
-            ""
-        }
-    );
-    Ok(finish(app, request, HeaderValue::from_str(&cookie).ok()))
+    crate::flow::account::end_session(app, &token_hash(session_id), app.now()).await?;
+    Ok(finish(app, request, web::clear_session_cookie(app)))
 }
 
 /// Where the browser goes once signed out (or already signed out): the app's registered

@@ -1,6 +1,7 @@
 //! Everything HTTP: every axum handler and page, the router, the extractors that turn malformed
 //! input into OAuth errors, the browser session cookie, and how errors are written.
 
+pub mod account;
 pub mod authorize;
 pub mod body_deadline;
 pub mod browser_error;
@@ -23,6 +24,7 @@ pub mod revoke;
 pub mod router;
 pub mod token;
 pub mod upstream;
+pub mod user_agent;
 pub mod userinfo;
 pub mod webhook;
 
@@ -93,6 +95,21 @@ pub fn session_cookie(app: &App, session: &NewSession) -> StoreResult<HeaderValu
         secure
     );
     HeaderValue::from_str(&cookie).map_err(|e| crate::store::StoreError::Internal(e.to_string()))
+}
+
+/// The `Set-Cookie` value that ends the browser's session cookie.
+pub fn clear_session_cookie(app: &App) -> Option<HeaderValue> {
+    let cookie = format!(
+        "{}=; Path={}; Max-Age=0; HttpOnly; SameSite=Lax{}",
+        session_cookie_name(app),
+        app.config.cookie_path(),
+        if app.config.secure_cookies() {
+            "; Secure"
+        } else {
+            ""
+        }
+    );
+    HeaderValue::from_str(&cookie).ok()
 }
 
 // ---- small handlers ----

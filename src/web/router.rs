@@ -29,6 +29,10 @@ pub fn router(app: AppState) -> Router {
             get(web::logout::end_session).post(web::logout::end_session),
         )
         .route("/logout/confirm", post(web::logout::confirm))
+        .route(
+            web::account::PATH,
+            get(web::account::page).post(web::account::act),
+        )
         .route("/introspect", post(web::introspect::introspect))
         .route(
             "/userinfo",

@@ -19,8 +19,9 @@ use crate::secrets::{constant_time_eq, random_bytes, sha256};
 use crate::state::{App, AppState};
 use crate::store::UpstreamLogin;
 use crate::telegram::upstream_oidc::{LoginSecrets, UpstreamError};
-use crate::web::authorize::{load_pending, see_other};
+use crate::web::authorize::{load_login_pending, see_other};
 use crate::web::browser_error::Problem;
+use crate::web::client_addr::ClientAddr;
 use crate::web::{self, login::finish_login};
 
 /// How long the user has at Telegram before the login must be started again.
@@ -103,7 +104,7 @@ pub async fn start(
             "Go back to the app and start signing in again.",
         );
     };
-    if let Err(e) = load_pending(&app, &query.req).await {
+    if let Err(e) = load_login_pending(&app, &query.req).await {
         return e.at(&app).into_response();
     }
     let now = app.now();
@@ -142,6 +143,7 @@ pub async fn start(
 pub async fn callback(
     State(app): State<AppState>,
     RawQuery(query): RawQuery,
+    ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
 ) -> Response {
     let Some(upstream) = app.telegram_oidc.clone() else {
@@ -184,7 +186,7 @@ pub async fn callback(
             "This login was started in another browser, or it took too long. Go back to the app and sign in again.",
         );
     };
-    let mut response = finish(&app, &upstream, &params, state, &cookie, &headers).await;
+    let mut response = finish(&app, &upstream, &params, state, &cookie, &headers, addr).await;
     if let Some(clear) = cookie_header(&app, &name, "", 0) {
         response.headers_mut().append(header::SET_COOKIE, clear);
     }
@@ -198,6 +200,7 @@ async fn finish(
     state: &str,
     cookie: &str,
     headers: &HeaderMap,
+    addr: std::net::IpAddr,
 ) -> Response {
     let get = |name: &str| {
         params
@@ -257,7 +260,7 @@ async fn finish(
     let Some((browser_secret, req)) = cookie.split_once('.') else {
         return refused("The login cookie is malformed.");
     };
-    let request = match load_pending(app, req).await {
+    let request = match load_login_pending(app, req).await {
         Ok((request, _, _)) => request,
         Err(e) => return e.at(app).into_response(),
     };
@@ -267,7 +270,7 @@ async fn finish(
         Err(e) => return upstream_failure(app, &e),
     };
     // Single use is kept by the upstream code, its state and its PKCE verifier.
-    finish_login(app, &identity, None, headers, req, request)
+    finish_login(app, &identity, None, headers, addr, req, request)
         .await
         .unwrap_or_else(|e| e.at(app).into_response())
 }

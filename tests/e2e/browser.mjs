@@ -1,8 +1,10 @@
 // The browser scenarios, in one Chromium: Apache mod_auth_openidc, openid-client 6, single
-// sign-on and back-channel logout between them, a key rotation between two logins, and the
-// pages at two widths, two colour schemes and two languages. Run by run.sh.
+// sign-on and back-channel logout between them, the account page revoking an app, a key
+// rotation between two logins, and the pages at two widths, two colour schemes and two
+// languages. Run by run.sh.
 
 import { join } from 'node:path';
+import { accountScenario } from './account.mjs';
 import { APACHE_PROTECTED, apacheAfterRotation, apacheInfo, apacheScenario, hasApacheSession } from './apache.mjs';
 import {
   ISSUER,
@@ -31,6 +33,7 @@ import { pagesScenario } from './pages.mjs';
 // the ID token and userinfo unchanged.
 const IVAN = { id: 777000111, first_name: 'Ivan', last_name: 'Petrov', username: 'ivan_e2e' };
 const MARIA = { id: 777000222, first_name: 'Мария', last_name: 'Иванова', username: 'maria_e2e' };
+const OLGA = { id: 777000333, first_name: 'Olga', last_name: 'Sokolova', username: 'olga_e2e' };
 
 const appServer = await startAppServer();
 const browser = await launchBrowser();
@@ -74,6 +77,8 @@ try {
     await deviceFlow(browser, config, MARIA, async (p, name) => {
       await p.screenshot({ path: join(OUT, `${name}-desktop-light-en.png`), fullPage: true });
     });
+
+    await accountScenario(browser, config, OLGA);
 
     await pagesScenario(browser, config);
 

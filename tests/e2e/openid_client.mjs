@@ -70,7 +70,7 @@ export async function authorizationRequest(config, extra = {}) {
 }
 
 /** Signs in through the browser and redeems the code; returns the tokens and the callback URL. */
-async function codeFlow(config, page, user) {
+export async function codeFlow(config, page, user) {
   const request = await authorizationRequest(config);
   await page.goto(request.url.href);
   if (page.url().startsWith(`${ISSUER}/login`)) await telegramLogin(page, user);

@@ -49,6 +49,8 @@ struct FakeState {
     /// getChatMember's `status` per (chat, user); anyone else has `left`.
     members: Mutex<std::collections::HashMap<(i64, i64), String>>,
     member_failure: Mutex<Option<MemberFailure>>,
+    /// Chats whose user blocked the bot (or never started it): sendMessage answers 403.
+    blocked: Mutex<std::collections::HashSet<i64>>,
     calls: Mutex<Vec<Call>>,
     /// Updates not yet confirmed by a getUpdates offset.
     queued: Mutex<Vec<Value>>,
@@ -132,6 +134,21 @@ async fn method(
         }
         return axum::Json(json!({"ok": true, "result": member})).into_response();
     }
+    let blocked_chat = body["chat_id"]
+        .as_i64()
+        .is_some_and(|chat| state.blocked.lock().unwrap().contains(&chat));
+    if method == "sendMessage" && blocked_chat {
+        state.calls.lock().unwrap().push(Call {
+            method: method.clone(),
+            body,
+        });
+        state.changed.notify_waiters();
+        return (
+            StatusCode::FORBIDDEN,
+            axum::Json(json!({"ok": false, "error_code": 403, "description": "Forbidden: bot was blocked by the user"})),
+        )
+            .into_response();
+    }
     let result = match method.as_str() {
         "sendMessage" | "editMessageText" => {
             let id = match body.get("message_id").and_then(Value::as_i64) {
@@ -211,6 +228,11 @@ impl FakeBotApi {
             .lock()
             .unwrap()
             .insert((chat, user), status.into());
+    }
+
+    /// Makes sendMessage to `chat` answer 403, as for a user who blocked the bot.
+    pub fn block(&self, chat: i64) {
+        self.state.blocked.lock().unwrap().insert(chat);
     }
 
     /// Makes getChatMember fail (or, with `None`, answer again).

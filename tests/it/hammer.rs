@@ -46,6 +46,7 @@ async fn writer(store: Arc<dyn Store>, client_id: String, user: i64, now: i64) -
             created_at: now,
             revoked_at: None,
             expires_at: now + 60,
+            session_hash: None,
         };
         let code = CodeRecord {
             code_hash: random_bytes::<32>().to_vec(),

@@ -113,6 +113,10 @@ async fn suite(app: TestApp, fake: &FakeBotApi) {
         telegram_oidc::oidc::pkce::s256("hostile-verifier-0123456789-abcdefghijklmnopq");
     let mut encoded: Vec<String> = VALUES.iter().map(|v| enc(v)).collect();
     encoded.extend(RAW.iter().map(|r| r.to_string()));
+    // A browser signed in on the account page, whose forms are sent holding each value.
+    let account = crate::account::browser(crate::account::FIREFOX);
+    let account_page = crate::account_page::account_login(&app, &account, 8_800_002).await;
+    let account_csrf = enc(&hidden(&account_page, "csrf"));
 
     for (i, value) in encoded.iter().enumerate() {
         let case = |what: &str| format!("{what} with value #{i} ({value})");
@@ -313,7 +317,33 @@ async fn suite(app: TestApp, fake: &FakeBotApi) {
                 .body(form(&[("user_code", value.clone())])),
         )
         .await;
+        // The account page's form, each field in turn, from the signed-in browser.
+        for name in ["csrf", "action", "target"] {
+            let mut pairs = vec![
+                ("csrf", account_csrf.clone()),
+                ("action", "revoke".to_string()),
+                ("target", "x".to_string()),
+            ];
+            pairs.retain(|(k, _)| *k != name);
+            pairs.push((name, value.clone()));
+            let (status, _) = send(
+                &app,
+                &redirect,
+                &case(&format!("POST /account {name}")),
+                account
+                    .http
+                    .post(app.url("/account"))
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(form(&pairs)),
+            )
+            .await;
+            assert!(
+                status.is_client_error() || status.is_redirection(),
+                "{status}"
+            );
+        }
         for path in [
+            "/account",
             "/device",
             "/login",
             "/consent",
@@ -356,6 +386,22 @@ async fn suite(app: TestApp, fake: &FakeBotApi) {
         let update = fake.update(message(&user, &format!("/start {value}")));
         let resp = fake.deliver(&app, &update, Some(WEBHOOK_SECRET)).await;
         assert_eq!(resp.status(), StatusCode::OK, "{case}");
+        // The account's commands and buttons holding the value.
+        for text in ["/apps", "/sessions", "/alerts", "/help"] {
+            let update = fake.update(message(&user, &format!("{text} {value}")));
+            let resp = fake.deliver(&app, &update, Some(WEBHOOK_SECRET)).await;
+            assert_eq!(resp.status(), StatusCode::OK, "{case} {text}");
+        }
+        for data in ["ra:", "so:", "sa", "nm:", "nm:s:", "nm:a:"] {
+            let update = fake.update(crate::fake_bot_api::button(
+                &user,
+                user.id,
+                1,
+                &format!("{data}{value}"),
+            ));
+            let resp = fake.deliver(&app, &update, Some(WEBHOOK_SECRET)).await;
+            assert_eq!(resp.status(), StatusCode::OK, "{case} {data}");
+        }
     }
     // A webhook body that is not JSON at all, with the right secret: acknowledged.
     for body in [

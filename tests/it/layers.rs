@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 /// Each layer of the crate and the layers it may import (its own always allowed).
 /// Top to bottom: main -> lib -> web -> {state, flow} -> {oidc, telegram} -> {store, keys,
-/// jose} -> {config, error, secrets, clock, params, outbound, access}.
+/// jose} -> {config, error, secrets, clock, params, outbound, access, geoip}.
 const RULES: &[(&str, &[&str])] = &[
     (
         "web",
@@ -29,10 +29,11 @@ const RULES: &[(&str, &[&str])] = &[
     ("params", &[BOTTOM]),
     ("outbound", &[BOTTOM]),
     ("access", &[BOTTOM]),
+    ("geoip", &[BOTTOM]),
 ];
 /// Stand-ins in `RULES` for a whole layer.
 const LOWER: &str = "{store, keys, jose}";
-const BOTTOM: &str = "{config, error, secrets, clock, params, outbound, access}";
+const BOTTOM: &str = "{config, error, secrets, clock, params, outbound, access, geoip}";
 
 /// External crates only some layers may name.
 const CRATE_RULES: &[(&str, &[&str])] = &[
@@ -50,6 +51,8 @@ const CRATE_RULES: &[(&str, &[&str])] = &[
     // HTTP out: the one outbound client for URLs others chose, and the Telegram adapters
     // (whose URLs the admin configured).
     ("reqwest", &["outbound", "telegram"]),
+    // Reading the GeoIP database: one module.
+    ("maxminddb", &["geoip"]),
 ];
 
 fn expand(allowed: &[&str]) -> BTreeSet<String> {
@@ -59,7 +62,7 @@ fn expand(allowed: &[&str]) -> BTreeSet<String> {
             LOWER => out.extend(["store", "keys", "jose"].map(String::from)),
             BOTTOM => out.extend(
                 [
-                    "config", "error", "secrets", "clock", "params", "outbound", "access",
+                    "config", "error", "secrets", "clock", "params", "outbound", "access", "geoip",
                 ]
                 .map(String::from),
             ),

@@ -1,6 +1,9 @@
 //! One integration-test binary: every test drives a real server over HTTP.
 
 mod abuse;
+mod account;
+mod account_page;
+mod account_store;
 mod audit;
 mod cli;
 mod client_assertion;
@@ -11,6 +14,7 @@ mod fake_bot_api;
 mod fake_telegram_oidc;
 mod flow;
 mod gate;
+mod geoip_file;
 mod hammer;
 mod harness;
 mod hostile;

@@ -25,11 +25,11 @@ pub fn postgres_url() -> Option<String> {
     }
 }
 
-fn unique_user() -> i64 {
+pub(crate) fn unique_user() -> i64 {
     (u32::from_le_bytes(random_bytes::<4>()) as i64) + 1_000_000
 }
 
-fn client(now: i64) -> ClientRecord {
+pub(crate) fn client(now: i64) -> ClientRecord {
     ClientRecord {
         client_id: new_id(),
         secret_hash: Some(sha256(b"secret")),
@@ -61,7 +61,7 @@ fn client(now: i64) -> ClientRecord {
     }
 }
 
-fn grant(client_id: &str, user: i64, now: i64) -> GrantRecord {
+pub(crate) fn grant(client_id: &str, user: i64, now: i64) -> GrantRecord {
     GrantRecord {
         id: new_id(),
         client_id: client_id.into(),
@@ -73,6 +73,7 @@ fn grant(client_id: &str, user: i64, now: i64) -> GrantRecord {
         created_at: now,
         revoked_at: None,
         expires_at: now + 60,
+        session_hash: None,
     }
 }
 
@@ -86,7 +87,7 @@ fn code(grant_id: &str, now: i64) -> CodeRecord {
     }
 }
 
-fn refresh(grant_id: &str, now: i64, ttl: i64) -> RefreshTokenRecord {
+pub(crate) fn refresh(grant_id: &str, now: i64, ttl: i64) -> RefreshTokenRecord {
     RefreshTokenRecord {
         token_hash: random_bytes::<32>().to_vec(),
         grant_id: grant_id.into(),
@@ -232,6 +233,9 @@ async fn scenario(store: Arc<dyn Store>) {
             amr: "telegram_widget".into(),
             created_at: now,
             expires_at: now + 100,
+            device: Some("Firefox on Linux".into()),
+            place: None,
+            last_used_at: now,
         })
         .await
         .unwrap();

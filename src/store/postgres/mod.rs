@@ -11,6 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use super::job_lock::{self, JobLock};
 use super::{StoreError, StoreResult};
 
+mod account;
 mod audit;
 mod flows;
 mod rows;

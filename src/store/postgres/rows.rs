@@ -42,13 +42,18 @@ pub fn user(row: &PgRow) -> StoreResult<UserRecord> {
 }
 
 pub fn session(row: &PgRow) -> StoreResult<SessionRecord> {
+    let created_at: i64 = row.try_get("created_at")?;
+    let last_used_at: Option<i64> = row.try_get("last_used_at")?;
     Ok(SessionRecord {
         id_hash: row.try_get("id_hash")?,
         user_id: row.try_get("user_id")?,
         auth_time: row.try_get("auth_time")?,
         amr: row.try_get("amr")?,
-        created_at: row.try_get("created_at")?,
+        created_at,
         expires_at: row.try_get("expires_at")?,
+        device: row.try_get("device")?,
+        place: row.try_get("place")?,
+        last_used_at: last_used_at.unwrap_or(created_at),
     })
 }
 
@@ -74,6 +79,7 @@ pub fn grant(row: &PgRow) -> StoreResult<GrantRecord> {
         created_at: row.try_get("created_at")?,
         revoked_at: row.try_get("revoked_at")?,
         expires_at: row.try_get("expires_at")?,
+        session_hash: row.try_get("session_hash")?,
     })
 }
 
@@ -179,6 +185,7 @@ where
         .bind(g.created_at)
         .bind(g.revoked_at)
         .bind(g.expires_at)
+        .bind(&g.session_hash)
         .execute(executor)
         .await?;
     Ok(())

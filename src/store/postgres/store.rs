@@ -120,6 +120,9 @@ impl Store for PostgresStore {
             .bind(text(&s.amr))
             .bind(s.created_at)
             .bind(s.expires_at)
+            .bind(opt_text(&s.device))
+            .bind(opt_text(&s.place))
+            .bind(s.last_used_at)
             .execute(&self.pool)
             .await?;
         Ok(())

@@ -46,6 +46,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../../migrations/sqlite/0007_user_groups.sql"),
     ),
     (
+        8,
+        "0008_account.sql",
+        include_str!("../../../migrations/sqlite/0008_account.sql"),
+    ),
+    (
         10,
         "0010_audit_log.sql",
         include_str!("../../../migrations/sqlite/0010_audit_log.sql"),
@@ -201,6 +206,11 @@ mod tests {
             7,
             "user groups",
             "ed3d3389eafb8a3426c0b7317bc390314a7bc848a9d75844e6060abb80d6304ad69f64abcc45e00d868a479dcd53a0ba",
+        ),
+        (
+            8,
+            "account",
+            "1769f2b52004fdeaff76289f7eba7be4aae1b3e60bf401a5701ca050336a30449149a65ad681a247d1deeefc551e14dd",
         ),
         (
             10,

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::job_lock::{JobLock, LocalJobLocks};
 use super::{StoreError, StoreResult};
 
+mod account;
 mod audit;
 mod db;
 mod flows;

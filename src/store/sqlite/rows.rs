@@ -56,13 +56,18 @@ pub fn user(r: &Row<'_>) -> rusqlite::Result<UserRecord> {
 }
 
 pub fn session(r: &Row<'_>) -> rusqlite::Result<SessionRecord> {
+    let created_at: i64 = r.get("created_at")?;
+    let last_used_at: Option<i64> = r.get("last_used_at")?;
     Ok(SessionRecord {
         id_hash: r.get("id_hash")?,
         user_id: r.get("user_id")?,
         auth_time: r.get("auth_time")?,
         amr: r.get("amr")?,
-        created_at: r.get("created_at")?,
+        created_at,
         expires_at: r.get("expires_at")?,
+        device: r.get("device")?,
+        place: r.get("place")?,
+        last_used_at: last_used_at.unwrap_or(created_at),
     })
 }
 
@@ -88,6 +93,7 @@ pub fn grant(r: &Row<'_>) -> rusqlite::Result<GrantRecord> {
         created_at: r.get("created_at")?,
         revoked_at: r.get("revoked_at")?,
         expires_at: r.get("expires_at")?,
+        session_hash: r.get("session_hash")?,
     })
 }
 
@@ -183,6 +189,7 @@ pub fn insert_grant(c: &Connection, g: &GrantRecord) -> StoreResult<()> {
         .execute(named_params! {
             "$1": g.id, "$2": g.client_id, "$3": g.user_id, "$4": g.scope, "$5": g.auth_time,
             "$6": g.amr, "$7": g.nonce, "$8": g.created_at, "$9": g.revoked_at, "$10": g.expires_at,
+            "$11": g.session_hash,
         })?;
     Ok(())
 }

@@ -137,7 +137,8 @@ impl Store for SqliteStore {
                 c.prepare_cached(sql::CREATE_SESSION)?
                     .execute(named_params! {
                         "$1": s.id_hash, "$2": s.user_id, "$3": s.auth_time, "$4": s.amr,
-                        "$5": s.created_at, "$6": s.expires_at,
+                        "$5": s.created_at, "$6": s.expires_at, "$7": s.device, "$8": s.place,
+                        "$9": s.last_used_at,
                     })?;
                 Ok(())
             })
