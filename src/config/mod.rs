@@ -170,7 +170,9 @@ pub struct UpstreamOidcConfig {
     pub client_secret_file: Option<PathBuf>,
     /// Scopes asked of Telegram: `openid` and `profile`; add `phone` to offer the phone number.
     pub scopes: Vec<String>,
-    /// Shortest time between two JWKS fetches caused by an ID token with an unknown `kid`.
+    /// Age after which Telegram's JWKS is fetched again at the next login, whatever `kid` the
+    /// ID token names (a key Telegram withdrew stops being accepted then). An unknown `kid` is
+    /// fetched at once, at most every 5 seconds, independently of this setting.
     pub jwks_refetch_interval_secs: i64,
     /// How long a call to Telegram may take, in seconds.
     pub http_timeout_secs: u64,
@@ -184,7 +186,7 @@ impl Default for UpstreamOidcConfig {
             client_secret: Secret::default(),
             client_secret_file: None,
             scopes: vec!["openid".into(), "profile".into()],
-            jwks_refetch_interval_secs: 60,
+            jwks_refetch_interval_secs: 300,
             http_timeout_secs: 10,
         }
     }

@@ -42,6 +42,8 @@ const CRATE_RULES: &[(&str, &[&str])] = &[
     ("askama", &["web"]),
     // JWS: signed and verified in one place (the key store holds jsonwebtoken's key types).
     ("jsonwebtoken", &["jose", "keys"]),
+    // ES256K (secp256k1), which jsonwebtoken does not know: verified in jose/ only.
+    ("k256", &["jose"]),
     // Talking to Telegram's own OpenID Connect provider: the adapter only.
     ("openidconnect", &["telegram"]),
     // Database drivers: the store only.

@@ -28,3 +28,4 @@ mod secrets_scan;
 mod ssrf;
 mod store;
 mod upstream;
+mod upstream_keys;
