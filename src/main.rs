@@ -518,6 +518,8 @@ async fn dev(listen: SocketAddr, data: PathBuf) -> anyhow::Result<()> {
     };
     config.telegram.bot_token = Secret::new("1000000001:DEV-emulator-token-not-a-real-bot");
     config.telegram.bot_username = "telegram_oidc_dev_bot".into();
+    // The dev bot is no real bot: nothing to poll.
+    config.telegram.updates = telegram_oidc::config::UpdateMode::None;
     config.validate()?;
 
     let store = telegram_oidc::open_store(&config.database_url).await?;

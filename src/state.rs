@@ -20,7 +20,7 @@ pub struct App {
     base_path: String,
     /// Telegram's own OpenID Connect provider, when configured as a login method.
     pub telegram_oidc: Option<Arc<UpstreamOidc>>,
-    /// The Bot API client, when the bot hears updates (`telegram.updates` is not `none`).
+    /// The Bot API client, when the bot hears updates (`telegram.updates` does not resolve to `none`).
     pub bot: Option<Arc<BotApi>>,
     /// Who may log in to which app: asked on every login, whatever the way.
     pub policy: Arc<dyn LoginPolicy>,
@@ -80,7 +80,7 @@ impl App {
             )?)),
             None => None,
         };
-        let bot = match config.telegram.updates {
+        let bot = match config.telegram.update_mode() {
             crate::config::UpdateMode::None => None,
             _ => Some(Arc::new(BotApi::new(
                 &config.telegram.bot_api_url,

@@ -98,8 +98,10 @@ pub struct TelegramConfig {
     pub widget_mode: WidgetMode,
     /// The Bot API server; calls go to `{bot_api_url}/bot<token>/<method>`.
     pub bot_api_url: String,
-    /// How the bot hears `/start` and button presses: `webhook`, `polling` (`getUpdates`) or
-    /// `none` (no login through the bot chat, no device confirmation in the bot).
+    /// How the bot hears `/start` and button presses: `auto` (the default: `webhook` when a
+    /// webhook secret is set, else `polling` when there is a bot token), `webhook`, `polling`
+    /// (`getUpdates`) or `none` (no login through the bot chat, no device confirmation in the
+    /// bot). Read it through [`TelegramConfig::update_mode`].
     pub updates: UpdateMode,
     /// What Telegram sends back in `X-Telegram-Bot-Api-Secret-Token` on every webhook call.
     /// Prefer `webhook_secret_file`.
@@ -116,9 +118,10 @@ pub struct TelegramConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum UpdateMode {
+    #[default]
+    Auto,
     Webhook,
     Polling,
-    #[default]
     None,
 }
 
@@ -145,6 +148,17 @@ pub enum TelegramEnvironment {
 }
 
 impl TelegramConfig {
+    /// How updates arrive, `auto` resolved: the bot login is on whenever there is a bot token,
+    /// by webhook when a webhook secret is set and by polling otherwise. Never `Auto`.
+    pub fn update_mode(&self) -> UpdateMode {
+        match self.updates {
+            UpdateMode::Auto if !self.webhook_secret.expose().is_empty() => UpdateMode::Webhook,
+            UpdateMode::Auto if !self.bot_token.expose().is_empty() => UpdateMode::Polling,
+            UpdateMode::Auto => UpdateMode::None,
+            explicit => explicit,
+        }
+    }
+
     /// The Ed25519 key that checks Mini App data of the configured environment (32 bytes).
     pub fn init_data_public_key(&self) -> Option<Vec<u8>> {
         let hex_key = match self.environment {
@@ -310,7 +324,7 @@ impl Default for TelegramConfig {
             widget_script_url: "https://telegram.org/js/telegram-widget.js?22".into(),
             widget_mode: WidgetMode::Redirect,
             bot_api_url: "https://api.telegram.org".into(),
-            updates: UpdateMode::None,
+            updates: UpdateMode::Auto,
             webhook_secret: Secret::default(),
             webhook_secret_file: None,
             register_webhook: false,
@@ -486,6 +500,29 @@ mod tests {
         let mut c = valid();
         c.tokens.code_ttl_secs = 0;
         assert_eq!(c.validate().unwrap_err().setting, "tokens.code_ttl_secs");
+    }
+
+    #[test]
+    fn the_bot_login_is_on_by_default_whenever_there_is_a_bot_token() {
+        let mut c = valid();
+        assert_eq!(c.telegram.updates, UpdateMode::Auto);
+        assert_eq!(c.telegram.update_mode(), UpdateMode::Polling);
+        c.telegram.webhook_secret = Secret::new("s3cret_-token");
+        assert_eq!(c.telegram.update_mode(), UpdateMode::Webhook);
+        c.telegram.register_webhook = true;
+        c.validate().unwrap();
+        c.telegram.updates = UpdateMode::None;
+        assert_eq!(c.telegram.update_mode(), UpdateMode::None);
+        c.telegram.updates = UpdateMode::Polling;
+        assert_eq!(c.telegram.update_mode(), UpdateMode::Polling);
+        let mut c = valid();
+        c.telegram.bot_token = Secret::default();
+        assert_eq!(c.telegram.update_mode(), UpdateMode::None);
+        // From a settings file: `none` still turns it off, `auto` may be written out.
+        for (text, mode) in [("none", UpdateMode::None), ("auto", UpdateMode::Auto)] {
+            let t: TelegramConfig = toml::from_str(&format!("updates = \"{text}\"")).unwrap();
+            assert_eq!(t.updates, mode);
+        }
     }
 
     #[test]

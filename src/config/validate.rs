@@ -245,7 +245,7 @@ impl Config {
                 "updates = \"webhook\" needs a secret (telegram.webhook_secret_file or TGOIDC_TELEGRAM__WEBHOOK_SECRET): without it anyone could post updates",
             ));
         }
-        if t.register_webhook && t.updates != UpdateMode::Webhook {
+        if t.register_webhook && t.update_mode() != UpdateMode::Webhook {
             return Err(bad(
                 "telegram.register_webhook",
                 "registering the webhook only makes sense with updates = \"webhook\"",

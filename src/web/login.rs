@@ -17,6 +17,10 @@ use crate::web::authorize::{load_pending, see_other};
 use crate::web::browser_error::{BrowserError, Problem};
 use crate::web::{self, pages};
 
+/// How long the login page waits for telegram.org's widget script before it says the button did
+/// not load and points at the other ways in (a script that fails says so at once).
+const WIDGET_TIMEOUT_MS: u64 = 6000;
+
 #[derive(Deserialize)]
 pub struct LoginQuery {
     req: String,
@@ -74,6 +78,7 @@ pub async fn login_page(
             callback_url: &callback_url,
             js_mode: app.config.telegram.widget_mode == crate::config::WidgetMode::Callback,
             nonce: &nonce,
+            widget_timeout_ms: WIDGET_TIMEOUT_MS,
             emulator_url,
             telegram_oidc_url: app.telegram_oidc.as_ref().map(|_| {
                 format!(

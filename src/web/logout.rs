@@ -204,6 +204,16 @@ async fn sign_out(
     session_id: &str,
     request: &LogoutRequest,
 ) -> Result<Response, Problem> {
+    let cookie = end_browser_session(app, session_id).await?;
+    Ok(finish(app, request, cookie))
+}
+
+/// Ends the browser session `session_id` and sends a logout token to every app of it that asked
+/// for one (back-channel logout); returns the cookie header that clears the session cookie.
+pub(crate) async fn end_browser_session(
+    app: &App,
+    session_id: &str,
+) -> Result<Option<HeaderValue>, Problem> {
     let now = app.now();
     for (client, user_id, uri) in logout::end_session(app, &token_hash(session_id)).await? {
         let sub = subject::subject_for(app, &client, user_id);
@@ -227,7 +237,7 @@ async fn sign_out(
             ""
         }
     );
-    Ok(finish(app, request, HeaderValue::from_str(&cookie).ok()))
+    Ok(HeaderValue::from_str(&cookie).ok())
 }
 
 /// Where the browser goes once signed out (or already signed out): the app's registered

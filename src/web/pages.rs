@@ -26,6 +26,8 @@ pub struct LoginPage<'a> {
     pub callback_url: &'a str,
     pub js_mode: bool,
     pub nonce: &'a str,
+    /// How long the widget script may take before the page offers the other ways in.
+    pub widget_timeout_ms: u64,
     pub emulator_url: Option<String>,
     /// The start of a login through Telegram's own OpenID Connect provider, when configured.
     pub telegram_oidc_url: Option<String>,
@@ -40,7 +42,11 @@ pub struct LoginPage<'a> {
 pub struct ConsentPage<'a> {
     pub base: &'a str,
     pub client_name: &'a str,
+    /// The host the app's redirect URI points at.
+    pub app_domain: &'a str,
+    /// The user's full name, and Telegram username when there is one.
     pub user_name: &'a str,
+    pub username: Option<&'a str>,
     pub scopes: Vec<&'a str>,
     pub req: &'a str,
     pub csrf: &'a str,

@@ -61,7 +61,7 @@ pub fn router(app: AppState) -> Router {
     routes = routes
         .merge(web::deeplink::routes())
         .merge(web::device::routes());
-    if config.telegram.updates == crate::config::UpdateMode::Webhook {
+    if config.telegram.update_mode() == crate::config::UpdateMode::Webhook {
         routes = routes.route(
             crate::flow::bot_updates::WEBHOOK_PATH,
             post(web::webhook::webhook),

@@ -256,7 +256,11 @@ async fn bot_login_through_the_webhook_on_postgres() {
 #[tokio::test]
 async fn bot_login_through_long_polling() {
     let fake = FakeBotApi::start().await;
-    let app = app_with_bot(&fake, UpdateMode::Polling, |_| {}).await;
+    // The default mode with a bot token and no webhook secret: polling.
+    let app = app_with_bot(&fake, UpdateMode::Auto, |c| {
+        c.telegram.webhook_secret = telegram_oidc::config::Secret::default();
+    })
+    .await;
     // In polling mode there is no webhook at all.
     let resp = fake
         .deliver(

@@ -97,6 +97,10 @@ impl TestApp {
         };
         config.telegram.bot_token = Secret::new(BOT_TOKEN);
         config.telegram.bot_username = BOT_USERNAME.into();
+        // There is no Bot API behind these tests: with the default (`auto`), the bot token
+        // would start a poller against api.telegram.org. Tests of the bot use `fake_bot_api`,
+        // which sets the mode (and `bot_login_is_on_by_default` leaves it at its default).
+        config.telegram.updates = telegram_oidc::config::UpdateMode::None;
         config.max_body_bytes = 16 * 1024;
         // The fake apps of the tests listen on loopback; `tests/it/ssrf.rs` turns this off.
         config.outbound.allow_private = true;

@@ -16,6 +16,7 @@ mod hostile;
 mod i18n;
 mod job_lock;
 mod layers;
+mod login_page;
 mod logout;
 mod miniapp;
 mod multinode;
