@@ -142,6 +142,10 @@ impl Captured {
 #[tokio::test]
 async fn forged_id_tokens_are_refused_and_logged_at_warn() {
     // The test runtime runs the server on this thread: a thread-local subscriber sees its log.
+    // tracing caches whether a call site is wanted; with a single scoped subscriber alive it
+    // asks the thread that reaches a call site first, which may be another test's (wanting
+    // nothing). A second scoped subscriber makes it ask every live subscriber instead.
+    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
