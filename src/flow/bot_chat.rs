@@ -1,8 +1,14 @@
 //! The bot chat: a `t.me/<bot>?start=<payload>` link opens the bot, Telegram sends us
-//! `/start <payload>` with the user's profile, the bot asks "Log in to <app>?" with Approve /
-//! Deny buttons, and only Approve, pressed by the user who sent `/start`, proves the identity
+//! `/start <payload>` with the user's profile, the bot asks "Log in to <app>?" and only the
+//! right answer, pressed by the user who sent `/start`, proves the identity
 //! (`telegram::deeplink::identity_of`). A browser login is then collected by the waiting
 //! browser and passes the gate there; a device code is approved right here, through the gate.
+//!
+//! Against remote phishing (RFC 8628 §5.4: an attacker starts a login and sends the victim the
+//! link), the question names the app and its domain, what asked (the browser, or the device's
+//! user code) and when; and the waiting page or device shows a two-digit number, which the user
+//! must pick among three in the chat (number matching). A wrong number denies the attempt, and
+//! "This wasn't me" ends it; either is recorded with the login (`answer`) and logged.
 
 use crate::flow::device::{self, Decided};
 use crate::flow::login::{self, Refused};
@@ -11,11 +17,19 @@ use crate::state::App;
 use crate::store::flows::{BotLoginRecord, BotLoginStatus, DeviceApproval};
 use crate::store::{ClientRecord, StoreError};
 use crate::telegram::TelegramIdentity;
-use crate::telegram::bot::{BotApi, BotApiError, CallbackQuery, InlineButton, Message, Update};
-use crate::telegram::deeplink::{COLLECT_SECS, identity_of, is_valid_payload, link, new_payload};
+use serde::{Deserialize, Serialize};
 
+use crate::telegram::bot::{BotApi, BotApiError, CallbackQuery, InlineButton, Message, Update};
+use crate::telegram::deeplink::{
+    COLLECT_SECS, identity_of, is_valid_payload, link, new_match_code, new_payload, offered_numbers,
+};
+
+/// Approve without a number: only for logins stored before number matching.
 const APPROVE: &str = "a:";
+/// A number pressed: `n:<id>:<number>`.
+const NUMBER: &str = "n:";
 const DENY: &str = "d:";
+const NOT_ME: &str = "x:";
 const GONE_APP: &str = "an app that is no longer registered";
 
 /// What a deep-link login confirms.
@@ -29,20 +43,41 @@ pub enum Purpose {
     Device { device_hash: Vec<u8> },
 }
 
-/// A stored deep-link login: the public id and the link to show.
+/// What asked for a login, named in the approval message so that the user can tell their own
+/// attempt from someone else's.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Requester {
+    /// A summary of the browser ("Firefox on Linux"), from fixed words only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub browser: Option<String>,
+    /// A device's user code (RFC 8628), as the device shows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_code: Option<String>,
+    /// Where the app lives: the host of the redirect URI the login returns to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_domain: Option<String>,
+}
+
+/// A stored deep-link login: the public id, the link to show, and the number the user must
+/// press in the chat.
 pub struct NewBotLogin {
     pub id: String,
     pub link: String,
+    pub match_code: i64,
 }
 
 pub async fn create(
     app: &App,
     client_id: &str,
     purpose: Purpose,
+    requester: &Requester,
     expires_at: i64,
 ) -> Result<NewBotLogin, StoreError> {
     let payload = new_payload();
     let id = new_id();
+    let match_code = new_match_code();
+    let requester = serde_json::to_string(requester)
+        .map_err(|e| StoreError::Internal(format!("requester: {e}")))?;
     let (pending_hash, browser_hash, device_hash) = match purpose {
         Purpose::Browser {
             pending_hash,
@@ -63,11 +98,15 @@ pub async fn create(
             identity: None,
             created_at: app.now(),
             expires_at,
+            match_code: Some(match_code),
+            requester: Some(requester),
+            answer: None,
         })
         .await?;
     Ok(NewBotLogin {
         link: link(&app.config.telegram.bot_username, &payload),
         id,
+        match_code,
     })
 }
 
@@ -135,31 +174,83 @@ async fn on_message(app: &App, bot: &BotApi, message: &Message) -> Result<(), Ha
         Some(username) => format!("{} (@{username})", from.first_name),
         None => from.first_name.clone(),
     };
-    let question = if login.device_hash.is_some() {
-        format!(
-            "Sign in to {app_name} on your device as {who}?\n\nPress Approve only if you started this sign-in yourself."
-        )
-    } else {
-        format!(
-            "Log in to {app_name} as {who}?\n\nPress Approve only if you started this login yourself just now."
-        )
-    };
-    bot.send_message(
-        message.chat.id,
-        &question,
-        &[
-            InlineButton {
-                text: "Approve".into(),
-                callback_data: format!("{APPROVE}{}", login.id),
-            },
-            InlineButton {
-                text: "Deny".into(),
-                callback_data: format!("{DENY}{}", login.id),
-            },
-        ],
-    )
-    .await?;
+    let (question, buttons) = approval_message(&login, &app_name, &who);
+    bot.send_message(message.chat.id, &question, &buttons)
+        .await?;
     Ok(())
+}
+
+/// `2026-12-07 14:05 UTC`.
+fn utc_minute(unix: i64) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_default()
+}
+
+/// The question and its buttons: the app and its domain, what asked and when; three numbers to
+/// pick from (the one on the waiting page or device among them), Deny, and "This wasn't me".
+fn approval_message(
+    login: &BotLoginRecord,
+    app_name: &str,
+    who: &str,
+) -> (String, Vec<Vec<InlineButton>>) {
+    let requester: Requester = login
+        .requester
+        .as_deref()
+        .and_then(|json| serde_json::from_str(json).ok())
+        .unwrap_or_default();
+    let app = match &requester.app_domain {
+        Some(domain) => format!("{app_name} ({domain})"),
+        None => app_name.to_owned(),
+    };
+    let device = login.device_hash.is_some();
+    let mut text = if device {
+        format!("Sign in to {app} on your device as {who}?\n")
+    } else {
+        format!("Log in to {app} as {who}?\n")
+    };
+    if let Some(code) = &requester.user_code {
+        text.push_str(&format!("\nDevice code: {code}"));
+    }
+    if let Some(browser) = &requester.browser {
+        text.push_str(&format!("\nRequested from: {browser}"));
+    }
+    text.push_str(&format!("\nAt: {}\n", utc_minute(login.created_at)));
+    let button = |text: String, data: String| InlineButton {
+        text,
+        callback_data: data,
+    };
+    let id = &login.id;
+    let mut rows = Vec::new();
+    match login.match_code {
+        Some(code) => {
+            let screen = if device {
+                "your device"
+            } else {
+                "the login page"
+            };
+            text.push_str(&format!(
+                "\nPress the number {screen} shows. If you did not start this yourself just now, press \"This wasn't me\"."
+            ));
+            rows.push(
+                offered_numbers(code)
+                    .iter()
+                    .map(|n| button(n.to_string(), format!("{NUMBER}{id}:{n}")))
+                    .collect(),
+            );
+        }
+        None => {
+            text.push_str("\nPress Approve only if you started this yourself just now.");
+            rows.push(vec![button("Approve".into(), format!("{APPROVE}{id}"))]);
+        }
+    }
+    rows.push(vec![
+        button("Deny".into(), format!("{DENY}{id}")),
+        button("This wasn't me".into(), format!("{NOT_ME}{id}")),
+    ]);
+    (text, rows)
 }
 
 async fn client_name(app: &App, client_id: &str) -> Result<String, StoreError> {
@@ -169,13 +260,46 @@ async fn client_name(app: &App, client_id: &str) -> Result<String, StoreError> {
     })
 }
 
+/// What a button press says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Press {
+    /// Approve of a login from before number matching.
+    Approve,
+    Number(i64),
+    Deny,
+    NotMe,
+}
+
+fn read_press(data: &str) -> Option<(Press, &str)> {
+    if let Some(id) = data.strip_prefix(APPROVE) {
+        return Some((Press::Approve, id));
+    }
+    if let Some(id) = data.strip_prefix(DENY) {
+        return Some((Press::Deny, id));
+    }
+    if let Some(id) = data.strip_prefix(NOT_ME) {
+        return Some((Press::NotMe, id));
+    }
+    let (id, number) = data.strip_prefix(NUMBER)?.rsplit_once(':')?;
+    let number = number.parse().ok().filter(|n| (10..=99).contains(n))?;
+    Some((Press::Number(number), id))
+}
+
+/// How a press answers the login: approve, or deny with the word recorded for it.
+fn answer_of(press: Press, login: &BotLoginRecord) -> (bool, &'static str) {
+    match (press, login.match_code) {
+        (Press::Number(n), Some(code)) if n == code => (true, "approve"),
+        (Press::Number(_), _) => (false, "wrong_number"),
+        // Approve without a number is no answer to a login that asked for one.
+        (Press::Approve, None) => (true, "approve"),
+        (Press::Approve, Some(_)) => (false, "wrong_number"),
+        (Press::Deny, _) => (false, "deny"),
+        (Press::NotMe, _) => (false, "not_me"),
+    }
+}
+
 async fn on_button(app: &App, bot: &BotApi, query: &CallbackQuery) -> Result<(), HandleError> {
-    let data = query.data.as_deref().unwrap_or("");
-    let (approve, id) = if let Some(id) = data.strip_prefix(APPROVE) {
-        (true, id)
-    } else if let Some(id) = data.strip_prefix(DENY) {
-        (false, id)
-    } else {
+    let Some((press, id)) = read_press(query.data.as_deref().unwrap_or("")) else {
         bot.answer_callback_query(&query.id, None).await?;
         return Ok(());
     };
@@ -197,6 +321,7 @@ async fn on_button(app: &App, bot: &BotApi, query: &CallbackQuery) -> Result<(),
         .await?;
         return Ok(());
     }
+    let (approve, answer) = answer_of(press, &login);
     let identity = identity_of(&query.from, now);
     let identity_json = if approve {
         Some(
@@ -212,6 +337,7 @@ async fn on_button(app: &App, bot: &BotApi, query: &CallbackQuery) -> Result<(),
             id,
             query.from.id,
             identity_json.as_deref(),
+            answer,
             now,
             now + COLLECT_SECS,
         )
@@ -229,7 +355,18 @@ async fn on_button(app: &App, bot: &BotApi, query: &CallbackQuery) -> Result<(),
         .as_ref()
         .map(|c| c.settings.name.clone())
         .unwrap_or_else(|| GONE_APP.into());
+    if matches!(answer, "wrong_number" | "not_me") {
+        // Possibly someone else's attempt (remote phishing): worth an operator's attention.
+        tracing::warn!(
+            answer,
+            login = %decided.id,
+            client_id = %decided.client_id,
+            telegram_id = query.from.id,
+            "a bot login was refused in the chat"
+        );
+    }
     let outcome = match (&decided.device_hash, &client) {
+        // A device code is denied too, so the device stops waiting.
         (Some(device_hash), Some(client)) => {
             decide_device(app, device_hash, client, &identity, approve, now).await?
         }
@@ -241,8 +378,27 @@ async fn on_button(app: &App, bot: &BotApi, query: &CallbackQuery) -> Result<(),
         }
         (None, _) => format!("Denied: {app_name} was not given access."),
     };
-    bot.answer_callback_query(&query.id, Some(if approve { "Approved" } else { "Denied" }))
-        .await?;
+    let screen = if decided.device_hash.is_some() {
+        "your device showed"
+    } else {
+        "the login page showed"
+    };
+    let outcome = match answer {
+        "wrong_number" => format!(
+            "Refused: that is not the number {screen}. Nobody was signed in to {app_name}. If you were signing in yourself, start again; if not, someone else tried, and was stopped."
+        ),
+        "not_me" => format!(
+            "Stopped: nobody was signed in to {app_name}. Someone else may have tried to use your Telegram account: do not open login links you did not ask for."
+        ),
+        _ => outcome,
+    };
+    let note = match answer {
+        "approve" => "Approved",
+        "wrong_number" => "Refused: wrong number",
+        "not_me" => "Stopped",
+        _ => "Denied",
+    };
+    bot.answer_callback_query(&query.id, Some(note)).await?;
     if let Some(message) = &query.message {
         bot.edit_message_text(message.chat.id, message.message_id, &outcome)
             .await?;
@@ -299,5 +455,25 @@ mod tests {
     #[test]
     fn button_data_fits_in_64_bytes() {
         assert!(format!("{APPROVE}{}", new_id()).len() <= 64);
+        assert!(format!("{NUMBER}{}:99", new_id()).len() <= 64);
+    }
+
+    #[test]
+    fn presses_are_read_strictly() {
+        assert_eq!(read_press("n:abc:47"), Some((Press::Number(47), "abc")));
+        assert_eq!(read_press("d:abc"), Some((Press::Deny, "abc")));
+        assert_eq!(read_press("x:abc"), Some((Press::NotMe, "abc")));
+        assert_eq!(read_press("a:abc"), Some((Press::Approve, "abc")));
+        for bad in [
+            "n:abc:9",
+            "n:abc:100",
+            "n:abc:-5",
+            "n:abc",
+            "n:abc:4x",
+            "z:abc",
+            "",
+        ] {
+            assert_eq!(read_press(bad), None, "{bad}");
+        }
     }
 }

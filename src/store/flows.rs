@@ -60,6 +60,13 @@ pub struct BotLoginRecord {
     pub identity: Option<String>,
     pub created_at: i64,
     pub expires_at: i64,
+    /// The number the waiting page shows, which the user must press in the chat (10-99).
+    /// `None` for logins created before number matching.
+    pub match_code: Option<i64>,
+    /// What asked for the login, as JSON (`flow::bot_chat::Requester`).
+    pub requester: Option<String>,
+    /// How it was answered: `approve`, `deny`, `wrong_number` or `not_me`.
+    pub answer: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,14 +151,16 @@ pub trait FlowStore: Send + Sync {
         telegram_id: i64,
         now: i64,
     ) -> StoreResult<Option<BotLoginRecord>>;
-    /// Approve (with the identity, as JSON) or Deny (`identity` is `None`), only by the user
-    /// bound at `/start` and only once. The login then lives until `keep_until`, so the waiting
+    /// Approve (with the identity, as JSON) or deny (`identity` is `None`), only by the user
+    /// bound at `/start` and only once; `answer` records how (`approve`, `deny`,
+    /// `wrong_number`, `not_me`). The login then lives until `keep_until`, so the waiting
     /// browser can still collect the answer.
     async fn decide_bot_login(
         &self,
         id: &str,
         telegram_id: i64,
         identity: Option<&str>,
+        answer: &str,
         now: i64,
         keep_until: i64,
     ) -> StoreResult<Option<BotLoginRecord>>;

@@ -103,7 +103,7 @@ pub const TAKE_UPSTREAM_LOGIN: &str = "UPDATE upstream_logins SET used_at = $2 W
 macro_rules! bot_login_columns {
     () => {
         "id, payload_hash, client_id, pending_hash, browser_hash, device_hash, \
-         status, telegram_id, identity, created_at, expires_at"
+         status, telegram_id, identity, created_at, expires_at, match_code, requester, answer"
     };
 }
 
@@ -117,7 +117,7 @@ macro_rules! device_columns {
 pub const INSERT_BOT_LOGIN: &str = concat!(
     "INSERT INTO bot_logins (",
     bot_login_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
 );
 pub const GET_BOT_LOGIN: &str = concat!(
     "SELECT ",
@@ -130,7 +130,7 @@ pub const START_BOT_LOGIN: &str = concat!(
     bot_login_columns!()
 );
 pub const DECIDE_BOT_LOGIN: &str = concat!(
-    "UPDATE bot_logins SET status = $3, identity = $4, expires_at = $6 \
+    "UPDATE bot_logins SET status = $3, identity = $4, expires_at = $6, answer = $7 \
      WHERE id = $1 AND telegram_id = $2 AND status = 'started' AND expires_at > $5 RETURNING ",
     bot_login_columns!()
 );

@@ -74,6 +74,9 @@ async fn flows(store: Arc<dyn Store>) {
         identity: None,
         created_at: now,
         expires_at: now + 60,
+        match_code: Some(47),
+        requester: Some(r#"{"browser":"Firefox on Linux"}"#.into()),
+        answer: None,
     };
     store.create_bot_login(&login).await.unwrap();
     let started = store.start_bot_login(&payload, 7, now).await.unwrap();
@@ -87,16 +90,20 @@ async fn flows(store: Arc<dyn Store>) {
     );
     assert!(
         store
-            .decide_bot_login(&id, 8, Some("{}"), now, now + 99)
+            .decide_bot_login(&id, 8, Some("{}"), "approve", now, now + 99)
             .await
             .unwrap()
             .is_none()
     );
     let decided = store
-        .decide_bot_login(&id, 7, Some("{}"), now, now + 99)
+        .decide_bot_login(&id, 7, Some("{}"), "approve", now, now + 99)
         .await
+        .unwrap()
         .unwrap();
-    assert_eq!(decided.unwrap().expires_at, now + 99);
+    assert_eq!(decided.expires_at, now + 99);
+    assert_eq!(decided.match_code, Some(47));
+    assert_eq!(decided.requester, login.requester);
+    assert_eq!(decided.answer.as_deref(), Some("approve"));
     assert!(
         store
             .finish_bot_login(&id, &pending, &pending, now)

@@ -214,17 +214,17 @@ impl BotApi {
         })
     }
 
-    /// Sends a plain-text message (no parse mode, so names need no escaping), with one row of
+    /// Sends a plain-text message (no parse mode, so names need no escaping), with rows of
     /// inline buttons if any.
     pub async fn send_message(
         &self,
         chat_id: i64,
         text: &str,
-        buttons: &[InlineButton],
+        rows: &[Vec<InlineButton>],
     ) -> Result<Message, BotApiError> {
         let mut body = json!({ "chat_id": chat_id, "text": text });
-        if !buttons.is_empty() {
-            body["reply_markup"] = json!({ "inline_keyboard": [buttons] });
+        if !rows.is_empty() {
+            body["reply_markup"] = json!({ "inline_keyboard": rows });
         }
         self.call("sendMessage", &body, CALL_TIMEOUT).await
     }

@@ -63,7 +63,7 @@ async fn show(app: &App, req: &str, headers: &HeaderMap) -> Result<Response, Pro
         &pages::ConsentPage {
             base: app.base_path(),
             client_name: &client.settings.name,
-            app_domain: &app_domain(&request.redirect_uri),
+            app_domain: &pages::app_domain(&request.redirect_uri),
             user_name: &user_name,
             username: username.as_deref(),
             scopes: scope_words,
@@ -73,18 +73,6 @@ async fn show(app: &App, req: &str, headers: &HeaderMap) -> Result<Response, Pro
         },
         &pages::strict_csp(&[app_origin]),
     ))
-}
-
-/// Where the app lives, as the user can check it: the host of the redirect URI (punycode for an
-/// international name, so look-alike letters show), or the scheme of a native app's URI.
-fn app_domain(redirect_uri: &str) -> String {
-    match url::Url::parse(redirect_uri) {
-        Ok(url) => match url.host_str() {
-            Some(host) => host.to_owned(),
-            None => url.scheme().to_owned(),
-        },
-        Err(_) => String::new(),
-    }
 }
 
 #[derive(Deserialize)]

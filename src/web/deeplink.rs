@@ -53,6 +53,8 @@ pub struct BotLoginView {
     pub qr_svg: String,
     pub status_url: String,
     pub action: String,
+    /// The number to press in the chat (number matching).
+    pub match_code: i64,
 }
 
 /// The cookie binding a login to this browser; one per login, so two tabs do not collide.
@@ -117,6 +119,7 @@ pub async fn for_login_page(
     app: &App,
     req: &str,
     client: &ClientRecord,
+    requester: &bot_chat::Requester,
 ) -> Result<(BotLoginView, HeaderValue), StoreError> {
     let browser_secret = new_token(TokenKind::BrowserBinding);
     let ttl = app.config.telegram.deep_link_ttl_secs;
@@ -127,6 +130,7 @@ pub async fn for_login_page(
             pending_hash: token_hash(req),
             browser_hash: token_hash(&browser_secret),
         },
+        requester,
         app.now() + ttl,
     )
     .await?;
@@ -139,6 +143,7 @@ pub async fn for_login_page(
         req: req.to_owned(),
         link: login.link,
         id: login.id,
+        match_code: login.match_code,
     };
     Ok((view, cookie))
 }
@@ -226,6 +231,8 @@ pub async fn status(
 #[template(path = "bot_wait.html")]
 struct WaitPage<'a> {
     base: &'a str,
+    /// The number to press in the chat, for logins that have one.
+    match_code: Option<i64>,
     id: &'a str,
     req: &'a str,
     action: &'a str,
@@ -294,6 +301,7 @@ async fn collect(app: &App, headers: &HeaderMap, form: &CompleteForm) -> Result<
                     StatusCode::OK,
                     &WaitPage {
                         base: app.base_path(),
+                        match_code: login.match_code,
                         id: &form.id,
                         req: &form.req,
                         action: &action,

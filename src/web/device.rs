@@ -80,15 +80,23 @@ async fn start(app: &App, client: &ClientRecord, asked: Option<&str>) -> OAuthRe
     let (mut body, device_hash, expires_at) =
         crate::oidc::device::start(app, client, asked, now).await?;
     if web::deeplink::enabled(app) {
+        // The chat names the device by the user code it shows.
+        let requester = flow::bot_chat::Requester {
+            user_code: body["user_code"].as_str().map(str::to_owned),
+            ..Default::default()
+        };
         let login = flow::bot_chat::create(
             app,
             &client.client_id,
             Purpose::Device { device_hash },
+            &requester,
             expires_at,
         )
         .await?;
-        // An extension parameter (RFC 8628 §3.2 allows them): confirm in the bot chat instead.
+        // Extension parameters (RFC 8628 §3.2 allows them): confirm in the bot chat instead,
+        // pressing there the number the device shows beside its code.
         body["verification_uri_telegram"] = json!(login.link);
+        body["telegram_match_code"] = json!(login.match_code);
     }
     Ok(body)
 }

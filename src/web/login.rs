@@ -29,6 +29,7 @@ pub struct LoginQuery {
 pub async fn login_page(
     State(app): State<AppState>,
     query: Result<Query<LoginQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
 ) -> Result<Response, BrowserError> {
     let Ok(Query(query)) = query else {
         return Err(Problem::page(
@@ -57,7 +58,16 @@ pub async fn login_page(
     );
     // The bot link is offered beside the widget; when it cannot be prepared, the rest still works.
     let (bot_login, bot_cookie) = if web::deeplink::enabled(&app) {
-        match web::deeplink::for_login_page(&app, &query.req, &client).await {
+        // Named in the approval message, so the user can tell this browser from another.
+        let requester = flow::bot_chat::Requester {
+            browser: headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .and_then(web::user_agent::summary),
+            user_code: None,
+            app_domain: Some(pages::app_domain(&request.redirect_uri)).filter(|d| !d.is_empty()),
+        };
+        match web::deeplink::for_login_page(&app, &query.req, &client, &requester).await {
             Ok((view, cookie)) => (Some(view), Some(cookie)),
             Err(e) => {
                 tracing::warn!(error = %e, "the bot login link could not be prepared");

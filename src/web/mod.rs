@@ -23,6 +23,7 @@ pub mod revoke;
 pub mod router;
 pub mod token;
 pub mod upstream;
+pub mod user_agent;
 pub mod userinfo;
 pub mod webhook;
 

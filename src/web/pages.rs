@@ -115,6 +115,18 @@ pub fn origin_of(url: &str) -> Option<String> {
     }
 }
 
+/// Where an app lives, as a person can check it: the host of its redirect URI (punycode for an
+/// international name, so that look-alike letters show), or the scheme of a native app's URI.
+pub fn app_domain(redirect_uri: &str) -> String {
+    match url::Url::parse(redirect_uri) {
+        Ok(url) => match url.host_str() {
+            Some(host) => host.to_owned(),
+            None => url.scheme().to_owned(),
+        },
+        Err(_) => String::new(),
+    }
+}
+
 /// Renders a page with the given status and content security policy.
 pub fn render(status: StatusCode, page: &impl Template, csp: &str) -> Response {
     match page.render() {

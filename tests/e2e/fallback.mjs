@@ -134,7 +134,7 @@ const from = (user) => ({ id: user.id, is_bot: false, first_name: user.first_nam
 
 /**
  * Confirms the login in the "chat": `/start <payload>` from the link the page shows, then the
- * Approve button of the message the bot sent.
+ * button of the number the page shows.
  */
 async function approveInChat(page, provider, botApi, user) {
   const link = await page.locator('#bot-login a[href^="https://t.me/"]').getAttribute('href');
@@ -145,8 +145,10 @@ async function approveInChat(page, provider, botApi, user) {
   await post({ message: { message_id: 1, date: 0, from: from(user), chat: { id: user.id, type: 'private' }, text: `/start ${payload}` } });
   const sent = botApi.calls.filter((c) => c.method === 'sendMessage');
   assertEqual(sent.length, before + 1, 'messages the bot sent');
-  const approve = sent.at(-1).body.reply_markup.inline_keyboard.flat().find((b) => b.callback_data.startsWith('a:'));
-  assert(approve, `no Approve button in ${JSON.stringify(sent.at(-1).body)}`);
+  // Number matching: the page shows a number; the bot offers three, and that one approves.
+  const number = (await page.locator('#bot-match-code').textContent()).trim();
+  const approve = sent.at(-1).body.reply_markup.inline_keyboard.flat().find((b) => b.text === number);
+  assert(approve, `no button ${number} in ${JSON.stringify(sent.at(-1).body)}`);
   await post({
     callback_query: {
       id: `cq-${user.id}`,

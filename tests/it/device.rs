@@ -8,7 +8,8 @@ use telegram_oidc::config::UpdateMode;
 use telegram_oidc::store::ClientKind;
 
 use crate::fake_bot_api::{
-    FakeBotApi, WEBHOOK_SECRET, app_with_bot, button, buttons, jwt_claims, message,
+    FakeBotApi, WEBHOOK_SECRET, app_with_bot, button, buttons, deny_button, jwt_claims, message,
+    number_button,
 };
 use crate::harness::{
     BOT_TOKEN, Browser, ClientSpec, TestApp, TestClient, TgUser, absolute, encode, hidden,
@@ -55,7 +56,7 @@ async fn poll(app: &TestApp, client: &TestClient, device_code: &str) -> (StatusC
     (status, resp.json().await.unwrap())
 }
 
-async fn poll_error(app: &TestApp, client: &TestClient, device_code: &str) -> String {
+pub(crate) async fn poll_error(app: &TestApp, client: &TestClient, device_code: &str) -> String {
     let (status, body) = poll(app, client, device_code).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     body["error"].as_str().unwrap().to_owned()
@@ -306,8 +307,20 @@ async fn approved_in_the_bot_on(app: TestApp, fake: &FakeBotApi) {
     let sent = fake.calls("sendMessage");
     assert_eq!(sent.len(), 1);
     assert!(sent[0].body["text"].as_str().unwrap().contains("Test App"));
-    let data = buttons(&sent[0]);
-    assert_eq!(data.len(), 2);
+    let text = sent[0].body["text"].as_str().unwrap();
+    // The device's user code and the number it shows, to pick among three.
+    assert!(
+        text.contains(&format!(
+            "Device code: {}",
+            started["user_code"].as_str().unwrap()
+        )),
+        "{text}"
+    );
+    let code = started["telegram_match_code"]
+        .as_i64()
+        .expect("a number to press");
+    assert_eq!(buttons(&sent[0]).len(), 5);
+    let approve = number_button(&sent[0], code);
     assert_eq!(
         poll_error(&app, &client, &device_code(&started)).await,
         "authorization_pending"
@@ -315,7 +328,7 @@ async fn approved_in_the_bot_on(app: TestApp, fake: &FakeBotApi) {
 
     fake.deliver(
         &app,
-        &fake.update(button(&user, user.id, 77, &data[0])),
+        &fake.update(button(&user, user.id, 77, &approve)),
         Some(WEBHOOK_SECRET),
     )
     .await;
@@ -374,10 +387,10 @@ async fn device_flow_denied_in_the_bot() {
         Some(WEBHOOK_SECRET),
     )
     .await;
-    let data = buttons(&fake.calls("sendMessage")[0]);
+    let deny = deny_button(&fake.calls("sendMessage")[0]);
     fake.deliver(
         &app,
-        &fake.update(button(&user, user.id, 78, &data[1])),
+        &fake.update(button(&user, user.id, 78, &deny)),
         Some(WEBHOOK_SECRET),
     )
     .await;

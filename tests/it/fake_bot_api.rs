@@ -333,6 +333,30 @@ pub fn buttons(call: &Call) -> Vec<String> {
         .collect()
 }
 
+/// The `callback_data` of the button that presses `number` in a recorded approval question.
+pub fn number_button(call: &Call, number: i64) -> String {
+    buttons(call)
+        .into_iter()
+        .find(|d| d.starts_with("n:") && d.ends_with(&format!(":{number}")))
+        .unwrap_or_else(|| panic!("no button {number} in {:?}", buttons(call)))
+}
+
+/// The `callback_data` of the Deny button of a recorded approval question.
+pub fn deny_button(call: &Call) -> String {
+    buttons(call)
+        .into_iter()
+        .find(|d| d.starts_with("d:"))
+        .expect("a Deny button")
+}
+
+/// The `callback_data` of the "This wasn't me" button of a recorded approval question.
+pub fn not_me_button(call: &Call) -> String {
+    buttons(call)
+        .into_iter()
+        .find(|d| d.starts_with("x:"))
+        .expect("a This wasn't me button")
+}
+
 /// A server whose bot talks to `fake`, hearing updates as `mode` says; `adjust` may change more.
 pub async fn app_with_bot(
     fake: &FakeBotApi,

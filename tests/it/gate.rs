@@ -15,7 +15,7 @@ use telegram_oidc::store::{ClientRecord, UserRecord};
 
 use crate::deeplink::{collect, open_login_page, start};
 use crate::device::{authorize_device, device_code, public_client};
-use crate::fake_bot_api::{FakeBotApi, WEBHOOK_SECRET, app_with_bot_gated, button, buttons};
+use crate::fake_bot_api::{FakeBotApi, WEBHOOK_SECRET, app_with_bot_gated, button, number_button};
 use crate::fake_telegram_oidc::{FakeTelegramOidc, FakeUser};
 use crate::harness::*;
 use crate::miniapp::{exchange, exchange_init_data, init_data, mini_app_client};
@@ -160,10 +160,10 @@ pub(crate) async fn bot_way(app: &TestApp, bot: &FakeBotApi) {
             Some(WEBHOOK_SECRET),
         )
         .await;
-        let data = buttons(&bot.calls("sendMessage")[before]);
+        let approve = number_button(&bot.calls("sendMessage")[before], login.match_code);
         bot.deliver(
             app,
-            &bot.update(button(&user, user.id, 900, &data[0])),
+            &bot.update(button(&user, user.id, 900, &approve)),
             Some(WEBHOOK_SECRET),
         )
         .await;
@@ -247,11 +247,12 @@ pub(crate) async fn device_bot_way(app: &TestApp, bot: &FakeBotApi) {
             Some(WEBHOOK_SECRET),
         )
         .await;
-        let data = buttons(&bot.calls("sendMessage")[before]);
+        let code = started["telegram_match_code"].as_i64().unwrap();
+        let approve = number_button(&bot.calls("sendMessage")[before], code);
         let edits = bot.calls("editMessageText").len();
         bot.deliver(
             app,
-            &bot.update(button(&user, user.id, 901, &data[0])),
+            &bot.update(button(&user, user.id, 901, &approve)),
             Some(WEBHOOK_SECRET),
         )
         .await;

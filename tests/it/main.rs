@@ -20,6 +20,7 @@ mod login_page;
 mod logout;
 mod miniapp;
 mod multinode;
+mod number_matching;
 mod outage;
 mod pitfalls;
 mod policy;

@@ -25,6 +25,9 @@ impl FlowStore for PostgresStore {
             .bind(opt_text(&l.identity))
             .bind(l.created_at)
             .bind(l.expires_at)
+            .bind(l.match_code)
+            .bind(opt_text(&l.requester))
+            .bind(opt_text(&l.answer))
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -58,6 +61,7 @@ impl FlowStore for PostgresStore {
         id: &str,
         telegram_id: i64,
         identity: Option<&str>,
+        answer: &str,
         now: i64,
         keep_until: i64,
     ) -> StoreResult<Option<BotLoginRecord>> {
@@ -73,6 +77,7 @@ impl FlowStore for PostgresStore {
             .bind(identity.map(text))
             .bind(now)
             .bind(keep_until)
+            .bind(text(answer))
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(rows::bot_login).transpose()

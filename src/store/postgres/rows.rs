@@ -143,6 +143,9 @@ pub fn bot_login(row: &PgRow) -> StoreResult<BotLoginRecord> {
         identity: row.try_get("identity")?,
         created_at: row.try_get("created_at")?,
         expires_at: row.try_get("expires_at")?,
+        match_code: row.try_get("match_code")?,
+        requester: row.try_get("requester")?,
+        answer: row.try_get("answer")?,
     })
 }
 

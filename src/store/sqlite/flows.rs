@@ -21,7 +21,8 @@ impl FlowStore for SqliteStore {
                         "$1": l.id, "$2": l.payload_hash, "$3": l.client_id,
                         "$4": l.pending_hash, "$5": l.browser_hash, "$6": l.device_hash,
                         "$7": l.status.as_str(), "$8": l.telegram_id, "$9": l.identity,
-                        "$10": l.created_at, "$11": l.expires_at,
+                        "$10": l.created_at, "$11": l.expires_at, "$12": l.match_code,
+                        "$13": l.requester, "$14": l.answer,
                     })?;
                 Ok(())
             })
@@ -60,6 +61,7 @@ impl FlowStore for SqliteStore {
         id: &str,
         telegram_id: i64,
         identity: Option<&str>,
+        answer: &str,
         now: i64,
         keep_until: i64,
     ) -> StoreResult<Option<BotLoginRecord>> {
@@ -68,14 +70,18 @@ impl FlowStore for SqliteStore {
         } else {
             BotLoginStatus::Denied
         };
-        let (id, identity) = (id.to_owned(), identity.map(str::to_owned));
+        let (id, identity, answer) = (
+            id.to_owned(),
+            identity.map(str::to_owned),
+            answer.to_owned(),
+        );
         self.db
             .write(move |c| {
                 Ok(c.prepare_cached(sql::DECIDE_BOT_LOGIN)?
                     .query_row(
                         named_params! {
                             "$1": id, "$2": telegram_id, "$3": status.as_str(),
-                            "$4": identity, "$5": now, "$6": keep_until,
+                            "$4": identity, "$5": now, "$6": keep_until, "$7": answer,
                         },
                         rows::bot_login,
                     )

@@ -45,6 +45,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0007_user_groups.sql",
         include_str!("../../../migrations/sqlite/0007_user_groups.sql"),
     ),
+    (
+        9,
+        "0009_number_matching.sql",
+        include_str!("../../../migrations/sqlite/0009_number_matching.sql"),
+    ),
 ];
 
 /// The table sqlx's migrator keeps, created as it creates it.
@@ -196,6 +201,11 @@ mod tests {
             7,
             "user groups",
             "ed3d3389eafb8a3426c0b7317bc390314a7bc848a9d75844e6060abb80d6304ad69f64abcc45e00d868a479dcd53a0ba",
+        ),
+        (
+            9,
+            "number matching",
+            "ce01d60633b24dda17e68f777b73bef69e3437f8f7fbc818e4fdf4aab27a383d3a74791463a97f41d93ed25fb841736f",
         ),
     ];
 

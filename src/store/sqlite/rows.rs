@@ -157,6 +157,9 @@ pub fn bot_login(r: &Row<'_>) -> rusqlite::Result<BotLoginRecord> {
         identity: r.get("identity")?,
         created_at: r.get("created_at")?,
         expires_at: r.get("expires_at")?,
+        match_code: r.get("match_code")?,
+        requester: r.get("requester")?,
+        answer: r.get("answer")?,
     })
 }
 
