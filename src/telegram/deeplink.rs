@@ -1,7 +1,7 @@
 //! Login confirmed in the bot chat: a `t.me/<bot>?start=<payload>` link opens the bot, Telegram
 //! sends us `/start <payload>` with the user's profile, the bot asks "Log in to <app>?" with
-//! Approve / Deny buttons, and only Approve, pressed by the user who sent `/start`, proves the
-//! identity. The identity comes from the update's `from`, which is trustworthy because the
+//! three numbers (the one the waiting page shows among them), Deny and "This wasn't me", and
+//! only the right number, pressed by the user who sent `/start`, proves the identity. The identity comes from the update's `from`, which is trustworthy because the
 //! update arrived over the authenticated webhook or through `getUpdates` with our token.
 //!
 //! The payload is the bearer secret (single use, stored hashed); buttons and the waiting
