@@ -1,5 +1,6 @@
 //! One error type for the protocol endpoints, with the codes of RFC 6749 §5.2, RFC 6750 §3.1,
-//! RFC 7009, RFC 8628 and OpenID Connect Core §3.1.2.6, and one way to turn it into a response.
+//! RFC 7009, RFC 8628, OpenID Connect Core §3.1.2.6 and CIBA Core 1.0 §13, and one way to turn
+//! it into a response.
 
 use http::StatusCode;
 
@@ -37,6 +38,13 @@ pub enum ErrorCode {
     InvalidClientMetadata,
     /// RFC 8693 §2.2.2: the `audience` or `resource` of a token exchange is not served here.
     InvalidTarget,
+    /// CIBA Core 1.0 §13: the hint names no user this server can ask.
+    UnknownUserId,
+    /// CIBA Core 1.0 §13: the binding message is too long or holds what cannot be shown.
+    InvalidBindingMessage,
+    /// Too many requests from one address or for one client (answered 429 with `Retry-After`;
+    /// README, "Rate limits").
+    RateLimited,
 }
 
 impl ErrorCode {
@@ -69,6 +77,9 @@ impl ErrorCode {
             InvalidRedirectUri => "invalid_redirect_uri",
             InvalidClientMetadata => "invalid_client_metadata",
             InvalidTarget => "invalid_target",
+            UnknownUserId => "unknown_user_id",
+            InvalidBindingMessage => "invalid_binding_message",
+            RateLimited => "rate_limited",
         }
     }
 
@@ -81,6 +92,7 @@ impl ErrorCode {
             RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ServerError => StatusCode::INTERNAL_SERVER_ERROR,
             TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            RateLimited => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::BAD_REQUEST,
         }
     }

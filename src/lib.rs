@@ -17,6 +17,7 @@ pub mod flow;
 pub mod geoip;
 pub mod jose;
 pub mod keys;
+pub mod metrics;
 pub mod oidc;
 pub mod outbound;
 pub mod params;
@@ -30,6 +31,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::clock::{Clock, SystemClock};
@@ -124,6 +126,20 @@ pub async fn launch_with(
     };
     let app = Arc::new(App::new(config, store, keys, clock, policy)?);
     let router = web::router::router(app.clone());
+    // Bound before anything else starts, so a port in use stops the start with its reason.
+    let metrics_listener = match app.config.metrics.listen {
+        Some(address) => Some(
+            TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen for metrics on {address}"))?,
+        ),
+        None => None,
+    };
+    if app.config.rate_limits.enabled {
+        // Every policy shows at zero from the start, so a dashboard has a series to draw.
+        let names: Vec<&'static str> = flow::limits::Policy::ALL.iter().map(|p| p.name()).collect();
+        metrics::rate_limit_policies(&names);
+    }
 
     let background = tokio::spawn(background_jobs(app.clone()));
     let chat_check = tokio::spawn(warn_about_chats(app.clone()));
@@ -133,14 +149,51 @@ pub async fn launch_with(
         issuer = %app.config.issuer,
         "telegram-oidc is serving"
     );
+    // The metrics listener stops when the main one is told to.
+    let (stopping, stop) = tokio::sync::watch::channel(false);
+    let metrics_server = match metrics_listener {
+        Some(metrics_listener) => {
+            tracing::info!(
+                address = %metrics_listener.local_addr()?,
+                "serving Prometheus metrics at /metrics (no authentication: keep it private)"
+            );
+            let mut stop = stop.clone();
+            Some(tokio::spawn(
+                axum::serve(
+                    metrics_listener,
+                    web::metrics::router(app.clone()).into_make_service(),
+                )
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|stopping| *stopping).await;
+                })
+                .into_future(),
+            ))
+        }
+        None => None,
+    };
+    drop(stop);
     // Given the bare router, axum rebuilds every route's service stack for each connection
     // (about 30 KB each); made into a service once, a connection costs an `Arc` clone.
-    axum::serve(
+    let served = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown)
-    .await?;
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stopping.send(true);
+    })
+    .await;
+    if let Some(mut metrics_server) = metrics_server {
+        // A scrape takes milliseconds; a scraper that keeps its connection open is not waited
+        // for long.
+        if tokio::time::timeout(Duration::from_secs(5), &mut metrics_server)
+            .await
+            .is_err()
+        {
+            metrics_server.abort();
+        }
+    }
+    served?;
     background.abort();
     chat_check.abort();
     if let Some(poller) = bot_updates {

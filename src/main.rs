@@ -11,11 +11,16 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+#[path = "main/dev.rs"]
+mod dev;
+
 use telegram_oidc::admin::{self, NewClient};
 use telegram_oidc::clock::{system_now, system_now_millis};
-use telegram_oidc::config::{Config, Secret};
+use telegram_oidc::config::Config;
 use telegram_oidc::keys::{KeyStore, SigningAlg};
-use telegram_oidc::store::{AccessTokenFormat, ClientKind, ClientRecord, RefreshPolicy};
+use telegram_oidc::store::{
+    AccessTokenFormat, AdminScope, ClientKind, ClientRecord, RefreshPolicy,
+};
 
 #[derive(Parser)]
 #[command(
@@ -34,11 +39,17 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the provider with the settings file and environment.
-    Serve,
+    Serve {
+        /// Not an option: the address comes from `listen` in the settings (or TGOIDC_LISTEN).
+        #[arg(long, hide = true)]
+        port: Option<String>,
+    },
     /// A complete local provider with a Telegram emulator, a SQLite file under ./data and a demo client.
     Dev {
+        /// A loopback address and port; the issuer is http://<listen> (port 0: any free port).
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// Where the SQLite database, the keys and the demo client's secret are kept.
         #[arg(long, default_value = "data")]
         data: PathBuf,
     },
@@ -51,6 +62,9 @@ enum Command {
     /// Read the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Keys of the admin API (`/admin/api/v1`).
+    #[command(subcommand)]
+    AdminKey(AdminKeyCommand),
     /// Apply database migrations and exit.
     Migrate,
     /// Check the settings and exit.
@@ -61,18 +75,15 @@ enum Command {
 enum ClientCommand {
     /// Register an app; a confidential client's secret is printed once.
     Add(AddClient),
+    /// Every app: client id, name, type (tab separated).
     List,
-    Show {
-        client_id: String,
-    },
-    Remove {
-        client_id: String,
-    },
+    /// One app's settings.
+    Show { client_id: String },
+    /// Remove an app; its tokens stop working at once.
+    Remove { client_id: String },
     /// Replace a confidential client's secret; the old one stops working at once.
-    RotateSecret {
-        client_id: String,
-    },
-    /// Change an app's access policy or scopes; effective at the next login or refresh.
+    RotateSecret { client_id: String },
+    /// Change an app's access policy, scopes or step-up; effective at the next login or refresh.
     Update(UpdateClient),
 }
 
@@ -88,14 +99,21 @@ struct UpdateClient {
     /// Replace the allowed scopes, comma separated (add `groups` for the groups claim).
     #[arg(long, value_delimiter = ',')]
     scopes: Option<Vec<String>>,
+    /// Every login must also be confirmed in the bot chat (`true`), or not (`false`).
+    #[arg(long, value_name = "true|false")]
+    require_bot_confirmation: Option<bool>,
 }
 
 #[derive(Args)]
+#[command(
+    override_usage = "telegram-oidc client add --name <NAME> --redirect-uri <URI>... [OPTIONS]\n       telegram-oidc client add --name <NAME> --service-account --scopes <SCOPES> [OPTIONS]"
+)]
 struct AddClient {
+    /// The app's name, shown to users on the login and consent pages and in the bot chat.
     #[arg(long)]
     name: String,
     /// An exact redirect URI; repeat for more.
-    #[arg(long = "redirect-uri", required_unless_present = "service_account")]
+    #[arg(long = "redirect-uri", required_unless_present_any = ["service_account", "ciba"])]
     redirect_uris: Vec<String>,
     /// A public client (native, single-page or CLI app): no secret, PKCE required.
     #[arg(long)]
@@ -107,10 +125,14 @@ struct AddClient {
         default_value = "openid,profile,telegram,offline_access"
     )]
     scopes: Vec<String>,
+    /// How the app's ID tokens are signed.
     #[arg(long, value_enum, default_value = "rs256")]
     id_token_alg: AlgArg,
+    /// Access tokens as signed JWTs (RFC 9068) the app's APIs can check offline, or opaque
+    /// strings they check at /introspect.
     #[arg(long, value_enum, default_value = "jwt")]
     access_token_format: FormatArg,
+    /// When a refresh token is issued: with the `offline_access` scope, always, or never.
     #[arg(long, value_enum, default_value = "offline-access")]
     refresh: RefreshArg,
     /// Do not ask the user for consent (first-party apps).
@@ -155,6 +177,18 @@ struct AddClient {
     /// Who may log in: a TOML file with a `[policy]` table (see the README, "Who may enter").
     #[arg(long)]
     policy_file: Option<PathBuf>,
+    /// Every login must also be confirmed in the bot chat (step-up; the ID token's `acr` is
+    /// `urn:telegram-oidc:acr:bot-confirmed`).
+    #[arg(long)]
+    require_bot_confirmation: bool,
+    /// May start backchannel authentication (CIBA): the app asks for a known user, who
+    /// approves in the bot chat; the app polls the token endpoint (`poll`) or is told at its
+    /// notification endpoint first (`ping`).
+    #[arg(long, value_enum)]
+    ciba: Option<CibaArg>,
+    /// Where CIBA ping mode posts `{"auth_req_id": ...}` once the user answered.
+    #[arg(long, requires = "ciba")]
+    ciba_notification_endpoint: Option<String>,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -192,6 +226,12 @@ enum FormatArg {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum CibaArg {
+    Poll,
+    Ping,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum RefreshArg {
     OfflineAccess,
     Always,
@@ -224,7 +264,37 @@ enum AuditCommand {
 }
 
 #[derive(Subcommand)]
+enum AdminKeyCommand {
+    /// Make a key; it is printed once and stored only as a hash.
+    Create {
+        /// `read` lists and shows; `write` also changes.
+        #[arg(long, value_enum)]
+        scope: ScopeArg,
+        /// What the key is for, shown in `admin-key list` and the audit log.
+        #[arg(long, default_value = "admin key")]
+        name: String,
+        /// The key stops working after this long: e.g. 90d, 12h, 30m (default: never).
+        #[arg(long, value_parser = admin::parse_duration)]
+        expires_in: Option<i64>,
+        /// Addresses or CIDR ranges the key may be used from, comma separated (default: any).
+        #[arg(long, value_delimiter = ',', value_parser = admin::parse_cidr)]
+        allow_ip: Vec<ipnet::IpNet>,
+    },
+    /// Every key: id, name, scope, state, allow-list (tab separated).
+    List,
+    /// Revoke a key: it stops working at once.
+    Revoke { id: String },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ScopeArg {
+    Read,
+    Write,
+}
+
+#[derive(Subcommand)]
 enum KeysCommand {
+    /// Every signing key: kid, algorithm, state (active, published, retired), creation time.
     List,
     /// Make a new key sign; the old one stays published until its tokens have expired.
     Rotate {
@@ -269,20 +339,35 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let file = cli.config.as_deref();
     match cli.command {
-        Command::Serve => {
+        Command::Serve { port } => {
+            if let Some(port) = port {
+                bail!(
+                    "serve takes no --port: set `listen = \"0.0.0.0:{port}\"` in the settings file, or TGOIDC_LISTEN=0.0.0.0:{port}"
+                );
+            }
             let config = Config::load(file)?;
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", config.listen))?;
             telegram_oidc::launch(config, listener, telegram_oidc::shutdown_signal()).await
         }
-        Command::Dev { listen, data } => dev(listen, data).await,
+        Command::Dev { listen, data } => dev::dev(listen, data, file).await,
         Command::Client(command) => {
             let config = Config::load_unvalidated(file)?;
             client_command(&config, command).await
         }
         Command::Keys(command) => {
             let config = Config::load_unvalidated(file)?;
+            // Listing or rotating keys in a directory that does not exist would quietly make
+            // new keys no server uses: more likely the settings are not the server's.
+            if !config.keys_dir.is_dir() {
+                bail!(
+                    "no keys directory at {}: the server creates it when it first starts. Give \
+                     the server's settings (`--config FILE` with its `keys_dir`, or \
+                     TGOIDC_KEYS_DIR), or start the server first",
+                    config.keys_dir.display()
+                );
+            }
             let keys = KeyStore::open(&config.keys_dir, system_now())?;
             match command {
                 KeysCommand::List => {
@@ -303,14 +388,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                 }
                 KeysCommand::Rotate { alg, activate_in } => {
-                    let info = keys.rotate_after(alg.into(), system_now(), activate_in)?;
-                    audit_cli_action(
-                        &config,
-                        "admin.key.rotated",
-                        None,
-                        serde_json::json!({"kid": info.kid, "alg": info.alg.to_string(), "activate_in": activate_in}),
+                    let store = telegram_oidc::open_store(&config.database_url).await?;
+                    let info = admin::rotate_signing_key(
+                        &keys,
+                        store.as_ref(),
+                        &admin::Actor::cli(),
+                        alg.into(),
+                        activate_in,
+                        system_now_millis(),
                     )
-                    .await;
+                    .await?;
                     match info.not_before {
                         Some(t) => println!(
                             "new {} key {} is published and signs from {t} (in {activate_in} s)",
@@ -321,6 +408,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             Ok(())
+        }
+        Command::AdminKey(command) => {
+            let config = Config::load_unvalidated(file)?;
+            admin_key_command(&config, command).await
         }
         Command::Audit(AuditCommand::Tail {
             follow,
@@ -429,6 +520,13 @@ fn print_client(c: &ClientRecord) {
     println!("refresh:        {:?}", s.refresh_policy);
     println!("skip_consent:   {}", s.skip_consent);
     println!("service_acct:   {}", s.service_account);
+    match &s.ciba {
+        Some(ciba) => match &ciba.client_notification_endpoint {
+            Some(uri) => println!("ciba:           {}, {uri}", ciba.delivery_mode.as_str()),
+            None => println!("ciba:           {}", ciba.delivery_mode.as_str()),
+        },
+        None => println!("ciba:           no"),
+    }
     match &s.token_exchange {
         Some(t) => match t.telegram_bot_id {
             Some(bot) => println!("token_exchange: yes, Mini App of bot {bot} (Ed25519)"),
@@ -442,6 +540,9 @@ fn print_client(c: &ClientRecord) {
             serde_json::to_string(rule).unwrap_or_default()
         ),
         None => println!("access_policy:  none (every Telegram user)"),
+    }
+    if s.require_bot_confirmation {
+        println!("step-up:        every login is also confirmed in the bot chat");
     }
     if s.uses_private_key_jwt() {
         match &s.jwks_uri {
@@ -491,55 +592,9 @@ fn print_audit(entry: &telegram_oidc::store::AuditEntry, json: bool) {
     println!("{line}");
 }
 
-/// Records an admin action on a client taken from the command line.
-async fn record(
-    store: &dyn telegram_oidc::store::Store,
-    event: &str,
-    client_id: &str,
-    detail: serde_json::Value,
-) {
-    if let Err(e) = admin::record_action(
-        store,
-        "cli",
-        event,
-        Some(client_id),
-        detail,
-        system_now_millis(),
-    )
-    .await
-    {
-        eprintln!("warning: the audit log could not record this action: {e}");
-    }
-}
-
-/// Records an admin action taken from the command line; a database that cannot be reached
-/// only earns a warning (the action itself is done).
-async fn audit_cli_action(
-    config: &Config,
-    event: &str,
-    client_id: Option<&str>,
-    detail: serde_json::Value,
-) {
-    let recorded = match telegram_oidc::open_store(&config.database_url).await {
-        Ok(store) => admin::record_action(
-            store.as_ref(),
-            "cli",
-            event,
-            client_id,
-            detail,
-            system_now_millis(),
-        )
-        .await
-        .map_err(anyhow::Error::from),
-        Err(e) => Err(anyhow::Error::from(e)),
-    };
-    if let Err(e) = recorded {
-        eprintln!("warning: the audit log could not record this action: {e:#}");
-    }
-}
-
 async fn client_command(config: &Config, command: ClientCommand) -> anyhow::Result<()> {
     let store = telegram_oidc::open_store(&config.database_url).await?;
+    let cli = admin::Actor::cli();
     match command {
         ClientCommand::Add(a) => {
             let new = NewClient {
@@ -585,25 +640,24 @@ async fn client_command(config: &Config, command: ClientCommand) -> anyhow::Resu
                 sector_identifier: a.sector_identifier,
                 synthetic_email: a.synthetic_email,
                 access_policy: a.policy_file.as_deref().map(read_policy_file).transpose()?,
+                require_bot_confirmation: a.require_bot_confirmation,
+                ciba: a.ciba.map(|mode| telegram_oidc::store::CibaSettings {
+                    delivery_mode: match mode {
+                        CibaArg::Poll => telegram_oidc::store::CibaDeliveryMode::Poll,
+                        CibaArg::Ping => telegram_oidc::store::CibaDeliveryMode::Ping,
+                    },
+                    client_notification_endpoint: a.ciba_notification_endpoint,
+                }),
             };
-            // Checked before the client exists, so a refusal leaves nothing half registered.
-            if a.telegram_bot_id.is_some_and(|id| id <= 0) {
-                bail!("--telegram-bot-id: a bot id is the positive number before `:` in its token");
-            }
-            let (client, secret) = admin::add_client(store.as_ref(), new, system_now()).await?;
-            let client = if a.token_exchange {
-                admin::allow_token_exchange(store.as_ref(), &client.client_id, a.telegram_bot_id)
-                    .await?
-            } else {
-                client
-            };
-            record(
+            let token_exchange = a.token_exchange.then_some(a.telegram_bot_id);
+            let (client, secret) = admin::create_client(
                 store.as_ref(),
-                "admin.client.created",
-                &client.client_id,
-                serde_json::json!({"after": client.settings}),
+                &cli,
+                new,
+                token_exchange,
+                system_now_millis(),
             )
-            .await;
+            .await?;
             if a.json {
                 println!(
                     "{}",
@@ -622,7 +676,11 @@ async fn client_command(config: &Config, command: ClientCommand) -> anyhow::Resu
             }
         }
         ClientCommand::List => {
-            for c in store.list_clients().await? {
+            let clients = store.list_clients().await?;
+            if clients.is_empty() {
+                eprintln!("no clients (register one with `telegram-oidc client add`)");
+            }
+            for c in clients {
                 println!(
                     "{}\t{}\t{:?}",
                     c.client_id, c.settings.name, c.settings.kind
@@ -634,17 +692,8 @@ async fn client_command(config: &Config, command: ClientCommand) -> anyhow::Resu
             None => bail!("no client with id `{client_id}`"),
         },
         ClientCommand::Remove { client_id } => {
-            let before = store.get_client(&client_id).await?;
-            if !store.delete_client(&client_id).await? {
-                bail!("no client with id `{client_id}`");
-            }
-            record(
-                store.as_ref(),
-                "admin.client.removed",
-                &client_id,
-                serde_json::json!({"before": before.map(|c| c.settings)}),
-            )
-            .await;
+            admin::remove_client(store.as_ref(), &cli, &client_id, None, system_now_millis())
+                .await?;
             println!("removed {client_id}; its tokens no longer work");
         }
         ClientCommand::Update(u) => {
@@ -653,33 +702,32 @@ async fn client_command(config: &Config, command: ClientCommand) -> anyhow::Resu
                 (None, true) => Some(None),
                 (None, false) => None,
             };
-            if access_policy.is_none() && u.scopes.is_none() {
-                bail!("nothing to change: give --policy-file, --clear-policy or --scopes");
+            if access_policy.is_none() && u.scopes.is_none() && u.require_bot_confirmation.is_none()
+            {
+                bail!(
+                    "nothing to change: give --policy-file, --clear-policy, --scopes or --require-bot-confirmation"
+                );
             }
             let update = admin::ClientUpdate {
                 access_policy,
                 scopes: u.scopes,
+                require_bot_confirmation: u.require_bot_confirmation,
             };
-            let before = store.get_client(&u.client_id).await?;
-            let client = admin::update_client(store.as_ref(), &u.client_id, update).await?;
-            record(
+            let client = admin::change_client(
                 store.as_ref(),
-                "admin.client.updated",
-                &client.client_id,
-                serde_json::json!({"before": before.map(|c| c.settings), "after": client.settings}),
+                &cli,
+                &u.client_id,
+                update,
+                None,
+                system_now_millis(),
             )
-            .await;
+            .await?;
             print_client(&client);
         }
         ClientCommand::RotateSecret { client_id } => {
-            let secret = admin::rotate_secret(store.as_ref(), &client_id).await?;
-            record(
-                store.as_ref(),
-                "admin.client.secret_rotated",
-                &client_id,
-                serde_json::Value::Null,
-            )
-            .await;
+            let secret =
+                admin::new_client_secret(store.as_ref(), &cli, &client_id, system_now_millis())
+                    .await?;
             println!("client_secret:  {secret}");
             println!("\nThe secret is shown only now; the old one no longer works.");
         }
@@ -687,80 +735,63 @@ async fn client_command(config: &Config, command: ClientCommand) -> anyhow::Resu
     Ok(())
 }
 
-const DEV_CLIENT_NAME: &str = "Demo app (dev mode)";
-
-async fn dev(listen: SocketAddr, data: PathBuf) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    let address = listener.local_addr()?;
-    let issuer = format!("http://{address}");
-    let mut config = Config {
-        issuer: issuer.clone(),
-        listen: address,
-        database_url: format!("sqlite://{}/telegram-oidc.db", data.display()),
-        keys_dir: data.join("keys"),
-        dev_mode: true,
-        ..Config::default()
-    };
-    config.telegram.bot_token = Secret::new("1000000001:DEV-emulator-token-not-a-real-bot");
-    config.telegram.bot_username = "telegram_oidc_dev_bot".into();
-    config.validate()?;
-
+async fn admin_key_command(config: &Config, command: AdminKeyCommand) -> anyhow::Result<()> {
     let store = telegram_oidc::open_store(&config.database_url).await?;
-    let redirect_uri = format!("{issuer}/dev/callback");
-    let existing = store
-        .list_clients()
-        .await?
-        .into_iter()
-        .find(|c| c.settings.name == DEV_CLIENT_NAME);
-    let (client_id, secret) = match existing {
-        Some(mut client) => {
-            // The port may differ from the last run: keep the redirect URI in step.
-            client.settings.redirect_uris = vec![redirect_uri.clone()];
-            store.update_client(&client).await?;
-            let secret = admin::rotate_secret(store.as_ref(), &client.client_id).await?;
-            (client.client_id, secret)
-        }
-        None => {
-            let (client, secret) = admin::add_client(
-                store.as_ref(),
-                NewClient {
-                    name: DEV_CLIENT_NAME.into(),
-                    kind: ClientKind::Confidential,
-                    redirect_uris: vec![redirect_uri.clone()],
-                    scopes: vec![
-                        "openid".into(),
-                        "profile".into(),
-                        "telegram".into(),
-                        "offline_access".into(),
-                    ],
-                    id_token_alg: SigningAlg::RS256,
-                    access_token_format: AccessTokenFormat::Jwt,
-                    refresh_policy: RefreshPolicy::OfflineAccess,
-                    skip_consent: false,
-                    service_account: false,
-                    ..Default::default()
+    let cli = admin::Actor::cli();
+    match command {
+        AdminKeyCommand::Create {
+            scope,
+            name,
+            expires_in,
+            allow_ip,
+        } => {
+            let new = admin::NewAdminKey {
+                name,
+                scope: match scope {
+                    ScopeArg::Read => AdminScope::Read,
+                    ScopeArg::Write => AdminScope::Write,
                 },
-                system_now(),
-            )
-            .await?;
-            (client.client_id, secret.unwrap_or_default())
+                expires_in,
+                allow_ips: allow_ip,
+            };
+            let (record, key) =
+                admin::create_admin_key(store.as_ref(), &cli, new, system_now_millis()).await?;
+            println!("id:       {}", record.id);
+            println!("scope:    {}", record.scope.as_str());
+            if let Some(t) = record.expires_at {
+                println!("expires:  {t}");
+            }
+            println!("key:      {key}");
+            println!("\nThe key is shown only now; it is stored as a hash.");
         }
-    };
-    drop(store);
-    println!("telegram-oidc dev mode: Telegram is replaced by a local emulator.");
-    println!();
-    println!("  issuer:         {issuer}");
-    println!("  discovery:      {issuer}/.well-known/openid-configuration");
-    println!("  client_id:      {client_id}");
-    println!("  client_secret:  {secret}");
-    println!("  redirect_uri:   {redirect_uri}");
-    println!();
-    println!(
-        "  try it: {issuer}/authorize?response_type=code&client_id={client_id}&redirect_uri={redirect_uri}&scope=openid%20profile&state=xyz"
-    );
-    println!();
-    telegram_oidc::launch(config, listener, telegram_oidc::shutdown_signal()).await
+        AdminKeyCommand::List => {
+            let now = system_now();
+            for k in store.list_admin_keys().await? {
+                let state = match (k.revoked_at, k.expires_at) {
+                    (Some(t), _) => format!("revoked {t}"),
+                    (None, Some(t)) if t <= now => format!("expired {t}"),
+                    (None, Some(t)) => format!("live until {t}"),
+                    (None, None) => "live".to_owned(),
+                };
+                let allow: Vec<String> = k.allow_ips.iter().map(|n| n.to_string()).collect();
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    k.id,
+                    k.name,
+                    k.scope.as_str(),
+                    state,
+                    if allow.is_empty() {
+                        "any address".to_owned()
+                    } else {
+                        allow.join(",")
+                    }
+                );
+            }
+        }
+        AdminKeyCommand::Revoke { id } => {
+            admin::revoke_admin_key(store.as_ref(), &cli, &id, system_now_millis()).await?;
+            println!("revoked {id}; it no longer works");
+        }
+    }
+    Ok(())
 }

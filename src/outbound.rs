@@ -1,5 +1,6 @@
 //! The one HTTP client for URLs that someone other than the admin chose: a dynamically
-//! registered client's `jwks_uri`, `sector_identifier_uri` and `backchannel_logout_uri`.
+//! registered client's `jwks_uri`, `sector_identifier_uri`, `backchannel_logout_uri` and CIBA
+//! `backchannel_client_notification_endpoint`.
 //!
 //! It resolves names itself and connects only to the addresses it checked, so a name that
 //! resolves to an internal address (DNS rebinding included) is refused at connect time. It
@@ -146,6 +147,28 @@ impl Outbound {
             .client(chosen)
             .post(url)
             .form(form)
+            .send()
+            .await
+            .map_err(request_failed)?;
+        Ok(response.status())
+    }
+
+    /// POSTs a JSON body with `Authorization: Bearer <bearer>` (a CIBA ping notification) and
+    /// returns the status; the body is not read. The bearer is the receiver's own token: it
+    /// goes in the header only, never in an error.
+    pub async fn post_json_bearer(
+        &self,
+        uri: &str,
+        body: &Value,
+        bearer: &str,
+        chosen: Chosen,
+    ) -> Result<http::StatusCode, OutboundError> {
+        let url = self.check_url(uri, chosen)?;
+        let response = self
+            .client(chosen)
+            .post(url)
+            .bearer_auth(bearer)
+            .json(body)
             .send()
             .await
             .map_err(request_failed)?;

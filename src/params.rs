@@ -47,6 +47,11 @@ const NO_CONTROLS: &[&str] = &[
     "resource",
     "requested_token_type",
     "subject_token_type",
+    "auth_req_id",
+    "login_hint",
+    "login_hint_token",
+    "requested_expiry",
+    "client_notification_token",
 ];
 
 /// The parameters of an OAuth or OpenID request, refused at the edge when they hold what no

@@ -23,6 +23,10 @@ pub enum TokenKind {
     BrowserBinding,
     /// RFC 7592 registration access token: manages one dynamically registered client.
     RegistrationAccessToken,
+    /// CIBA Core 1.0 `auth_req_id`.
+    BackchannelRequest,
+    /// A key of the admin API.
+    AdminKey,
 }
 
 impl TokenKind {
@@ -37,6 +41,8 @@ impl TokenKind {
             TokenKind::DeviceCode => "tgdc_",
             TokenKind::BrowserBinding => "tgbb_",
             TokenKind::RegistrationAccessToken => "tgra_",
+            TokenKind::BackchannelRequest => "tgbc_",
+            TokenKind::AdminKey => "tgak_",
         }
     }
 }

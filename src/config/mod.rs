@@ -8,7 +8,11 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+mod endpoints;
+mod rate_limits;
 mod validate;
+pub use endpoints::{AdminConfig, CibaConfig, MetricsConfig};
+pub use rate_limits::{Limit, RateLimitConfig};
 pub use validate::is_loopback_url;
 
 /// A secret string whose `Debug` never shows the value.
@@ -70,9 +74,21 @@ pub struct Config {
     pub groups: std::collections::BTreeMap<String, crate::access::GroupSpec>,
     /// What users manage themselves: login alerts, the places shown beside their sessions.
     pub account: AccountConfig,
+    /// Backchannel authentication (CIBA Core 1.0): how long a request waits for the user and
+    /// how often the app may poll.
+    pub ciba: CibaConfig,
+    /// Request rate limits per client address and per client (`[rate_limits]`).
+    pub rate_limits: RateLimitConfig,
+    /// Prometheus metrics on a listener of their own.
+    pub metrics: MetricsConfig,
+    /// The admin API (`/admin/api/v1`).
+    pub admin: AdminConfig,
     /// Dev mode: replaces the Telegram widget with the built-in emulator. Only loopback issuers.
     #[serde(skip)]
     pub dev_mode: bool,
+    /// Dev mode only: the demo client's secret, shown in the curl command of its callback page.
+    #[serde(skip)]
+    pub dev_client_secret: Option<Secret>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -102,8 +118,10 @@ pub struct TelegramConfig {
     pub widget_mode: WidgetMode,
     /// The Bot API server; calls go to `{bot_api_url}/bot<token>/<method>`.
     pub bot_api_url: String,
-    /// How the bot hears `/start` and button presses: `webhook`, `polling` (`getUpdates`) or
-    /// `none` (no login through the bot chat, no device confirmation in the bot).
+    /// How the bot hears `/start` and button presses: `auto` (the default: `webhook` when a
+    /// webhook secret is set, else `polling` when there is a bot token), `webhook`, `polling`
+    /// (`getUpdates`) or `none` (no login through the bot chat, no device confirmation in the
+    /// bot). Read it through [`TelegramConfig::update_mode`].
     pub updates: UpdateMode,
     /// What Telegram sends back in `X-Telegram-Bot-Api-Secret-Token` on every webhook call.
     /// Prefer `webhook_secret_file`.
@@ -120,9 +138,10 @@ pub struct TelegramConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum UpdateMode {
+    #[default]
+    Auto,
     Webhook,
     Polling,
-    #[default]
     None,
 }
 
@@ -149,6 +168,17 @@ pub enum TelegramEnvironment {
 }
 
 impl TelegramConfig {
+    /// How updates arrive, `auto` resolved: the bot login is on whenever there is a bot token,
+    /// by webhook when a webhook secret is set and by polling otherwise. Never `Auto`.
+    pub fn update_mode(&self) -> UpdateMode {
+        match self.updates {
+            UpdateMode::Auto if !self.webhook_secret.expose().is_empty() => UpdateMode::Webhook,
+            UpdateMode::Auto if !self.bot_token.expose().is_empty() => UpdateMode::Polling,
+            UpdateMode::Auto => UpdateMode::None,
+            explicit => explicit,
+        }
+    }
+
     /// The Ed25519 key that checks Mini App data of the configured environment (32 bytes).
     pub fn init_data_public_key(&self) -> Option<Vec<u8>> {
         let hex_key = match self.environment {
@@ -174,7 +204,9 @@ pub struct UpstreamOidcConfig {
     pub client_secret_file: Option<PathBuf>,
     /// Scopes asked of Telegram: `openid` and `profile`; add `phone` to offer the phone number.
     pub scopes: Vec<String>,
-    /// Shortest time between two JWKS fetches caused by an ID token with an unknown `kid`.
+    /// Age after which Telegram's JWKS is fetched again at the next login, whatever `kid` the
+    /// ID token names (a key Telegram withdrew stops being accepted then). An unknown `kid` is
+    /// fetched at once, at most every 5 seconds, independently of this setting.
     pub jwks_refetch_interval_secs: i64,
     /// How long a call to Telegram may take, in seconds.
     pub http_timeout_secs: u64,
@@ -188,7 +220,7 @@ impl Default for UpstreamOidcConfig {
             client_secret: Secret::default(),
             client_secret_file: None,
             scopes: vec!["openid".into(), "profile".into()],
-            jwks_refetch_interval_secs: 60,
+            jwks_refetch_interval_secs: 300,
             http_timeout_secs: 10,
         }
     }
@@ -324,7 +356,9 @@ impl Default for Config {
             issuer: "http://127.0.0.1:8080".into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database_url: "sqlite://data/telegram-oidc.db".into(),
-            keys_dir: PathBuf::from("keys"),
+            // Beside the default database, where `dev` keeps its keys too: the CLI run in the
+            // folder where `dev` ran finds both.
+            keys_dir: PathBuf::from("data/keys"),
             telegram: TelegramConfig::default(),
             telegram_oidc: None,
             tokens: TokenConfig::default(),
@@ -338,7 +372,12 @@ impl Default for Config {
             policy: PolicyConfig::default(),
             groups: std::collections::BTreeMap::new(),
             account: AccountConfig::default(),
+            ciba: CibaConfig::default(),
+            rate_limits: RateLimitConfig::default(),
+            metrics: MetricsConfig::default(),
+            admin: AdminConfig::default(),
             dev_mode: false,
+            dev_client_secret: None,
         }
     }
 }
@@ -357,7 +396,7 @@ impl Default for TelegramConfig {
             widget_script_url: "https://telegram.org/js/telegram-widget.js?22".into(),
             widget_mode: WidgetMode::Redirect,
             bot_api_url: "https://api.telegram.org".into(),
-            updates: UpdateMode::None,
+            updates: UpdateMode::Auto,
             webhook_secret: Secret::default(),
             webhook_secret_file: None,
             register_webhook: false,
@@ -421,7 +460,15 @@ impl Config {
         }
         figment = figment.merge(Env::prefixed("TGOIDC_").split("__"));
         let mut config: Config = figment.extract().map_err(|e| {
-            let setting = e.path.join(".");
+            let mut setting = e.path.join(".");
+            // A value from the environment is named by its variable (TGOIDC_TOKENS__CODE_TTL_SECS).
+            if let Some(meta) = &e.metadata
+                && meta.name.contains("environment")
+                && !e.path.is_empty()
+            {
+                let var: Vec<String> = e.path.iter().map(|k| k.to_ascii_uppercase()).collect();
+                setting = format!("{setting} (from TGOIDC_{})", var.join("__"));
+            }
             bad(
                 if setting.is_empty() {
                     "config"
@@ -536,6 +583,47 @@ mod tests {
     }
 
     #[test]
+    fn the_metrics_listener_is_off_by_default_and_needs_a_port_of_its_own() {
+        assert_eq!(valid().metrics.listen, None);
+        let c: Config = toml::from_str(
+            "[telegram]\nbot_token = \"123456:ABC\"\n[metrics]\nlisten = \"127.0.0.1:9464\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.metrics.listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9464)))
+        );
+        let mut c = valid();
+        c.metrics.listen = Some(c.listen);
+        assert_eq!(c.validate().unwrap_err().setting, "metrics.listen");
+        c.metrics.listen = Some(SocketAddr::from(([127, 0, 0, 1], 9464)));
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn the_bot_login_is_on_by_default_whenever_there_is_a_bot_token() {
+        let mut c = valid();
+        assert_eq!(c.telegram.updates, UpdateMode::Auto);
+        assert_eq!(c.telegram.update_mode(), UpdateMode::Polling);
+        c.telegram.webhook_secret = Secret::new("s3cret_-token");
+        assert_eq!(c.telegram.update_mode(), UpdateMode::Webhook);
+        c.telegram.register_webhook = true;
+        c.validate().unwrap();
+        c.telegram.updates = UpdateMode::None;
+        assert_eq!(c.telegram.update_mode(), UpdateMode::None);
+        c.telegram.updates = UpdateMode::Polling;
+        assert_eq!(c.telegram.update_mode(), UpdateMode::Polling);
+        let mut c = valid();
+        c.telegram.bot_token = Secret::default();
+        assert_eq!(c.telegram.update_mode(), UpdateMode::None);
+        // From a settings file: `none` still turns it off, `auto` may be written out.
+        for (text, mode) in [("none", UpdateMode::None), ("auto", UpdateMode::Auto)] {
+            let t: TelegramConfig = toml::from_str(&format!("updates = \"{text}\"")).unwrap();
+            assert_eq!(t.updates, mode);
+        }
+    }
+
+    #[test]
     fn bot_settings_are_checked() {
         let mut c = valid();
         c.telegram.updates = UpdateMode::Webhook;
@@ -557,6 +645,27 @@ mod tests {
         assert_eq!(
             c.validate().unwrap_err().setting,
             "tokens.device_poll_interval_secs"
+        );
+        let mut c = valid();
+        c.ciba.interval_secs = 0;
+        assert_eq!(c.validate().unwrap_err().setting, "ciba.interval_secs");
+        let mut c = valid();
+        c.ciba.default_expiry_secs = 900;
+        assert_eq!(
+            c.validate().unwrap_err().setting,
+            "ciba.default_expiry_secs"
+        );
+        c.ciba.max_expiry_secs = 900;
+        c.validate().unwrap();
+        // From a settings file.
+        let ciba: CibaConfig = toml::from_str("interval_secs = 7").unwrap();
+        assert_eq!(
+            (
+                ciba.interval_secs,
+                ciba.default_expiry_secs,
+                ciba.max_expiry_secs
+            ),
+            (7, 300, 600)
         );
     }
 
@@ -625,6 +734,33 @@ mod tests {
         c.validate().unwrap();
         let shown = format!("{c:?}");
         assert!(!shown.contains("0123456789abcdef"), "{shown}");
+    }
+
+    #[test]
+    fn rate_limits_need_a_window_and_a_limit() {
+        let mut c = valid();
+        assert!(c.rate_limits.enabled);
+        c.rate_limits.token_ip.window_secs = 0;
+        assert_eq!(
+            c.validate().unwrap_err().setting,
+            "rate_limits.token_ip.window_secs"
+        );
+        let mut c = valid();
+        c.rate_limits.device_miss.limit = 0;
+        assert_eq!(
+            c.validate().unwrap_err().setting,
+            "rate_limits.device_miss.limit"
+        );
+    }
+
+    #[test]
+    fn one_rate_limit_is_overridden_and_the_others_keep_their_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[rate_limits.token_ip]\nlimit = 5\n").unwrap();
+        let c = Config::load_unvalidated(Some(&path)).unwrap();
+        assert_eq!(c.rate_limits.token_ip, Limit::per(5, 60));
+        assert_eq!(c.rate_limits.token_client, Limit::per(1200, 60));
     }
 
     #[test]

@@ -23,6 +23,17 @@ impl Config {
         if self.issuer.ends_with('/') {
             return Err(bad("issuer", "drop the trailing `/` from the issuer URL"));
         }
+        if let Some(metrics) = self.metrics.listen
+            && metrics.port() != 0
+            && metrics == self.listen
+        {
+            return Err(bad(
+                "metrics.listen",
+                format!(
+                    "{metrics} is also `listen`: give the metrics a port of their own (e.g. 127.0.0.1:9464)"
+                ),
+            ));
+        }
         let loopback = is_loopback_url(&issuer);
         if issuer.scheme() != "https" && !loopback {
             return Err(bad(
@@ -134,6 +145,14 @@ impl Config {
                 1,
                 60,
             ),
+            (
+                "ciba.default_expiry_secs",
+                self.ciba.default_expiry_secs,
+                30,
+                3600,
+            ),
+            ("ciba.max_expiry_secs", self.ciba.max_expiry_secs, 30, 3600),
+            ("ciba.interval_secs", self.ciba.interval_secs, 1, 60),
         ] {
             if value < min || value > max {
                 return Err(bad(
@@ -142,12 +161,32 @@ impl Config {
                 ));
             }
         }
+        if self.ciba.default_expiry_secs > self.ciba.max_expiry_secs {
+            return Err(bad(
+                "ciba.default_expiry_secs",
+                "must not be longer than ciba.max_expiry_secs",
+            ));
+        }
         self.validate_miniapp_and_upstream()?;
         if self.max_body_bytes < 1024 || self.max_body_bytes > 16 * 1024 * 1024 {
             return Err(bad("max_body_bytes", "must be between 1024 and 16777216"));
         }
         if !(1..=3650).contains(&self.audit.retention_days) {
             return Err(bad("audit.retention_days", "must be between 1 and 3650"));
+        }
+        for (name, limit) in self.rate_limits.policies() {
+            if !(1..=86_400).contains(&limit.window_secs) {
+                return Err(bad(
+                    &format!("rate_limits.{name}.window_secs"),
+                    "must be between 1 and 86400 seconds",
+                ));
+            }
+            if limit.limit == 0 {
+                return Err(bad(
+                    &format!("rate_limits.{name}.limit"),
+                    "must be at least 1 (set rate_limits.enabled = false to turn the limits off)",
+                ));
+            }
         }
         if !(1..=25).contains(&self.body_timeout_secs) {
             return Err(bad(
@@ -259,7 +298,7 @@ impl Config {
                 "updates = \"webhook\" needs a secret (telegram.webhook_secret_file or TGOIDC_TELEGRAM__WEBHOOK_SECRET): without it anyone could post updates",
             ));
         }
-        if t.register_webhook && t.updates != UpdateMode::Webhook {
+        if t.register_webhook && t.update_mode() != UpdateMode::Webhook {
             return Err(bad(
                 "telegram.register_webhook",
                 "registering the webhook only makes sense with updates = \"webhook\"",

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use crate::metrics::{self, Metrics};
 use crate::store::{AuditEntry, Store};
 
 /// Entries waiting for the writer at most; past this, new ones are dropped and counted.
@@ -96,6 +97,54 @@ impl Event {
             members.insert(name.to_owned(), value.into());
         }
         self
+    }
+}
+
+/// The error codes `/token` answers with (RFC 6749 §5.2, RFC 8628 §3.5, RFC 8693 §2.2.2).
+const TOKEN_ERRORS: [&str; 13] = [
+    "invalid_request",
+    "invalid_client",
+    "invalid_grant",
+    "unauthorized_client",
+    "unsupported_grant_type",
+    "invalid_scope",
+    "access_denied",
+    "server_error",
+    "temporarily_unavailable",
+    "authorization_pending",
+    "slow_down",
+    "expired_token",
+    "invalid_target",
+];
+
+/// Counts `event` in the server's metrics: logins, policy refusals and token responses are
+/// derived from their audit events, so every place that records one is counted, whether the
+/// audit log is on or off. Label values are taken from fixed lists, never from the text the
+/// event carries.
+pub fn count(metrics: &Metrics, event: &Event) {
+    let detail = |name: &str| event.detail.get(name).and_then(Value::as_str);
+    match event.event {
+        "login" => metrics.login(
+            metrics::login_method_label(detail("method").unwrap_or("")),
+            event.outcome.as_str(),
+        ),
+        "policy.refused" => metrics.policy_refusal("refused"),
+        "policy.unavailable" => metrics.policy_refusal("unavailable"),
+        "token.issued" => metrics.token_issued(
+            metrics::grant_label(detail("grant_type").unwrap_or("")),
+            match detail("access_token_format") {
+                Some("jwt") => "jwt",
+                Some("opaque") => "opaque",
+                _ => "none",
+            },
+        ),
+        "token.refused" => metrics.token_refused(
+            metrics::grant_label(detail("grant_type").unwrap_or("")),
+            detail("error")
+                .and_then(|e| TOKEN_ERRORS.iter().find(|known| **known == e).copied())
+                .unwrap_or("other"),
+        ),
+        _ => {}
     }
 }
 

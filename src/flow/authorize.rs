@@ -6,17 +6,20 @@
 
 use crate::error::ErrorCode;
 use crate::flow::login::{self, Refused};
-use crate::oidc::authorize::{AuthorizationRequest, ErrorRedirect, login_is_fresh_enough};
-use crate::oidc::{scopes, subject};
+use crate::oidc::authorize::{AuthorizationRequest, ErrorRedirect, StepUp, login_is_fresh_enough};
+use crate::oidc::{acr, scopes, subject};
 use crate::secrets::{TokenKind, new_id, new_token, token_hash};
 use crate::state::App;
-use crate::store::{ClientRecord, CodeRecord, GrantRecord, SessionRecord};
+use crate::store::{ClientRecord, CodeRecord, GrantRecord, SessionRecord, StoreError};
 
 /// Where an authorization goes next.
 #[derive(Debug)]
 pub enum Next {
     /// No session good enough for this request: the user logs in.
     Login,
+    /// Logged in, but the app asked for the confirmation in the bot chat (step-up): the login
+    /// page asks for it (the request now holds its `step_up`).
+    BotConfirm,
     /// A device confirmation (RFC 8628 §3.3): the user approves on the device page, where the
     /// gate is asked (`flow::device`).
     DeviceConfirm,
@@ -66,8 +69,45 @@ pub async fn advance(
                 request.error(ErrorCode::LoginRequired, "the user is not logged in"),
             ));
         }
-        _ => return Ok(Next::Login),
+        _ => {
+            if request.step_up.is_some() {
+                // The login that was to be confirmed is gone: a new login starts over.
+                let mut request = request.clone();
+                request.step_up = None;
+                save_pending(app, req_id, &request).await?;
+            }
+            return Ok(Next::Login);
+        }
     };
+    // Step-up: the login must also be confirmed in the bot chat (any first proof, then the
+    // user's answer there). A login made in the chat is confirmed already.
+    if (request.bot_confirmation || client.settings.require_bot_confirmation)
+        && !acr::is_bot_confirmed(&session.amr)
+    {
+        if request.prompt_none {
+            return Ok(Next::ToApp(request.error(
+                ErrorCode::InteractionRequired,
+                "the login must be confirmed in the Telegram bot chat",
+            )));
+        }
+        if !app.bot_logins_enabled() {
+            tracing::warn!(
+                client_id = %client.client_id,
+                "a login needs confirmation in the bot chat, but the bot is not configured"
+            );
+            return Ok(Next::ToApp(request.error(
+                ErrorCode::AccessDenied,
+                "this login needs a confirmation in the Telegram bot chat, which this provider cannot ask for",
+            )));
+        }
+        let mut request = request.clone();
+        request.step_up = Some(StepUp {
+            user_id: session.user_id,
+            amr: session.amr.clone(),
+        });
+        save_pending(app, req_id, &request).await?;
+        return Ok(Next::BotConfirm);
+    }
     // A device confirmation asks the gate when the user approves (`flow::device`).
     if request.device_verification.is_some() {
         return Ok(Next::DeviceConfirm);
@@ -96,6 +136,18 @@ pub async fn advance(
     }
     let code = issue_code(app, req_id, request, &session, None, now).await?;
     Ok(Next::Code(code))
+}
+
+/// Stores the pending authorization `req_id` as it now is.
+async fn save_pending(
+    app: &App,
+    req_id: &str,
+    request: &AuthorizationRequest,
+) -> Result<(), Refused> {
+    let json = serde_json::to_string(request)
+        .map_err(|e| StoreError::Internal(format!("pending authorization: {e}")))?;
+    app.store.update_pending(&token_hash(req_id), &json).await?;
+    Ok(())
 }
 
 /// Ends an authorization with a code: grant and code are stored together, and the pending

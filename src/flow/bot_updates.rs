@@ -26,7 +26,7 @@ const LOCK_RETRY: Duration = Duration::from_secs(15);
 pub async fn start(app: &Arc<App>) -> Option<tokio::task::JoinHandle<()>> {
     let bot = app.bot.clone()?;
     let telegram = &app.config.telegram;
-    match telegram.updates {
+    match telegram.update_mode() {
         UpdateMode::Webhook if telegram.register_webhook => {
             let url = app.url(WEBHOOK_PATH);
             match bot
@@ -40,7 +40,7 @@ pub async fn start(app: &Arc<App>) -> Option<tokio::task::JoinHandle<()>> {
             None
         }
         UpdateMode::Polling => Some(tokio::spawn(poll(app.clone(), bot))),
-        UpdateMode::Webhook | UpdateMode::None => None,
+        UpdateMode::Webhook | UpdateMode::None | UpdateMode::Auto => None,
     }
 }
 
@@ -61,7 +61,7 @@ async fn poll(app: Arc<App>, bot: Arc<BotApi>) {
             Err(e) => {
                 if matches!(e, BotApiError::Refused { code: 409, .. }) {
                     // Telegram serves updates one way at a time (core.telegram.org/bots/api#getupdates).
-                    tracing::warn!(error = %e, "getUpdates refused: a webhook is registered for this bot; delete it (deleteWebhook) or set telegram.updates = \"webhook\"");
+                    tracing::warn!(error = %e, "getUpdates refused: a webhook is registered for this bot; delete it (deleteWebhook), or set telegram.updates = \"webhook\" (with its secret) or \"none\"");
                 } else {
                     tracing::warn!(error = %e, "getUpdates failed");
                 }

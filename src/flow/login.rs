@@ -17,7 +17,7 @@ use crate::flow::policy::Admission;
 use crate::flow::session::{self, Browser, NewSession};
 use crate::oidc::authorize::AuthorizationRequest;
 use crate::oidc::grant_refresh::{self, RefreshCheck, RefreshRequest};
-use crate::oidc::scopes;
+use crate::oidc::{acr, scopes};
 use crate::secrets::token_hash;
 use crate::state::App;
 use crate::store::flows::DeviceApproval;
@@ -47,6 +47,10 @@ pub enum Refused {
         "Telegram could not be asked whether this account may sign in; try again in a few minutes"
     )]
     Unavailable,
+    /// A confirmation in the bot chat came from another Telegram account than the one that
+    /// logged in.
+    #[error("the login was confirmed from another Telegram account than the one that logged in")]
+    OtherAccount,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -56,7 +60,9 @@ impl From<Refused> for OAuthError {
         match refused {
             Refused::Store(e) => e.into(),
             Refused::AlreadyUsed => OAuthError::invalid_request(refused.to_string()),
-            Refused::NotAdmitted => OAuthError::new(ErrorCode::AccessDenied, refused.to_string()),
+            Refused::NotAdmitted | Refused::OtherAccount => {
+                OAuthError::new(ErrorCode::AccessDenied, refused.to_string())
+            }
             Refused::Unavailable => {
                 OAuthError::new(ErrorCode::TemporarilyUnavailable, refused.to_string())
             }
@@ -109,8 +115,22 @@ pub async fn prove(
         }
     }
     let user = user_record(identity, now);
-    // The upsert keeps a known user's `created_at`, so no read is needed first.
-    app.store.upsert_user(&user).await?;
+    // The upsert keeps a known user's `created_at`, so no read is needed first; it tells
+    // whether an admin blocked the user, who then passes no gate, whatever the login way.
+    if app.store.upsert_user(&user).await?.is_some() {
+        tracing::info!(
+            user_id = identity.id,
+            method = identity.method.amr(),
+            "login refused: the user is blocked"
+        );
+        app.audit(
+            Event::new("login", Outcome::Refused)
+                .user(identity.id)
+                .with("method", identity.method.amr())
+                .with("reason", "the user is blocked"),
+        );
+        return Err(Refused::NotAdmitted);
+    }
     if identity.method == ProofMethod::BotDeepLink {
         // The user has started the bot: login alerts may be on by default for them.
         app.store.note_bot_chat_login(user.telegram_id, now).await?;
@@ -337,10 +357,29 @@ pub async fn in_browser(
     mut request: AuthorizationRequest,
     now: i64,
 ) -> Result<NewSession, Refused> {
+    // A confirmation in the bot chat (step-up) completes the login it confirms, and only the
+    // same Telegram account can give it.
+    let amr = match request.step_up.take() {
+        Some(step_up) if step_up.user_id != identity.id => {
+            tracing::warn!(
+                client_id = %request.client_id,
+                "a login was confirmed in the bot chat by another Telegram account; refused"
+            );
+            app.audit(
+                Event::new("login", Outcome::Refused)
+                    .user(identity.id)
+                    .client(&request.client_id)
+                    .with("method", identity.method.amr())
+                    .with("reason", "confirmed by another Telegram account"),
+            );
+            return Err(Refused::OtherAccount);
+        }
+        Some(step_up) => acr::combine(&step_up.amr, identity.method.amr()),
+        None => identity.method.amr().to_owned(),
+    };
     prove(app, identity, proof, now).await?;
-    let amr = identity.method.amr();
     let BrowserLogin { replaces, browser } = browser;
-    let session = session::start(app, identity.id, amr, replaces, browser, now).await?;
+    let session = session::start(app, identity.id, &amr, replaces, browser, now).await?;
     request.fresh_login_session = Some(hex::encode(&session.id_hash));
     let json = serde_json::to_string(&request)
         .map_err(|e| StoreError::Internal(format!("pending authorization: {e}")))?;

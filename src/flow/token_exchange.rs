@@ -25,6 +25,14 @@ pub async fn exchange(
     now: i64,
 ) -> OAuthResult<Value> {
     let request = grant_token_exchange::parse(client, params)?;
+    if client.settings.require_bot_confirmation {
+        // A token exchange answers at once: there is no moment to ask in the bot chat. Such an
+        // app signs users in through /authorize (or the device flow), where it is asked.
+        return Err(OAuthError::new(
+            crate::error::ErrorCode::UnauthorizedClient,
+            "this app requires every login to be confirmed in the Telegram bot chat; use the authorization code flow",
+        ));
+    }
     let (identity, proof) = verify_subject(
         app,
         request.settings,
@@ -71,6 +79,15 @@ fn verify_subject(
     };
     let refused = |reason: &dyn std::fmt::Display| {
         tracing::info!(reason = %reason, subject_token_type, "refused a token exchange");
+        // A proof that does not check out: counted as an invalid login of its method.
+        app.metrics.login(
+            if subject_token_type == INIT_DATA_TOKEN_TYPE {
+                "telegram_miniapp"
+            } else {
+                "telegram_widget"
+            },
+            "invalid",
+        );
         OAuthError::invalid_request(format!("the subject_token is not acceptable: {reason}"))
     };
     match subject_token_type {

@@ -7,10 +7,14 @@
 //!   [`read_header`] to pick the key by `kid` and [`VerifyingKey::verify`] to check it.
 //! - Tokens others sign, such as client assertions (RFC 7523): [`read_unverified`], then a
 //!   [`PublicJwk`] from their JWK set (RFC 7517) that [`PublicJwk::fits`] the header.
+//! - ID tokens of the provider we log in through (Telegram's): [`IssuerKeys`] from its JWK set,
+//!   which verifies RS256, ES256, EdDSA and also ES256K (secp256k1, on `k256`), which
+//!   `jsonwebtoken` does not know and which this server never signs with.
 //!
 //! Claims (`exp`, `iss`, `aud` ...) are left to the caller, checked against its own `now`:
 //! `jsonwebtoken` would read the system clock, which this project reads only in `clock.rs`.
 
+mod issuer;
 mod jwk;
 mod provider;
 
@@ -19,6 +23,7 @@ use jsonwebtoken::jwk::ThumbprintHash;
 use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Map, Value};
 
+pub use issuer::{IssuerAlg, IssuerHeader, IssuerKeys, read_issuer_header};
 pub use jsonwebtoken::Algorithm;
 pub use jsonwebtoken::jwk::Jwk;
 pub use jwk::PublicJwk;
@@ -202,12 +207,6 @@ pub fn thumbprint(jwk: &Jwk) -> Result<String, Reason> {
     provider::install();
     jwk.thumbprint(ThumbprintHash::SHA256)
         .map_err(|_| "JWK has no thumbprint")
-}
-
-/// The `kid` of a compact JWS, if its header names one. A header whose `alg` jsonwebtoken does
-/// not know (ES256K) gives none: no refetch of the key set, and the verifier refuses the token.
-pub fn header_kid(jwt: &str) -> Option<String> {
-    jsonwebtoken::decode_header(jwt).ok()?.kid
 }
 
 #[cfg(test)]

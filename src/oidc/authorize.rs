@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::ErrorCode;
-use crate::oidc::{Provider, pkce, scopes};
+use crate::oidc::{Provider, acr, pkce, scopes};
 use crate::store::{ClientKind, ClientRecord, SessionRecord};
 
 const MAX_STATE_LEN: usize = 2048;
@@ -51,6 +51,22 @@ pub struct AuthorizationRequest {
     /// login the browser goes there. `client_id` is [`ACCOUNT_PAGE`].
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub account: bool,
+    /// The login must also be confirmed in the bot chat (step-up): `acr_values` asked for
+    /// [`acr::ACR_BOT_CONFIRMED`], or the app requires it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bot_confirmation: bool,
+    /// The confirmation under way: who logged in, and how. Only that Telegram account's answer
+    /// in the bot chat completes the login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_up: Option<StepUp>,
+}
+
+/// A login waiting for its confirmation in the bot chat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepUp {
+    pub user_id: i64,
+    /// The methods of the first proof (`telegram_widget`, ...).
+    pub amr: String,
 }
 
 /// The client id a login to the account page is filed under: no registered app can have it
@@ -76,6 +92,7 @@ pub struct AuthorizeParams {
     pub nonce: Option<String>,
     pub login_hint: Option<String>,
     pub id_token_hint: Option<String>,
+    pub acr_values: Option<String>,
     pub request: Option<String>,
     pub request_uri: Option<String>,
 }
@@ -321,6 +338,12 @@ pub fn validate(
         fresh_login_session: None,
         device_verification: None,
         account: false,
+        bot_confirmation: client.settings.require_bot_confirmation
+            || params
+                .acr_values
+                .as_deref()
+                .is_some_and(acr::asks_bot_confirmation),
+        step_up: None,
     })
 }
 

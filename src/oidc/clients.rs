@@ -7,8 +7,8 @@ use crate::oidc::{client_assertion, scopes};
 use crate::outbound::Chosen;
 use crate::secrets::{TokenKind, new_id, new_token, token_hash};
 use crate::store::{
-    AccessTokenFormat, ClientKind, ClientRecord, ClientSettings, RefreshPolicy, Store, StoreError,
-    SubjectType, TokenEndpointAuthMethod,
+    AccessTokenFormat, CibaDeliveryMode, CibaSettings, ClientKind, ClientRecord, ClientSettings,
+    RefreshPolicy, Store, StoreError, SubjectType, TokenEndpointAuthMethod,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +17,15 @@ pub enum AdminError {
     Invalid(String),
     #[error("no client with id `{0}`")]
     NotFound(String),
+    #[error("no admin key with id `{0}`")]
+    NoAdminKey(String),
+    #[error("no user with id {0}")]
+    NoUser(i64),
+    #[error("no live session `{0}` of this user")]
+    NoSession(String),
+    /// `If-Match` named another version than the stored one (which this holds).
+    #[error("the client was changed since it was read (its version is now {0})")]
+    VersionMismatch(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -51,6 +60,10 @@ pub struct NewClient {
     pub device_flow: bool,
     /// Who may log in to the app; `None`: every Telegram user.
     pub access_policy: Option<crate::access::Rule>,
+    /// Every login is also confirmed in the bot chat (step-up).
+    pub require_bot_confirmation: bool,
+    /// May start backchannel authentication (CIBA); needs no redirect URI.
+    pub ciba: Option<CibaSettings>,
 }
 
 impl Default for NewClient {
@@ -74,6 +87,8 @@ impl Default for NewClient {
             jwks_uri: None,
             device_flow: false,
             access_policy: None,
+            require_bot_confirmation: false,
+            ciba: None,
         }
     }
 }
@@ -125,10 +140,13 @@ pub fn build_client(
             "the name must be 1 to 100 characters".into(),
         ));
     }
-    if new.redirect_uris.is_empty() && !new.service_account {
+    if new.redirect_uris.is_empty() && !new.service_account && new.ciba.is_none() {
         return Err(AdminError::Invalid(
             "register at least one redirect URI".into(),
         ));
+    }
+    if let Some(ciba) = &new.ciba {
+        check_ciba(ciba, new.kind)?;
     }
     if new.service_account && new.kind != ClientKind::Confidential {
         return Err(AdminError::Invalid(
@@ -200,10 +218,47 @@ pub fn build_client(
             sector_identifier_uri: None,
             device_flow: new.device_flow,
             access_policy: new.access_policy,
+            require_bot_confirmation: new.require_bot_confirmation,
+            ciba: new.ciba,
         },
         created_at: now,
     };
     Ok((record, secret))
+}
+
+/// A CIBA registration (CIBA Core 1.0 §4): ping mode names where it is told, over https
+/// (http only on loopback), poll mode names nothing; the client must authenticate, since the
+/// request is made without the user (§7.1).
+pub fn check_ciba(ciba: &CibaSettings, kind: ClientKind) -> Result<(), AdminError> {
+    if kind != ClientKind::Confidential {
+        return Err(AdminError::Invalid(
+            "backchannel authentication (CIBA) needs a confidential client".into(),
+        ));
+    }
+    match (ciba.delivery_mode, &ciba.client_notification_endpoint) {
+        (CibaDeliveryMode::Ping, None) => Err(AdminError::Invalid(
+            "CIBA ping mode needs a client notification endpoint".into(),
+        )),
+        (CibaDeliveryMode::Poll, Some(_)) => Err(AdminError::Invalid(
+            "a client notification endpoint serves only CIBA ping mode".into(),
+        )),
+        (CibaDeliveryMode::Ping, Some(uri)) => {
+            let parsed = url::Url::parse(uri).map_err(|e| {
+                AdminError::Invalid(format!(
+                    "client notification endpoint `{uri}` is not an absolute URL: {e}"
+                ))
+            })?;
+            let loopback_http =
+                parsed.scheme() == "http" && crate::config::is_loopback_url(&parsed);
+            if (parsed.scheme() != "https" && !loopback_http) || parsed.fragment().is_some() {
+                return Err(AdminError::Invalid(format!(
+                    "client notification endpoint `{uri}` must be an https URL without a #fragment (http only on loopback)"
+                )));
+            }
+            Ok(())
+        }
+        (CibaDeliveryMode::Poll, None) => Ok(()),
+    }
 }
 
 /// The scopes a client may be registered with: known ones (a service account may carry API
@@ -238,6 +293,8 @@ pub struct ClientUpdate {
     /// `Some(None)` removes the policy: every Telegram user may log in again.
     pub access_policy: Option<Option<crate::access::Rule>>,
     pub scopes: Option<Vec<String>>,
+    /// Whether every login must also be confirmed in the bot chat.
+    pub require_bot_confirmation: Option<bool>,
 }
 
 /// Changes a registered client's access policy or scopes; effective at the next login or
@@ -251,6 +308,15 @@ pub async fn update_client(
         .get_client(client_id)
         .await?
         .ok_or_else(|| AdminError::NotFound(client_id.into()))?;
+    apply_update(&mut client, update)?;
+    if !store.update_client(&client).await? {
+        return Err(AdminError::NotFound(client_id.into()));
+    }
+    Ok(client)
+}
+
+/// Applies `update` to a client's settings, checking what it sets.
+pub fn apply_update(client: &mut ClientRecord, update: ClientUpdate) -> Result<(), AdminError> {
     if let Some(policy) = update.access_policy {
         if let Some(rule) = &policy {
             rule.check().map_err(AdminError::Invalid)?;
@@ -260,10 +326,10 @@ pub async fn update_client(
     if let Some(scopes) = update.scopes {
         client.settings.allowed_scopes = allowed_scopes(&scopes, client.settings.service_account)?;
     }
-    if !store.update_client(&client).await? {
-        return Err(AdminError::NotFound(client_id.into()));
+    if let Some(required) = update.require_bot_confirmation {
+        client.settings.require_bot_confirmation = required;
     }
-    Ok(client)
+    Ok(())
 }
 
 /// Replaces a confidential client's secret; the old one stops working at once.

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::config::Config;
 use crate::keys::SigningAlg;
-use crate::oidc::{client_assertion, scopes};
+use crate::oidc::{acr, client_assertion, scopes};
 
 /// The discovery document: every value is one this server really honours.
 pub fn document(config: &Config) -> Value {
@@ -38,6 +38,7 @@ pub fn document(config: &Config) -> Value {
         "token_endpoint_auth_signing_alg_values_supported": client_assertion::SIGNING_ALGS,
         "code_challenge_methods_supported": ["S256"],
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
+        "acr_values_supported": acr::SUPPORTED,
         "authorization_response_iss_parameter_supported": true,
         "claims_parameter_supported": false,
         "request_parameter_supported": false,
@@ -47,6 +48,16 @@ pub fn document(config: &Config) -> Value {
     });
     if config.registration.enabled {
         document["registration_endpoint"] = json!(format!("{issuer}/register"));
+    }
+    // CIBA Core 1.0 §4, where the bot can ask users (push mode is not served).
+    if config.telegram.update_mode() != crate::config::UpdateMode::None {
+        document["backchannel_authentication_endpoint"] =
+            json!(format!("{issuer}{}", super::ciba::PATH));
+        document["backchannel_token_delivery_modes_supported"] = json!(["poll", "ping"]);
+        document["backchannel_user_code_parameter_supported"] = json!(false);
+        if let Some(grants) = document["grant_types_supported"].as_array_mut() {
+            grants.push(json!(super::grant_ciba::GRANT_TYPE));
+        }
     }
     document
 }

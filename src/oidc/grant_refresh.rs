@@ -108,6 +108,7 @@ pub async fn exchange(
     match outcome {
         RotateOutcome::Rotated(_) => {}
         RotateOutcome::Replayed { grant_id } => {
+            provider.metrics.refresh_reuse_detected();
             provider.store.revoke_grant(&grant_id, now).await?;
             tracing::warn!(client_id = %client.client_id, "refresh token replayed; its family is revoked");
             return Err(OAuthError::invalid_grant(

@@ -5,7 +5,7 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{OAuthError, OAuthResult};
 use crate::keys::{SigningAlg, half_hash};
-use crate::oidc::{Provider, scopes, subject};
+use crate::oidc::{Provider, acr, scopes, subject};
 use crate::secrets::{TokenKind, new_id, new_token, sha256, token_hash};
 use crate::store::{
     AccessTokenFormat, AccessTokenRecord, ClientRecord, GrantRecord, RefreshPolicy,
@@ -97,7 +97,9 @@ pub fn id_token(provider: &Provider, input: IdTokenInput<'_>) -> OAuthResult<Str
         json!(input.now + provider.config.tokens.id_token_ttl_secs),
     );
     claims.insert("auth_time".into(), json!(input.grant.auth_time));
-    claims.insert("amr".into(), json!([input.grant.amr]));
+    // How the user proved who they are, and the context that reached (`oidc::acr`).
+    claims.insert("amr".into(), json!(acr::methods(&input.grant.amr)));
+    claims.insert("acr".into(), json!(acr::acr_of(&input.grant.amr)));
     // An ID token issued alone (RFC 8693 `requested_token_type` id_token) has no access token
     // to bind to.
     if !input.access_token.is_empty() {

@@ -1,11 +1,14 @@
 //! The provider: everything an app sees. Nothing here knows how Telegram proved the user.
 
+pub mod acr;
 pub mod authorize;
+pub mod ciba;
 pub mod client_assertion;
 pub mod client_auth;
 pub mod clients;
 pub mod device;
 pub mod discovery;
+pub mod grant_ciba;
 pub mod grant_client_credentials;
 pub mod grant_code;
 pub mod grant_device;

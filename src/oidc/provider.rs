@@ -32,6 +32,8 @@ pub struct Provider {
     pub client_jwks: JwksCache,
     /// The one client for URLs that apps chose.
     pub outbound: Outbound,
+    /// This server's Prometheus metrics.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl Provider {
@@ -43,6 +45,10 @@ impl Provider {
     ) -> Result<Provider, crate::outbound::OutboundError> {
         let outbound = Outbound::new(config.outbound.allow_private || config.dev_mode)?;
         let discovery = Bytes::from(crate::oidc::discovery::document(&config).to_string());
+        let metrics = crate::metrics::Metrics::under(match config.cookie_path().as_str() {
+            "/" => "",
+            base => base,
+        });
         Ok(Provider {
             config,
             store,
@@ -53,6 +59,7 @@ impl Provider {
             last_forced_reload: AtomicI64::new(0),
             client_jwks: Default::default(),
             outbound,
+            metrics,
         })
     }
 

@@ -9,10 +9,13 @@ use serde_json::{Map, Value, json};
 use crate::error::{ErrorCode, OAuthError, OAuthResult};
 use crate::keys::SigningAlg;
 use crate::oidc::clients::{self as admin, AdminError, NewClient};
-use crate::oidc::{Provider, client_assertion, scopes};
+use crate::oidc::{Provider, acr, client_assertion, scopes};
 use crate::outbound::Chosen;
 use crate::secrets::{TokenKind, constant_time_eq, new_token, sha256, token_hash};
-use crate::store::{ClientKind, ClientRecord, RefreshPolicy, SubjectType, TokenEndpointAuthMethod};
+use crate::store::{
+    CibaDeliveryMode, CibaSettings, ClientKind, ClientRecord, RefreshPolicy, SubjectType,
+    TokenEndpointAuthMethod,
+};
 
 const MAX_REDIRECT_URIS: usize = 20;
 const MAX_URI_LEN: usize = 2000;
@@ -22,6 +25,7 @@ const DEFAULT_CLIENT_NAME: &str = "Unnamed app";
 const AUTHORIZATION_CODE: &str = "authorization_code";
 const REFRESH_TOKEN: &str = "refresh_token";
 const CLIENT_CREDENTIALS: &str = "client_credentials";
+const CIBA: &str = crate::oidc::grant_ciba::GRANT_TYPE;
 
 /// The client metadata of RFC 7591 §2 (and OpenID Connect Registration §2) this server
 /// honours. Anything else a client sends is ignored (§2: "the authorization server MUST
@@ -43,6 +47,16 @@ pub struct ClientMetadata {
     backchannel_logout_uri: Option<String>,
     subject_type: Option<String>,
     sector_identifier_uri: Option<String>,
+    /// CIBA Core 1.0 §4: `poll` or `ping` (push is not served).
+    backchannel_token_delivery_mode: Option<String>,
+    backchannel_client_notification_endpoint: Option<String>,
+    /// Signed authentication requests are not served: registering an algorithm is refused.
+    backchannel_authentication_request_signing_alg: Option<String>,
+    /// `user_code` is not served: `true` is refused.
+    backchannel_user_code_parameter: Option<bool>,
+    /// OpenID Connect Registration §2: with `urn:telegram-oidc:acr:bot-confirmed`, every login
+    /// is also confirmed in the bot chat (step-up).
+    default_acr_values: Option<Vec<String>>,
     /// RFC 7592 §2.2: a replacement names the client it replaces ...
     client_id: Option<String>,
     /// ... and may repeat its current secret, never choose a new one.
@@ -72,6 +86,10 @@ async fn check_metadata(provider: &Provider, meta: ClientMetadata) -> OAuthResul
         ("jwks_uri", &meta.jwks_uri),
         ("sector_identifier_uri", &meta.sector_identifier_uri),
         ("backchannel_logout_uri", &meta.backchannel_logout_uri),
+        (
+            "backchannel_client_notification_endpoint",
+            &meta.backchannel_client_notification_endpoint,
+        ),
     ] {
         if let Some(uri) = uri {
             provider
@@ -97,19 +115,31 @@ async fn check_metadata(provider: &Provider, meta: ClientMetadata) -> OAuthResul
         .grant_types
         .unwrap_or_else(|| vec![AUTHORIZATION_CODE.to_owned()]);
     for g in &grant_types {
-        if ![AUTHORIZATION_CODE, REFRESH_TOKEN, CLIENT_CREDENTIALS].contains(&g.as_str()) {
+        if ![AUTHORIZATION_CODE, REFRESH_TOKEN, CLIENT_CREDENTIALS, CIBA].contains(&g.as_str()) {
             return Err(bad_metadata(format!(
-                "grant type `{g}` cannot be registered; use authorization_code, refresh_token or client_credentials"
+                "grant type `{g}` cannot be registered; use authorization_code, refresh_token, client_credentials or {CIBA}"
             )));
         }
     }
     let has = |g: &str| grant_types.iter().any(|x| x == g);
     let code_flow = has(AUTHORIZATION_CODE);
     let service_account = has(CLIENT_CREDENTIALS);
-    if !code_flow && !service_account {
-        return Err(bad_metadata(
-            "grant_types needs authorization_code or client_credentials",
-        ));
+    let ciba = check_ciba_metadata(
+        provider,
+        CibaMetadata {
+            mode: meta.backchannel_token_delivery_mode.as_deref(),
+            endpoint: meta.backchannel_client_notification_endpoint.as_deref(),
+            signing_alg: meta
+                .backchannel_authentication_request_signing_alg
+                .is_some(),
+            user_code: meta.backchannel_user_code_parameter == Some(true),
+        },
+        has(CIBA),
+    )?;
+    if !code_flow && !service_account && ciba.is_none() {
+        return Err(bad_metadata(format!(
+            "grant_types needs authorization_code, client_credentials or {CIBA}"
+        )));
     }
     // §2.1: response_types and grant_types must agree; only the code flow is served here.
     let response_types = meta.response_types.unwrap_or_else(|| {
@@ -197,7 +227,7 @@ async fn check_metadata(provider: &Provider, meta: ClientMetadata) -> OAuthResul
             }
             list
         }
-        None if code_flow => vec![
+        None if code_flow || ciba.is_some() => vec![
             scopes::OPENID.to_owned(),
             scopes::PROFILE.to_owned(),
             scopes::TELEGRAM.to_owned(),
@@ -205,7 +235,7 @@ async fn check_metadata(provider: &Provider, meta: ClientMetadata) -> OAuthResul
         None => Vec::new(),
     };
     // Asking for offline_access is asking for refresh tokens.
-    let refresh = code_flow && (has(REFRESH_TOKEN) || wants_offline);
+    let refresh = (code_flow || ciba.is_some()) && (has(REFRESH_TOKEN) || wants_offline);
     if refresh && !allowed.iter().any(|s| s == scopes::OFFLINE_ACCESS) {
         allowed.push(scopes::OFFLINE_ACCESS.to_owned());
     }
@@ -256,11 +286,85 @@ async fn check_metadata(provider: &Provider, meta: ClientMetadata) -> OAuthResul
             backchannel_logout_uri: meta.backchannel_logout_uri,
             jwks,
             jwks_uri,
+            ciba,
+            require_bot_confirmation: meta
+                .default_acr_values
+                .iter()
+                .flatten()
+                .any(|v| v == acr::ACR_BOT_CONFIRMED),
             ..NewClient::default()
         },
         method,
         sector_identifier_uri: meta.sector_identifier_uri,
     })
+}
+
+/// What a registration says of CIBA.
+struct CibaMetadata<'a> {
+    mode: Option<&'a str>,
+    endpoint: Option<&'a str>,
+    /// A signing algorithm for authentication requests was named.
+    signing_alg: bool,
+    /// `backchannel_user_code_parameter: true`.
+    user_code: bool,
+}
+
+/// The CIBA metadata (CIBA Core 1.0 §4), present exactly when the CIBA grant is asked for.
+/// The notification endpoint was checked as a URL the server will post to; it must also use
+/// https, unless private addresses are allowed (dev mode, tests).
+fn check_ciba_metadata(
+    provider: &Provider,
+    meta: CibaMetadata<'_>,
+    wanted: bool,
+) -> OAuthResult<Option<CibaSettings>> {
+    let (mode, endpoint) = (meta.mode, meta.endpoint.map(str::to_owned));
+    if !wanted {
+        if mode.is_some() || endpoint.is_some() {
+            return Err(bad_metadata(format!(
+                "backchannel metadata needs the grant type {CIBA}"
+            )));
+        }
+        return Ok(None);
+    }
+    if meta.signing_alg {
+        return Err(bad_metadata(
+            "signed backchannel authentication requests are not supported",
+        ));
+    }
+    if meta.user_code {
+        return Err(bad_metadata(
+            "backchannel_user_code_parameter is not supported",
+        ));
+    }
+    let delivery_mode = match mode {
+        None => {
+            return Err(bad_metadata(
+                "backchannel_token_delivery_mode is required with the CIBA grant",
+            ));
+        }
+        Some(m) => CibaDeliveryMode::parse(m).ok_or_else(|| {
+            bad_metadata(format!(
+                "backchannel_token_delivery_mode `{m}` is not supported; use poll or ping"
+            ))
+        })?,
+    };
+    if let Some(uri) = &endpoint {
+        if uri.len() > MAX_URI_LEN {
+            return Err(bad_metadata(
+                "backchannel_client_notification_endpoint is too long",
+            ));
+        }
+        let https = url::Url::parse(uri).is_ok_and(|u| u.scheme() == "https");
+        if !https && !provider.outbound.allows_private() {
+            return Err(bad_metadata(
+                "backchannel_client_notification_endpoint must use https",
+            ));
+        }
+    }
+    Ok(Some(CibaSettings {
+        delivery_mode,
+        client_notification_endpoint: endpoint,
+    }))
 }
 
 /// OpenID Connect Registration §5: the sector identifier document is a JSON array that must
@@ -374,6 +478,12 @@ pub fn client_information(
     if s.service_account {
         grant_types.push(CLIENT_CREDENTIALS);
     }
+    if s.ciba.is_some() {
+        grant_types.push(CIBA);
+        if !code_flow && s.refresh_policy != RefreshPolicy::Never {
+            grant_types.push(REFRESH_TOKEN);
+        }
+    }
     let mut info: Map<String, Value> = match json!({
         "client_id": client.client_id,
         "client_id_issued_at": client.created_at,
@@ -413,8 +523,24 @@ pub fn client_information(
             s.sector_identifier_uri.clone().map(Value::from),
         ),
         (
+            "backchannel_token_delivery_mode",
+            s.ciba.as_ref().map(|c| json!(c.delivery_mode.as_str())),
+        ),
+        (
+            "backchannel_client_notification_endpoint",
+            s.ciba
+                .as_ref()
+                .and_then(|c| c.client_notification_endpoint.clone())
+                .map(Value::from),
+        ),
+        (
             "post_logout_redirect_uris",
             (!s.post_logout_redirect_uris.is_empty()).then(|| json!(s.post_logout_redirect_uris)),
+        ),
+        (
+            "default_acr_values",
+            s.require_bot_confirmation
+                .then(|| json!([acr::ACR_BOT_CONFIRMED])),
         ),
     ];
     for (name, value) in optional {

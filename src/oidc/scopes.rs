@@ -23,7 +23,7 @@ pub const SUPPORTED: [&str; 7] = [
     GROUPS,
 ];
 
-pub const CLAIMS_SUPPORTED: [&str; 25] = [
+pub const CLAIMS_SUPPORTED: [&str; 26] = [
     "email",
     "email_verified",
     "iss",
@@ -36,6 +36,7 @@ pub const CLAIMS_SUPPORTED: [&str; 25] = [
     "nonce",
     "at_hash",
     "amr",
+    "acr",
     "name",
     "given_name",
     "family_name",

@@ -10,10 +10,13 @@
 use async_trait::async_trait;
 
 pub mod account;
+pub mod admin_keys;
+pub mod admin_users;
 pub mod audit;
 pub mod flows;
 pub mod job_lock;
 pub mod postgres;
+pub mod rate;
 mod records;
 mod sql;
 pub mod sqlite;
@@ -21,10 +24,13 @@ pub mod sqlite;
 mod tests;
 
 pub use account::{AccountStore, LoginAlertsRecord, UserAppRecord};
+pub use admin_keys::{AdminKeyRecord, AdminKeyStore, AdminScope};
+pub use admin_users::{AdminUserStore, UserQuery, UserSummary};
 pub use audit::{AuditEntry, AuditQuery, AuditStore};
 pub use flows::FlowStore;
 pub use job_lock::JobLock;
 pub use postgres::PostgresStore;
+pub use rate::{RateCounterStore, RateWindow};
 pub use records::*;
 pub use sqlite::SqliteStore;
 
@@ -59,6 +65,15 @@ impl From<StoreError> for crate::error::OAuthError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Counts a database driver's error in the metrics (a conflict is an answer, not an error).
+pub(crate) fn count_error(error: &StoreError) {
+    match error {
+        StoreError::Unavailable(_) => crate::metrics::db_error("unavailable"),
+        StoreError::Internal(_) => crate::metrics::db_error("internal"),
+        StoreError::Conflict(_) => {}
+    }
+}
+
 /// Group names as the users table keeps them: a JSON array.
 pub(crate) fn groups_json(groups: &[String]) -> StoreResult<String> {
     serde_json::to_string(groups).map_err(|e| StoreError::Internal(format!("groups: {e}")))
@@ -71,17 +86,39 @@ pub(crate) fn groups_from_json(json: Option<String>) -> Option<Vec<String>> {
 }
 
 #[async_trait]
-pub trait Store: FlowStore + AccountStore + AuditStore + Send + Sync + 'static {
+pub trait Store:
+    FlowStore
+    + AccountStore
+    + AuditStore
+    + AdminKeyStore
+    + AdminUserStore
+    + RateCounterStore
+    + Send
+    + Sync
+    + 'static
+{
     async fn ping(&self) -> StoreResult<()>;
+
+    /// How the store's connections are used right now, for the metrics.
+    fn pool_stats(&self) -> crate::metrics::PoolStats;
 
     async fn create_client(&self, client: &ClientRecord) -> StoreResult<()>;
     async fn get_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>>;
     async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>>;
     async fn update_client(&self, client: &ClientRecord) -> StoreResult<bool>;
+    /// Stores `client` only while its stored settings are still `read` (checked and written
+    /// in one transaction); false when the client is gone or was changed meanwhile.
+    async fn update_client_unless_changed(
+        &self,
+        client: &ClientRecord,
+        read: &ClientSettings,
+    ) -> StoreResult<bool>;
     async fn delete_client(&self, client_id: &str) -> StoreResult<bool>;
 
     /// Inserts the user, or refreshes the profile of a known one, whose `created_at` stays.
-    async fn upsert_user(&self, user: &UserRecord) -> StoreResult<()>;
+    /// Returns when an admin blocked the user, if one did (read in the same statement, so
+    /// the login gate needs no second query).
+    async fn upsert_user(&self, user: &UserRecord) -> StoreResult<Option<i64>>;
     async fn get_user(&self, telegram_id: i64) -> StoreResult<Option<UserRecord>>;
     /// Replaces the configured groups a known user was found in (the `groups` claim).
     async fn set_user_groups(&self, telegram_id: i64, groups: &[String]) -> StoreResult<()>;

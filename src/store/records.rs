@@ -95,6 +95,52 @@ pub struct ClientSettings {
     /// Who may log in to this app (see `access`); `None`: every Telegram user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_policy: Option<crate::access::Rule>,
+    /// Every login must also be confirmed in the bot chat (step-up), as if each request asked
+    /// for `acr_values=urn:telegram-oidc:acr:bot-confirmed`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_bot_confirmation: bool,
+    /// May start backchannel authentication (CIBA Core 1.0) and how it learns the answer;
+    /// `None`: may not (a known client id would otherwise let anyone push questions with its
+    /// name into users' chats).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ciba: Option<CibaSettings>,
+}
+
+/// A client's registration for CIBA (CIBA Core 1.0 §4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CibaSettings {
+    /// `backchannel_token_delivery_mode`.
+    pub delivery_mode: CibaDeliveryMode,
+    /// `backchannel_client_notification_endpoint`: where ping mode posts (CIBA §10.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_notification_endpoint: Option<String>,
+}
+
+/// How the client learns of the answer. Push mode (§10.3) is not served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CibaDeliveryMode {
+    /// The client polls the token endpoint (§7.3).
+    Poll,
+    /// The client is told at its notification endpoint, then fetches the tokens (§10.2).
+    Ping,
+}
+
+impl CibaDeliveryMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CibaDeliveryMode::Poll => "poll",
+            CibaDeliveryMode::Ping => "ping",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CibaDeliveryMode> {
+        match s {
+            "poll" => Some(CibaDeliveryMode::Poll),
+            "ping" => Some(CibaDeliveryMode::Ping),
+            _ => None,
+        }
+    }
 }
 
 /// RFC 7591 §2 `token_endpoint_auth_method`.

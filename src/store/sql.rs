@@ -36,7 +36,8 @@ pub const UPSERT_USER: &str = "INSERT INTO users (telegram_id, first_name, last_
      language_code = COALESCE(excluded.language_code, users.language_code), \
      is_premium = excluded.is_premium, \
      phone_number = COALESCE(excluded.phone_number, users.phone_number), \
-     updated_at = excluded.updated_at";
+     updated_at = excluded.updated_at \
+     RETURNING blocked_at";
 pub const CONSUME_PROOF: &str = "INSERT INTO used_proofs (proof_hash, expires_at) VALUES ($1, $2) ON CONFLICT (proof_hash) DO NOTHING";
 
 // Browser sessions and pending authorizations.
@@ -105,7 +106,7 @@ pub const TAKE_UPSTREAM_LOGIN: &str = "UPDATE upstream_logins SET used_at = $2 W
 macro_rules! bot_login_columns {
     () => {
         "id, payload_hash, client_id, pending_hash, browser_hash, device_hash, \
-         status, telegram_id, identity, created_at, expires_at"
+         status, telegram_id, identity, created_at, expires_at, match_code, requester, answer, ciba_hash"
     };
 }
 
@@ -119,7 +120,7 @@ macro_rules! device_columns {
 pub const INSERT_BOT_LOGIN: &str = concat!(
     "INSERT INTO bot_logins (",
     bot_login_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
 );
 pub const GET_BOT_LOGIN: &str = concat!(
     "SELECT ",
@@ -128,11 +129,12 @@ pub const GET_BOT_LOGIN: &str = concat!(
 );
 pub const START_BOT_LOGIN: &str = concat!(
     "UPDATE bot_logins SET status = 'started', telegram_id = $2 \
-     WHERE payload_hash = $1 AND status = 'pending' AND expires_at > $3 RETURNING ",
+     WHERE payload_hash = $1 AND expires_at > $3 \
+     AND (status = 'pending' OR (status = 'started' AND telegram_id = $2)) RETURNING ",
     bot_login_columns!()
 );
 pub const DECIDE_BOT_LOGIN: &str = concat!(
-    "UPDATE bot_logins SET status = $3, identity = $4, expires_at = $6 \
+    "UPDATE bot_logins SET status = $3, identity = $4, expires_at = $6, answer = $7 \
      WHERE id = $1 AND telegram_id = $2 AND status = 'started' AND expires_at > $5 RETURNING ",
     bot_login_columns!()
 );
@@ -181,12 +183,61 @@ pub const CONSUME_DEVICE_CODE: &str = concat!(
     device_columns!()
 );
 
+macro_rules! ciba_columns {
+    () => {
+        "request_hash, client_id, user_id, scope, binding_message, status, approved_user_id, \
+         auth_time, amr, interval_secs, last_polled_at, notification_token, id_seed, created_at, \
+         expires_at"
+    };
+}
+
+pub const INSERT_CIBA_REQUEST: &str = concat!(
+    "INSERT INTO ciba_requests (",
+    ciba_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+);
+pub const DECIDE_CIBA_REQUEST: &str = concat!(
+    "UPDATE ciba_requests SET status = $2, approved_user_id = $3, auth_time = $4, amr = $5 \
+     WHERE request_hash = $1 AND status = 'pending' AND expires_at > $6 RETURNING ",
+    ciba_columns!()
+);
+pub const GET_CIBA_REQUEST: &str = concat!(
+    "SELECT ",
+    ciba_columns!(),
+    " FROM ciba_requests WHERE request_hash = $1 AND client_id = $2"
+);
+/// As for device codes: a poll in time is at least the interval (in milliseconds) after the
+/// last one.
+pub const POLL_CIBA_REQUEST: &str = concat!(
+    "UPDATE ciba_requests SET last_polled_at = $2 WHERE request_hash = $1 \
+     AND (last_polled_at IS NULL OR $2 - last_polled_at >= interval_secs * 1000) RETURNING ",
+    ciba_columns!()
+);
+/// Too soon: the interval grows by 5 seconds (CIBA §11, as RFC 8628 §3.5).
+pub const SLOW_DOWN_CIBA_REQUEST: &str = "UPDATE ciba_requests SET last_polled_at = $2, interval_secs = interval_secs + 5 \
+     WHERE request_hash = $1 RETURNING interval_secs";
+pub const CONSUME_CIBA_REQUEST: &str = concat!(
+    "UPDATE ciba_requests SET status = 'consumed' \
+     WHERE request_hash = $1 AND client_id = $2 AND status = 'approved' AND expires_at > $3 RETURNING ",
+    ciba_columns!()
+);
+/// Usernames move between accounts: the one who had it most recently.
+pub const FIND_USER_BY_USERNAME: &str = "SELECT telegram_id FROM users WHERE lower(username) = lower($1) \
+     ORDER BY updated_at DESC, telegram_id LIMIT 1";
+
+pub const CLIENT_USER_IDS: &str = "SELECT user_id FROM consents WHERE client_id = $1 \
+     UNION SELECT user_id FROM grants WHERE client_id = $1 AND user_id IS NOT NULL LIMIT $2";
+
 /// The sweep of expired rows: each statement with how long its rows outlive their expiry.
-pub const DELETE_EXPIRED: [(&str, i64); 11] = [
+pub const DELETE_EXPIRED: [(&str, i64); 12] = [
     ("DELETE FROM used_proofs WHERE expires_at < $1", 0),
     ("DELETE FROM bot_logins WHERE expires_at < $1", 0),
     (
         "DELETE FROM device_codes WHERE expires_at < $1",
+        DEVICE_CODE_MEMORY_SECS,
+    ),
+    (
+        "DELETE FROM ciba_requests WHERE expires_at < $1",
         DEVICE_CODE_MEMORY_SECS,
     ),
     ("DELETE FROM upstream_logins WHERE expires_at < $1", 0),

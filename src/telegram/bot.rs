@@ -176,7 +176,27 @@ impl BotApi {
         })
     }
 
+    /// Calls `method`, counted in the metrics by method and result.
     async fn call<T: DeserializeOwned>(
+        &self,
+        method: &'static str,
+        body: &Value,
+        timeout: Duration,
+    ) -> Result<T, BotApiError> {
+        let started = std::time::Instant::now();
+        let result = self.call_uncounted(method, body, timeout).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(BotApiError::Refused { code: 429, .. }) => "rate_limited",
+            Err(BotApiError::Refused { .. }) => "refused",
+            Err(BotApiError::Unreachable(_)) => "unreachable",
+            Err(BotApiError::Malformed { .. }) => "malformed",
+        };
+        crate::metrics::bot_api_call(method, outcome, started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn call_uncounted<T: DeserializeOwned>(
         &self,
         method: &'static str,
         body: &Value,

@@ -2,15 +2,20 @@
 //! this server is the app towards Telegram (authorization code, PKCE S256, state, nonce) and
 //! turns the verified ID token into a [`TelegramIdentity`].
 //!
-//! Telegram publishes an ES256K (secp256k1) key in its JWKS; `openidconnect` skips keys it
-//! cannot parse instead of failing on the whole set, which is the behaviour wanted here. The
-//! JWKS is a cache, not flow state: kept in memory and fetched again when an ID token names a
-//! `kid` it does not hold (at most once per `jwks_refetch_interval_secs`).
+//! `openidconnect` reads the discovery document, builds the authorization URL and redeems the
+//! code. The ID token comes back as text and is verified by [`crate::jose::IssuerKeys`]: Telegram
+//! signs with RS256, ES256, EdDSA or ES256K (secp256k1), chosen per bot, and `openidconnect`
+//! refuses the whole token response when the header says ES256K. Keys this server cannot use
+//! are skipped, never fatal.
+//!
+//! The JWKS is a cache, not flow state: kept in memory; read again at the next login once it is
+//! older than `jwks_refetch_interval_secs`, and at once when an ID token names a `kid` it does
+//! not hold (one fetch at a time, and at most one every [`UNKNOWN_KID_REFETCH_SECS`]).
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreErrorResponseType,
     CoreGenderClaim, CoreJsonWebKey, CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm,
@@ -18,22 +23,33 @@ use openidconnect::core::{
     CoreTokenIntrospectionResponse, CoreTokenType,
 };
 use openidconnect::{
-    AdditionalClaims, AuthUrl, AuthorizationCode, Client, ClientId, ClientSecret, CsrfToken,
-    EmptyExtraTokenFields, EndpointNotSet, IdTokenFields, IdTokenVerifier, IssuerUrl,
-    JsonWebKey as _, JsonWebKeySetUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl,
-    RequestTokenError, Scope, StandardErrorResponse, StandardTokenResponse, TokenResponse as _,
-    TokenUrl,
+    AccessToken, AdditionalClaims, AuthUrl, AuthorizationCode, Client, ClientId, ClientSecret,
+    CsrfToken, EndpointNotSet, ExtraTokenFields, IdToken, IdTokenClaims, IssuerUrl, Nonce,
+    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken,
+    RequestTokenError, Scope, StandardErrorResponse, StandardTokenResponse, TokenUrl,
 };
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::{ProofMethod, TelegramIdentity};
 use crate::config::UpstreamOidcConfig;
+use crate::jose::{IssuerKeys, Reason};
 use crate::secrets::constant_time_eq;
 
 /// How long discovered endpoints are trusted before the discovery document is read again.
 const METADATA_TTL_SECS: i64 = 24 * 3600;
 /// Largest accepted `iat` in the future, in seconds (clock skew).
 const IAT_SKEW_SECS: i64 = 60;
+/// Shortest time between two fetches of Telegram's JWKS caused by an ID token whose `kid` is not
+/// in the cached set: a rotation is followed within seconds, and a flood of tokens naming
+/// made-up kids costs Telegram one request per this many seconds.
+pub const UNKNOWN_KID_REFETCH_SECS: i64 = 5;
+/// Largest discovery document or JWK set read from Telegram.
+const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
+/// Largest ID token accepted.
+const MAX_ID_TOKEN_LEN: usize = 16 * 1024;
+/// Keys looked at in one JWK set.
+const MAX_KEYS: usize = 32;
 
 /// Where Telegram sends the browser back to, under the issuer (registered with BotFather).
 pub const CALLBACK_PATH: &str = "/login/telegram-oidc/callback";
@@ -48,14 +64,71 @@ pub struct TelegramClaims {
 
 impl AdditionalClaims for TelegramClaims {}
 
-type TelegramIdTokenFields = IdTokenFields<
-    TelegramClaims,
-    EmptyExtraTokenFields,
-    CoreGenderClaim,
-    CoreJweContentEncryptionAlgorithm,
-    CoreJwsSigningAlgorithm,
->;
-type TelegramTokenResponse = StandardTokenResponse<TelegramIdTokenFields, CoreTokenType>;
+type TelegramIdTokenClaims = IdTokenClaims<TelegramClaims, CoreGenderClaim>;
+
+/// The token response's own field: the ID token as text, for [`IssuerKeys`] to verify.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TelegramTokenFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id_token: Option<String>,
+}
+
+impl ExtraTokenFields for TelegramTokenFields {}
+
+/// Telegram's token response. `openidconnect`'s own type parses the ID token on arrival and
+/// fails on an ES256K header; this one leaves the token as text, so [`id_token`] of
+/// `openidconnect::TokenResponse` is always `None` and [`Self::raw_id_token`] has it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TelegramTokenResponse(StandardTokenResponse<TelegramTokenFields, CoreTokenType>);
+
+impl TelegramTokenResponse {
+    fn raw_id_token(&self) -> Option<&str> {
+        self.0.extra_fields().id_token.as_deref()
+    }
+}
+
+impl OAuth2TokenResponse for TelegramTokenResponse {
+    type TokenType = CoreTokenType;
+    fn access_token(&self) -> &AccessToken {
+        self.0.access_token()
+    }
+    fn token_type(&self) -> &CoreTokenType {
+        self.0.token_type()
+    }
+    fn expires_in(&self) -> Option<Duration> {
+        self.0.expires_in()
+    }
+    fn refresh_token(&self) -> Option<&RefreshToken> {
+        self.0.refresh_token()
+    }
+    fn scopes(&self) -> Option<&Vec<Scope>> {
+        self.0.scopes()
+    }
+}
+
+impl
+    openidconnect::TokenResponse<
+        TelegramClaims,
+        CoreGenderClaim,
+        CoreJweContentEncryptionAlgorithm,
+        CoreJwsSigningAlgorithm,
+    > for TelegramTokenResponse
+{
+    fn id_token(
+        &self,
+    ) -> Option<
+        &IdToken<
+            TelegramClaims,
+            CoreGenderClaim,
+            CoreJweContentEncryptionAlgorithm,
+            CoreJwsSigningAlgorithm,
+        >,
+    > {
+        None
+    }
+}
+
 type TelegramClient<HasAuthUrl = EndpointNotSet, HasTokenUrl = EndpointNotSet> = Client<
     TelegramClaims,
     CoreAuthDisplay,
@@ -84,7 +157,11 @@ pub enum UpstreamError {
     /// Telegram refused the code (expired, used, not ours).
     #[error("Telegram refused the login: {0}")]
     Refused(String),
-    /// The ID token failed a check: signature, issuer, audience, nonce, expiry, claims.
+    /// The ID token's header or signature is not Telegram's: a bad signature, `alg: none`, an
+    /// HMAC algorithm, a key Telegram does not publish. Never from Telegram itself.
+    #[error("Telegram's ID token is forged or corrupted: {0}")]
+    Forged(Reason),
+    /// The ID token is signed, but a claim fails: issuer, audience, nonce, expiry, `id`.
     #[error("Telegram's ID token is not acceptable: {0}")]
     InvalidIdToken(String),
 }
@@ -93,8 +170,8 @@ pub enum UpstreamError {
 struct Provider {
     auth_url: AuthUrl,
     token_url: TokenUrl,
-    jwks_uri: JsonWebKeySetUrl,
-    jwks: CoreJsonWebKeySet,
+    jwks_uri: String,
+    keys: Arc<IssuerKeys>,
     metadata_fetched_at: i64,
     jwks_fetched_at: i64,
 }
@@ -105,9 +182,12 @@ pub struct UpstreamOidc {
     client_secret: ClientSecret,
     redirect_uri: RedirectUrl,
     scopes: Vec<String>,
-    jwks_refetch_interval_secs: i64,
+    /// Age after which the JWKS is read again at the next login, whatever the `kid`.
+    jwks_max_age_secs: i64,
     http: openidconnect::reqwest::Client,
     provider: RwLock<Option<Arc<Provider>>>,
+    /// When the JWKS was last asked for, answered or not: the floor between two fetches.
+    last_jwks_attempt: AtomicI64,
     /// One discovery or JWKS fetch at a time; the others wait and reuse its result.
     fetching: tokio::sync::Mutex<()>,
 }
@@ -150,6 +230,10 @@ fn unavailable(e: impl std::fmt::Display) -> UpstreamError {
     UpstreamError::Unavailable(e.to_string())
 }
 
+fn invalid(reason: &str) -> UpstreamError {
+    UpstreamError::InvalidIdToken(reason.to_owned())
+}
+
 impl UpstreamOidc {
     pub fn new(config: &UpstreamOidcConfig, redirect_uri: &str) -> Result<Self, UpstreamError> {
         let http = openidconnect::reqwest::Client::builder()
@@ -164,9 +248,10 @@ impl UpstreamOidc {
             client_secret: ClientSecret::new(config.client_secret.expose().to_owned()),
             redirect_uri: RedirectUrl::new(redirect_uri.to_owned()).map_err(unavailable)?,
             scopes: config.scopes.clone(),
-            jwks_refetch_interval_secs: config.jwks_refetch_interval_secs,
+            jwks_max_age_secs: config.jwks_refetch_interval_secs,
             http,
             provider: RwLock::new(None),
+            last_jwks_attempt: AtomicI64::new(i64::MIN),
             fetching: tokio::sync::Mutex::new(()),
         })
     }
@@ -183,6 +268,41 @@ impl UpstreamOidc {
         provider
     }
 
+    /// A JSON document from Telegram (discovery, JWKS), at most [`MAX_DOCUMENT_BYTES`].
+    async fn get_json(&self, url: &str, what: &'static str) -> Result<Value, UpstreamError> {
+        let failed = |e: &dyn std::fmt::Display| {
+            tracing::warn!(error = %e, what, "a request to Telegram's login service failed");
+            unavailable(format!("the {what} could not be fetched"))
+        };
+        let mut response = self
+            .http
+            .get(url)
+            .header(http::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| failed(&e))?;
+        if !response.status().is_success() {
+            return Err(failed(&format!("HTTP status {}", response.status())));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| failed(&e))? {
+            if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+                return Err(failed(&"the document is too large"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        serde_json::from_slice(&body).map_err(|_| failed(&"the document is not JSON"))
+    }
+
+    async fn fetch_keys(&self, jwks_uri: &str, now: i64) -> Result<IssuerKeys, UpstreamError> {
+        self.last_jwks_attempt.store(now, Ordering::SeqCst);
+        let set = self.get_json(jwks_uri, "key set").await?;
+        IssuerKeys::parse(&set, MAX_KEYS).map_err(|reason| {
+            tracing::warn!(reason, "Telegram's JWKS is not a JWK set");
+            unavailable("the key set is malformed")
+        })
+    }
+
     /// The discovered provider, read again when it is older than a day.
     async fn provider(&self, now: i64) -> Result<Arc<Provider>, UpstreamError> {
         let fresh = |p: &Provider| now - p.metadata_fetched_at < METADATA_TTL_SECS;
@@ -193,66 +313,77 @@ impl UpstreamOidc {
         if let Some(p) = self.cached().filter(|p| fresh(p)) {
             return Ok(p);
         }
-        let metadata = CoreProviderMetadata::discover_async(self.issuer.clone(), &self.http)
-            .await
-            .map_err(|e| {
-                tracing::warn!(error = %e, issuer = %self.issuer.as_str(), "Telegram OIDC discovery failed");
-                unavailable("discovery failed")
-            })?;
+        let url = self
+            .issuer
+            .join(".well-known/openid-configuration")
+            .map_err(unavailable)?;
+        let document = self.get_json(url.as_str(), "discovery document").await?;
+        let metadata: CoreProviderMetadata = serde_json::from_value(document).map_err(|e| {
+            tracing::warn!(error = %e, "Telegram's discovery document does not parse");
+            unavailable("the discovery document is malformed")
+        })?;
+        if metadata.issuer() != &self.issuer {
+            tracing::warn!(
+                found = %metadata.issuer().as_str(),
+                "Telegram's discovery document names another issuer"
+            );
+            return Err(unavailable("the discovery document names another issuer"));
+        }
         let token_url = metadata
             .token_endpoint()
             .cloned()
             .ok_or_else(|| unavailable("the discovery document names no token endpoint"))?;
+        let jwks_uri = metadata.jwks_uri().url().to_string();
+        let keys = self.fetch_keys(&jwks_uri, now).await?;
         Ok(self.store(Provider {
             auth_url: metadata.authorization_endpoint().clone(),
             token_url,
-            jwks_uri: metadata.jwks_uri().clone(),
-            jwks: metadata.jwks().clone(),
+            jwks_uri,
+            keys: Arc::new(keys),
             metadata_fetched_at: now,
             jwks_fetched_at: now,
         }))
     }
 
-    /// The provider with keys that include `kid`, fetching the JWKS again if the cached one
-    /// lacks it and the last fetch is old enough.
+    /// The provider with keys fit to verify a token naming `kid`: the JWKS is fetched again
+    /// when it lacks `kid` (at most every [`UNKNOWN_KID_REFETCH_SECS`]) or is older than
+    /// `jwks_refetch_interval_secs`. A stale set whose refresh fails still serves the kids it
+    /// holds.
     async fn provider_with_key(
         &self,
         kid: Option<&str>,
         now: i64,
     ) -> Result<Arc<Provider>, UpstreamError> {
+        let knows = |p: &Provider| kid.is_none_or(|kid| p.keys.has_kid(kid));
+        let usable = |p: &Provider| knows(p) && now - p.jwks_fetched_at < self.jwks_max_age_secs;
+        let floor_passed =
+            || now - self.last_jwks_attempt.load(Ordering::SeqCst) >= UNKNOWN_KID_REFETCH_SECS;
         let provider = self.provider(now).await?;
-        let has_kid = |p: &Provider| match kid {
-            Some(kid) => p
-                .jwks
-                .keys()
-                .iter()
-                .any(|k| k.key_id().is_some_and(|id| id.as_str() == kid)),
-            None => true,
-        };
-        let may_refetch = |p: &Provider| now - p.jwks_fetched_at >= self.jwks_refetch_interval_secs;
-        if has_kid(&provider) || !may_refetch(&provider) {
+        if usable(&provider) || (knows(&provider) && !floor_passed()) {
             return Ok(provider);
         }
+        // An unknown kid waits for a fetch in flight and then looks at what it brought.
         let _guard = self.fetching.lock().await;
         let provider = self.cached().unwrap_or(provider);
-        if has_kid(&provider) || !may_refetch(&provider) {
+        if usable(&provider) || !floor_passed() {
             return Ok(provider);
         }
-        let jwks = CoreJsonWebKeySet::fetch_async(&provider.jwks_uri, &self.http)
-            .await
-            .map_err(|e| {
-                tracing::warn!(error = %e, "fetching Telegram's JWKS failed");
-                unavailable("the key set could not be fetched")
-            })?;
+        let stale_known = knows(&provider);
+        let keys = match self.fetch_keys(&provider.jwks_uri, now).await {
+            Ok(keys) => keys,
+            Err(_) if stale_known => return Ok(provider),
+            Err(e) => return Err(e),
+        };
         tracing::info!(
-            keys = jwks.keys().len(),
-            "Telegram's JWKS fetched again for an unknown kid"
+            keys = keys.len(),
+            unknown_kid = !stale_known,
+            "Telegram's JWKS fetched again"
         );
         Ok(self.store(Provider {
             auth_url: provider.auth_url.clone(),
             token_url: provider.token_url.clone(),
             jwks_uri: provider.jwks_uri.clone(),
-            jwks,
+            keys: Arc::new(keys),
             metadata_fetched_at: provider.metadata_fetched_at,
             jwks_fetched_at: now,
         }))
@@ -262,10 +393,11 @@ impl UpstreamOidc {
         &self,
         provider: &Provider,
     ) -> TelegramClient<openidconnect::EndpointSet, openidconnect::EndpointSet> {
+        // The ID token is verified by `IssuerKeys`, not by `openidconnect`: no keys here.
         TelegramClient::new(
             self.client_id.clone(),
             self.issuer.clone(),
-            provider.jwks.clone(),
+            CoreJsonWebKeySet::new(Vec::new()),
         )
         .set_client_secret(self.client_secret.clone())
         .set_auth_uri(provider.auth_url.clone())
@@ -329,46 +461,62 @@ impl UpstreamOidc {
                 }
                 RequestTokenError::Other(e) => unavailable(e),
             })?;
-        let id_token = response.id_token().ok_or_else(|| {
-            UpstreamError::InvalidIdToken("the token response has no id_token".into())
-        })?;
-        let kid = crate::jose::header_kid(&id_token.to_string());
-        let provider = self.provider_with_key(kid.as_deref(), now).await?;
-        let verifier = IdTokenVerifier::<CoreJsonWebKey>::new_public_client(
-            self.client_id.clone(),
-            self.issuer.clone(),
-            provider.jwks.clone(),
-        )
-        // Telegram picks one of these per bot; ES256K is not among what can be checked here,
-        // and the HMAC algorithms would make the client secret a signing key.
-        .set_allowed_algs([
-            CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
-            CoreJwsSigningAlgorithm::EcdsaP256Sha256,
-            CoreJwsSigningAlgorithm::EdDsa,
-        ])
-        .set_time_fn(move || {
-            DateTime::<Utc>::from_timestamp(now, 0).unwrap_or(DateTime::<Utc>::MAX_UTC)
-        })
-        .set_issue_time_verifier_fn(move |iat| {
-            if iat.timestamp() > now + IAT_SKEW_SECS {
-                Err("the ID token is issued in the future".into())
-            } else {
-                Ok(())
+        let id_token = response
+            .raw_id_token()
+            .ok_or_else(|| invalid("the token response has no id_token"))?;
+        let header = crate::jose::read_issuer_header(id_token, MAX_ID_TOKEN_LEN)
+            .map_err(UpstreamError::Forged)?;
+        let provider = self.provider_with_key(header.kid.as_deref(), now).await?;
+        let (alg, claims) = provider
+            .keys
+            .verify(id_token, MAX_ID_TOKEN_LEN)
+            .map_err(UpstreamError::Forged)?;
+        let claims: TelegramIdTokenClaims = serde_json::from_value(Value::Object(claims))
+            .map_err(|_| invalid("the ID token's claims are malformed"))?;
+        self.check_claims(&claims, &secrets.nonce, now)?;
+        tracing::debug!(alg = alg.as_str(), "Telegram's ID token verified");
+        identity_from_claims(&claims, now)
+    }
+
+    /// OpenID Connect Core §3.1.3.7 for a token received from the token endpoint: issuer,
+    /// audience (this bot alone), authorized party, expiry, issue time; the nonce when present
+    /// (whether Telegram echoes it is reported both ways; state and PKCE bind the code to this
+    /// login either way).
+    fn check_claims(
+        &self,
+        claims: &TelegramIdTokenClaims,
+        expected_nonce: &str,
+        now: i64,
+    ) -> Result<(), UpstreamError> {
+        if claims.issuer() != &self.issuer {
+            return Err(invalid("the issuer is not Telegram's"));
+        }
+        let client_id = self.client_id.as_str();
+        let audiences = claims.audiences();
+        if !audiences.iter().any(|a| a.as_str() == client_id) {
+            return Err(invalid("the audience is not this bot"));
+        }
+        if audiences.iter().any(|a| a.as_str() != client_id) {
+            return Err(invalid("the token is meant for another audience too"));
+        }
+        if claims
+            .authorized_party()
+            .is_some_and(|azp| azp.as_str() != client_id)
+        {
+            return Err(invalid("the authorized party is not this bot"));
+        }
+        if now >= claims.expiration().timestamp() {
+            return Err(invalid("the ID token has expired"));
+        }
+        if claims.issue_time().timestamp() > now + IAT_SKEW_SECS {
+            return Err(invalid("the ID token is issued in the future"));
+        }
+        match claims.nonce() {
+            Some(n) if !constant_time_eq(n.secret().as_bytes(), expected_nonce.as_bytes()) => {
+                Err(invalid("nonce mismatch"))
             }
-        });
-        let expected_nonce = secrets.nonce.clone();
-        // Whether Telegram echoes the nonce is reported both ways: checked when present; state
-        // and PKCE bind the code to this login either way.
-        let claims = id_token
-            .claims(&verifier, move |nonce: Option<&Nonce>| match nonce {
-                Some(n) if constant_time_eq(n.secret().as_bytes(), expected_nonce.as_bytes()) => {
-                    Ok(())
-                }
-                Some(_) => Err("nonce mismatch".to_owned()),
-                None => Ok(()),
-            })
-            .map_err(|e| UpstreamError::InvalidIdToken(e.to_string()))?;
-        identity_from_claims(claims, now)
+            _ => Ok(()),
+        }
     }
 }
 
@@ -386,15 +534,33 @@ pub fn telegram_id(claim: Option<&serde_json::Value>) -> Option<i64> {
     (id > 0).then_some(id)
 }
 
-/// E.164 with its `+` (OpenID Connect Core §5.1), whichever way Telegram wrote it.
+/// The number in E.164 with its `+` (OpenID Connect Core §5.1), whichever way Telegram wrote
+/// it: Telegram's tokens may carry the digits alone (`79991234567`). Spaces, dots, dashes and
+/// brackets between digits are dropped, and a leading international `00` is read as `+`.
+/// Anything else (letters, an extension, a number too short or longer than E.164's 15 digits,
+/// a country code starting with 0) is no phone number: the claim is left out.
 fn phone_number(raw: &str) -> Option<String> {
-    let digits = raw.strip_prefix('+').unwrap_or(raw);
-    (!digits.is_empty() && digits.len() <= 15 && digits.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| format!("+{digits}"))
+    let raw = raw.trim();
+    let rest = raw
+        .strip_prefix('+')
+        .or_else(|| raw.strip_prefix("00"))
+        .unwrap_or(raw);
+    if rest.starts_with(|c: char| !c.is_ascii_digit() && c != '(') {
+        return None;
+    }
+    let mut digits = String::with_capacity(15);
+    for c in rest.chars() {
+        match c {
+            '0'..='9' => digits.push(c),
+            ' ' | '.' | '-' | '(' | ')' => {}
+            _ => return None,
+        }
+    }
+    ((7..=15).contains(&digits.len()) && !digits.starts_with('0')).then(|| format!("+{digits}"))
 }
 
 fn identity_from_claims(
-    claims: &openidconnect::IdTokenClaims<TelegramClaims, CoreGenderClaim>,
+    claims: &TelegramIdTokenClaims,
     now: i64,
 ) -> Result<TelegramIdentity, UpstreamError> {
     let id = telegram_id(claims.additional_claims().id.as_ref()).ok_or_else(|| {
@@ -479,14 +645,34 @@ mod tests {
     }
 
     #[test]
-    fn phone_numbers_get_their_plus() {
-        assert_eq!(phone_number("79991234567").as_deref(), Some("+79991234567"));
-        assert_eq!(
-            phone_number("+447700900123").as_deref(),
-            Some("+447700900123")
-        );
-        assert_eq!(phone_number("+1 555"), None);
-        assert_eq!(phone_number(""), None);
+    fn phone_numbers_come_out_in_e164() {
+        for (raw, e164) in [
+            ("79991234567", "+79991234567"),
+            ("+79991234567", "+79991234567"),
+            ("+447700900123", "+447700900123"),
+            ("447700900123", "+447700900123"),
+            ("0079991234567", "+79991234567"),
+            (" +7 (999) 123-45-67 ", "+79991234567"),
+            ("1.555.010.9999", "+15550109999"),
+        ] {
+            assert_eq!(phone_number(raw).as_deref(), Some(e164), "{raw:?}");
+        }
+        for bad in [
+            "",
+            "+",
+            "+1 555",
+            "12345",
+            "0999123456",
+            "+0999123456",
+            "1234567890123456",
+            "+7999123456x7",
+            "tel:+79991234567",
+            "++79991234567",
+            "+7\u{0}9991234567",
+            "７９９９１２３４５６７",
+        ] {
+            assert_eq!(phone_number(bad), None, "{bad:?}");
+        }
     }
 
     #[test]
@@ -505,17 +691,5 @@ mod tests {
                 .bytes()
                 .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
         );
-    }
-
-    #[test]
-    fn header_kid_reads_the_header_only() {
-        use base64::Engine;
-        let h = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(br#"{"alg":"RS256","kid":"k1"}"#);
-        assert_eq!(
-            crate::jose::header_kid(&format!("{h}.e30.sig")).as_deref(),
-            Some("k1")
-        );
-        assert_eq!(crate::jose::header_kid("not a jwt"), None);
     }
 }

@@ -259,7 +259,9 @@ async fn advance(
     )
     .await?;
     Ok(match next {
-        Next::Login => see_other(&app.url(&format!("/login?req={req_id}"))),
+        // The login page asks for the confirmation in the bot chat when the request holds a
+        // step-up.
+        Next::Login | Next::BotConfirm => see_other(&app.url(&format!("/login?req={req_id}"))),
         Next::DeviceConfirm => see_other(&app.url(&format!(
             "{}?req={req_id}",
             crate::oidc::device::CONFIRM_PATH

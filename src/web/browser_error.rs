@@ -122,6 +122,11 @@ impl From<Refused> for Problem {
                 "Telegram could not be asked",
                 "Telegram could not be asked whether this account may sign in. Please try again in a few minutes.",
             ),
+            Refused::OtherAccount => Problem::page(
+                StatusCode::FORBIDDEN,
+                "Confirmed from another Telegram account",
+                "The login was confirmed in the chat of another Telegram account than the one you logged in with. Go back to the app and sign in again.",
+            ),
         }
     }
 }

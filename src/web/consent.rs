@@ -1,9 +1,10 @@
-//! The consent page: which app, which scopes, approve or deny. The form carries a token bound
+//! The consent page: which app (its name and the domain it lives at), who is signed in (with
+//! "Not you? Sign out"), which scopes, approve or deny. The form carries a token bound
 //! to this browser's session and this authorization (`web::csrf`), so no other site or browser
 //! can submit it.
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use serde::Deserialize;
 
@@ -40,12 +41,15 @@ async fn show(app: &App, req: &str, headers: &HeaderMap) -> Result<Response, Pro
     let Some((session_id, session)) = web::current_session(app, headers).await? else {
         return Ok(see_other(&app.url(&format!("/login?req={req}"))));
     };
-    let user_name = match app.store.get_user(session.user_id).await? {
-        Some(u) => match u.username {
-            Some(username) => format!("{} (@{username})", u.first_name),
-            None => u.first_name,
-        },
-        None => session.user_id.to_string(),
+    let (user_name, username) = match app.store.get_user(session.user_id).await? {
+        Some(u) => {
+            let full = match u.last_name.as_deref().map(str::trim) {
+                Some(last) if !last.is_empty() => format!("{} {last}", u.first_name),
+                _ => u.first_name,
+            };
+            (full, u.username)
+        }
+        None => (session.user_id.to_string(), None),
     };
     let scope_words: Vec<&str> = request
         .scope
@@ -60,7 +64,9 @@ async fn show(app: &App, req: &str, headers: &HeaderMap) -> Result<Response, Pro
         &pages::ConsentPage {
             base: app.base_path(),
             client_name: &client.settings.name,
+            app_domain: &pages::app_domain(&request.redirect_uri),
             user_name: &user_name,
+            username: username.as_deref(),
             scopes: scope_words,
             req,
             csrf: &csrf,
@@ -140,6 +146,16 @@ async fn decide(app: &App, headers: &HeaderMap, form: &ConsentForm) -> Result<Re
             Err(request
                 .error(ErrorCode::AccessDenied, "the user denied the request")
                 .into())
+        }
+        // "Not you? Sign out": this browser's session ends (the apps it signed in to are told)
+        // and the same authorization starts again at the login page, for someone else.
+        "switch" => {
+            let cookie = web::logout::end_browser_session(app, &session_id).await?;
+            let mut response = see_other(&app.url(&format!("/login?req={}", form.req)));
+            if let Some(cookie) = cookie {
+                response.headers_mut().append(header::SET_COOKIE, cookie);
+            }
+            Ok(response)
         }
         _ => Err(unreadable("Choose Allow or Deny.")),
     }

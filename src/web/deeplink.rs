@@ -42,7 +42,7 @@ pub fn routes() -> Router<AppState> {
 
 /// Whether the login page offers the bot: it needs the bot's username and a way to hear it.
 pub fn enabled(app: &App) -> bool {
-    app.bot.is_some() && !app.config.telegram.bot_username.is_empty()
+    app.bot_logins_enabled()
 }
 
 /// What the login page shows of a bot login.
@@ -54,6 +54,12 @@ pub struct BotLoginView {
     pub qr_svg: String,
     pub status_url: String,
     pub action: String,
+    /// The number to press in the chat (number matching).
+    pub match_code: i64,
+    /// A confirmation of a login already made (step-up) ...
+    pub confirming: bool,
+    /// ... whose question is in the user's chat already.
+    pub pushed: bool,
 }
 
 /// The cookie binding a login to this browser; one per login, so two tabs do not collide.
@@ -113,24 +119,41 @@ pub fn qr_svg(text: &str) -> String {
 }
 
 /// Starts a bot login for the login page of `req`: stores it and returns what the page shows
-/// and the `Set-Cookie` that binds it to this browser.
+/// and the `Set-Cookie` that binds it to this browser. With `confirming`, the login confirms
+/// that user's login (step-up): only their answer counts, and the question goes straight to
+/// their chat.
 pub async fn for_login_page(
     app: &App,
     req: &str,
     client: &ClientRecord,
+    requester: &bot_chat::Requester,
+    confirming: Option<i64>,
 ) -> Result<(BotLoginView, HeaderValue), StoreError> {
     let browser_secret = new_token(TokenKind::BrowserBinding);
     let ttl = app.config.telegram.deep_link_ttl_secs;
-    let login = bot_chat::create(
-        app,
-        &client.client_id,
-        Purpose::Browser {
-            pending_hash: token_hash(req),
-            browser_hash: token_hash(&browser_secret),
-        },
-        app.now() + ttl,
-    )
-    .await?;
+    let purpose = Purpose::Browser {
+        pending_hash: token_hash(req),
+        browser_hash: token_hash(&browser_secret),
+    };
+    let expires_at = app.now() + ttl;
+    let (login, pushed) = match confirming {
+        Some(user_id) => {
+            let (login, pushed) = bot_chat::create_for_user(
+                app,
+                &client.client_id,
+                purpose,
+                requester,
+                expires_at,
+                user_id,
+            )
+            .await?;
+            (login, Some(pushed))
+        }
+        None => (
+            bot_chat::create(app, &client.client_id, purpose, requester, expires_at).await?,
+            None,
+        ),
+    };
     let cookie = binding_cookie(app, &login.id, &browser_secret, ttl + COLLECT_SECS)
         .ok_or_else(|| StoreError::Internal("binding cookie".into()))?;
     let view = BotLoginView {
@@ -140,6 +163,9 @@ pub async fn for_login_page(
         req: req.to_owned(),
         link: login.link,
         id: login.id,
+        match_code: login.match_code,
+        confirming: pushed.is_some(),
+        pushed: pushed == Some(bot_chat::Pushed::Sent),
     };
     Ok((view, cookie))
 }
@@ -227,6 +253,8 @@ pub async fn status(
 #[template(path = "bot_wait.html")]
 struct WaitPage<'a> {
     base: &'a str,
+    /// The number to press in the chat, for logins that have one.
+    match_code: Option<i64>,
     id: &'a str,
     req: &'a str,
     action: &'a str,
@@ -301,6 +329,7 @@ async fn collect(
                     StatusCode::OK,
                     &WaitPage {
                         base: app.base_path(),
+                        match_code: login.match_code,
                         id: &form.id,
                         req: &form.req,
                         action: &action,

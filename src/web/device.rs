@@ -3,6 +3,8 @@
 //! Telegram login) or right in the bot chat through a `t.me/<bot>?start=` link.
 
 use askama::Template;
+use std::net::IpAddr;
+
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
@@ -17,6 +19,7 @@ use crate::error::{OAuthError, OAuthResult};
 use crate::flow;
 use crate::flow::bot_chat::Purpose;
 use crate::flow::device::Decided;
+use crate::flow::limits::Policy;
 use crate::flow::login::Refused;
 use crate::oidc::authorize::AuthorizationRequest;
 use crate::oidc::device::{
@@ -24,7 +27,7 @@ use crate::oidc::device::{
 };
 use crate::oidc::scopes;
 use crate::secrets::{TokenKind, new_token, token_hash};
-use crate::state::{App, AppState, MissKey};
+use crate::state::{App, AppState};
 use crate::store::flows::{DeviceApproval, DeviceCodeRecord};
 use crate::store::{ClientRecord, PendingAuthorization};
 use crate::web::authorize::{load_pending, see_other};
@@ -33,6 +36,7 @@ use crate::web::client_addr::{ClientAddr, limit_key};
 use crate::web::csrf::{self, Form};
 // The templates call these as `self::t(...)`.
 use crate::web::i18n::{lang, t, tf};
+use crate::web::rate_limit::Limits;
 use crate::web::{self, OAuthForm, pages};
 
 pub fn routes() -> Router<AppState> {
@@ -53,11 +57,18 @@ fn json_response(body: Value) -> Response {
 /// `POST /device_authorization` (RFC 8628 §3.1, §3.2).
 pub async fn device_authorization(
     State(app): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    limits: Limits,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let result = async {
         let form = web::extract::FormParams::read(&app, &headers, body).await?;
+        if let Some(claimed) = web::extract::claimed_client_id(&headers, &form) {
+            limits
+                .count(&app, Policy::DeviceAuthorizationClient, &claimed)
+                .await?;
+        }
         let client = web::token::authenticated_client(&app, &headers, &form).await?;
         if !client.settings.device_flow {
             return Err(OAuthError::new(
@@ -65,7 +76,7 @@ pub async fn device_authorization(
                 "this client is not registered for the device authorization grant",
             ));
         }
-        start(&app, &client, form.get("scope")).await
+        start(&app, &client, form.get("scope"), addr).await
     }
     .await;
     match result {
@@ -75,20 +86,34 @@ pub async fn device_authorization(
 }
 
 /// The device's codes, and the bot link that confirms them in the chat when the bot listens.
-async fn start(app: &App, client: &ClientRecord, asked: Option<&str>) -> OAuthResult<Value> {
+async fn start(
+    app: &App,
+    client: &ClientRecord,
+    asked: Option<&str>,
+    addr: IpAddr,
+) -> OAuthResult<Value> {
     let now = app.now();
     let (mut body, device_hash, expires_at) =
         crate::oidc::device::start(app, client, asked, now).await?;
     if web::deeplink::enabled(app) {
+        // The chat names the device by the user code it shows.
+        let requester = flow::bot_chat::Requester {
+            user_code: body["user_code"].as_str().map(str::to_owned),
+            place: app.geoip.as_ref().and_then(|g| g.place(addr)),
+            ..Default::default()
+        };
         let login = flow::bot_chat::create(
             app,
             &client.client_id,
             Purpose::Device { device_hash },
+            &requester,
             expires_at,
         )
         .await?;
-        // An extension parameter (RFC 8628 §3.2 allows them): confirm in the bot chat instead.
+        // Extension parameters (RFC 8628 §3.2 allows them): confirm in the bot chat instead,
+        // pressing there the number the device shows beside its code.
         body["verification_uri_telegram"] = json!(login.link);
+        body["telegram_match_code"] = json!(login.match_code);
     }
     Ok(body)
 }
@@ -154,6 +179,7 @@ pub struct EnterForm {
 pub async fn enter_code(
     State(app): State<AppState>,
     ClientAddr(addr): ClientAddr,
+    limits: Limits,
     headers: HeaderMap,
     form: Result<OAuthForm<EnterForm>, OAuthError>,
 ) -> Result<Response, BrowserError> {
@@ -163,27 +189,24 @@ pub async fn enter_code(
     };
     let unknown = "This code is not valid or has expired. Check the code on your device.";
     let now = app.now();
-    // RFC 8628 §5.1: user codes are short, so guessing is throttled before any lookup, per
-    // address and per browser session: one visitor's misses never lock out another.
-    let mut miss_keys = vec![MissKey::Addr(limit_key(addr))];
-    if let Some(session_id) = web::session_id(&app, &headers) {
-        miss_keys.push(MissKey::Session(token_hash(&session_id)));
-    }
-    if !app.user_code_attempt_allowed(now, &miss_keys) {
-        let mut response = enter_page_with(
+    // RFC 8628 §5.1: user codes are short, so guessing is limited: every try per address
+    // (the middleware's `device-ip`), and wrong codes per signed-in user, or per address for
+    // a browser without a session (`device-miss`). A user's misses never lock out another.
+    let miss_key = match web::current_session(&app, &headers).await {
+        Ok(Some((_, session))) => format!("user:{}", session.user_id),
+        _ => format!("ip:{}", limit_key(addr)),
+    };
+    if !limits.may_fail(&app, Policy::DeviceMiss, &miss_key).await {
+        // `Retry-After` and the rate limit headers come from the middleware.
+        return Ok(enter_page_with(
             &app,
             StatusCode::TOO_MANY_REQUESTS,
             "",
-            Some("Too many wrong codes were tried. Wait a minute and try again."),
-        );
-        response.headers_mut().insert(
-            axum::http::header::RETRY_AFTER,
-            axum::http::HeaderValue::from_static("60"),
-        );
-        return Ok(response);
+            Some("Too many wrong codes were tried. Wait a few minutes and try again."),
+        ));
     }
     let Some(code) = normalize_user_code(&typed) else {
-        app.note_user_code_miss(now, &miss_keys);
+        limits.failed(&app, Policy::DeviceMiss, &miss_key).await;
         return Ok(enter_page_with(
             &app,
             StatusCode::BAD_REQUEST,
@@ -194,7 +217,7 @@ pub async fn enter_code(
     let user_code_hash = token_hash(&code);
     let found = app.store.find_device_code(&user_code_hash, now).await;
     let Some(device) = found.map_err(|e| Problem::from(e).at(&app))? else {
-        app.note_user_code_miss(now, &miss_keys);
+        limits.failed(&app, Policy::DeviceMiss, &miss_key).await;
         return Ok(enter_page_with(
             &app,
             StatusCode::BAD_REQUEST,

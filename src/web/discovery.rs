@@ -4,9 +4,11 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
+use crate::metrics::Document;
 use crate::state::AppState;
 
 pub async fn openid_configuration(State(app): State<AppState>) -> Response {
+    app.metrics.document_served(Document::Discovery);
     (
         [
             (header::CONTENT_TYPE, "application/json"),
@@ -22,6 +24,7 @@ pub async fn openid_configuration(State(app): State<AppState>) -> Response {
 }
 
 pub async fn jwks(State(app): State<AppState>) -> Response {
+    app.metrics.document_served(Document::Jwks);
     (
         [
             (header::CONTENT_TYPE, "application/jwk-set+json"),

@@ -120,6 +120,12 @@ pub async fn demo_callback(
             .unwrap_or_default(),
         Err(_) => String::new(),
     };
+    // Dev mode only (this route exists only there): the secret the terminal printed.
+    let client_secret = match &app.config.dev_client_secret {
+        Some(secret) if app.config.dev_mode => secret.expose(),
+        _ => "CLIENT_SECRET",
+    };
+    let nonce = pages::csp_nonce();
     pages::render(
         StatusCode::OK,
         &pages::DemoCallbackPage {
@@ -129,7 +135,12 @@ pub async fn demo_callback(
             client_id: &client_id,
             redirect_uri: &redirect_uri,
             token_endpoint: &token_endpoint,
+            client_secret,
+            code_ttl_secs: app.config.tokens.code_ttl_secs,
+            nonce: &nonce,
         },
-        &pages::strict_csp(&[]),
+        &format!(
+            "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'self'; img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+        ),
     )
 }

@@ -170,6 +170,7 @@ pub fn authorize_params(params: &[(String, String)]) -> AuthorizeParams {
         nonce: get("nonce"),
         login_hint: get("login_hint"),
         id_token_hint: get("id_token_hint"),
+        acr_values: get("acr_values"),
         request: get("request"),
         request_uri: get("request_uri"),
     }
@@ -193,8 +194,10 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use crate::error::{ErrorCode, OAuthResult, Style};
+use crate::oidc::ciba::BackchannelRequest;
 use crate::oidc::client_assertion;
 use crate::oidc::client_auth::{ClientCredentials, SecretCredentials};
+use crate::oidc::grant_ciba::{self, CibaRequest};
 use crate::oidc::grant_client_credentials::ClientCredentialsRequest;
 use crate::oidc::grant_code::CodeRequest;
 use crate::oidc::grant_device::{self, DeviceCodeRequest};
@@ -251,6 +254,16 @@ fn first_value<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str
 }
 
 /// `Authorization: Basic` credentials, each part form-urldecoded (RFC 6749 §2.3.1).
+/// The client id a request names, before anything proves it: the Basic user, else the
+/// `client_id` parameter. For per-client rate limits, which count claims as well as proofs.
+pub fn claimed_client_id(headers: &HeaderMap, form: &FormParams) -> Option<String> {
+    let id = match basic_credentials(headers) {
+        Ok(Some((id, _))) => Some(id),
+        _ => form.get("client_id").map(str::to_owned),
+    };
+    id.map(|id| id.chars().take(200).collect())
+}
+
 fn basic_credentials(headers: &HeaderMap) -> OAuthResult<Option<(String, String)>> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
@@ -362,6 +375,7 @@ pub enum TokenRequest {
     RefreshToken(RefreshRequest),
     ClientCredentials(ClientCredentialsRequest),
     DeviceCode(DeviceCodeRequest),
+    Ciba(CibaRequest),
     TokenExchange(TokenExchangeParams),
 }
 
@@ -381,6 +395,9 @@ impl TokenRequest {
             }),
             Some(grant_device::GRANT_TYPE) => TokenRequest::DeviceCode(DeviceCodeRequest {
                 device_code: form.required("device_code")?,
+            }),
+            Some(grant_ciba::GRANT_TYPE) => TokenRequest::Ciba(CibaRequest {
+                auth_req_id: form.required("auth_req_id")?,
             }),
             // Checked against the client in `grant_token_exchange::parse`, in RFC 8693's order.
             Some(grant_token_exchange::GRANT_TYPE) => {
@@ -408,6 +425,23 @@ impl TokenRequest {
             }
             None => return Err(OAuthError::invalid_request("grant_type is missing")),
         })
+    }
+}
+
+/// A backchannel authentication request (CIBA Core 1.0 §7.1), read after client
+/// authentication; `oidc::ciba::check` judges it.
+pub fn backchannel_request(form: &FormParams) -> BackchannelRequest {
+    BackchannelRequest {
+        scope: form.owned("scope"),
+        login_hint: form.owned("login_hint"),
+        login_hint_token: form.owned("login_hint_token"),
+        id_token_hint: form.owned("id_token_hint"),
+        binding_message: form.owned("binding_message"),
+        requested_expiry: form.owned("requested_expiry"),
+        user_code: form.owned("user_code"),
+        client_notification_token: form.owned("client_notification_token"),
+        request: form.owned("request"),
+        request_uri: form.owned("request_uri"),
     }
 }
 

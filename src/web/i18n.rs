@@ -122,6 +122,18 @@ fn russian(text: &str) -> Option<&'static str> {
         "The Telegram login button needs JavaScript." => {
             "Для кнопки входа Telegram нужен JavaScript."
         }
+        "The other ways on this page work without it." => {
+            "Остальные способы на этой странице работают и без него."
+        }
+        "The Telegram login button did not load. telegram.org may be blocked on this network or by a browser extension." => {
+            "Кнопка входа Telegram не загрузилась. Возможно, telegram.org заблокирован в этой сети или расширением браузера."
+        }
+        "Log in another way:" => "Войдите другим способом:",
+        "Log in via the Telegram bot" => "Войти через бота Telegram",
+        "(below, with a QR code for your phone)" => "(ниже, с QR-кодом для телефона)",
+        "Try another network or browser, or ask the administrator of this sign-in service to turn on the login through the bot." => {
+            "Попробуйте другую сеть или браузер или попросите администратора этого сервиса входа включить вход через бота."
+        }
         "Your Telegram id, name, username and photo are shared with this sign-in service, and your phone number if you agree at Telegram. Your messages are not." => {
             "Этот сервис входа получит ваш id в Telegram, имя, имя пользователя и фото, а номер телефона — если вы согласитесь в Telegram. Ваши сообщения он не получит."
         }
@@ -132,6 +144,16 @@ fn russian(text: &str) -> Option<&'static str> {
         "Allow access" => "Разрешить доступ",
         "{} wants to use your Telegram account" => "{} хочет использовать ваш аккаунт Telegram",
         "Signed in as" => "Вы вошли как",
+        "App" => "Приложение",
+        "The address this app receives your answer at" => {
+            "Адрес, на который приложение получит ваш ответ"
+        }
+        "Not you?" => "Это не вы?",
+        "Not you? Sign out" => "Это не вы? Выйти",
+        "Confirm in Telegram" => "Подтвердите в Telegram",
+        "{} asks you to confirm this login in your Telegram chat with the bot as well." => {
+            "{} просит также подтвердить этот вход в чате с ботом в Telegram."
+        }
         "If you allow it, {} will get:" => "Если вы разрешите, {} получит:",
         "Deny" => "Отклонить",
         "Allow" => "Разрешить",

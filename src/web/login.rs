@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 
+use askama::Template;
 use axum::body::Body;
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -13,13 +14,20 @@ use crate::flow::login::ProofKey;
 use crate::oidc::authorize::AuthorizationRequest;
 use crate::secrets::sha256;
 use crate::state::{App, AppState};
+use crate::store::ClientRecord;
 use crate::telegram::TelegramIdentity;
 use crate::telegram::widget::{self, Freshness, WidgetError};
 use crate::web::authorize::{load_login_pending, see_other};
 use crate::web::browser_error::{BrowserError, Problem};
 use crate::web::client_addr::ClientAddr;
 use crate::web::user_agent::browser_of;
+// The templates call these as `self::t(...)`.
+use crate::web::i18n::{lang, t, tf};
 use crate::web::{self, pages};
+
+/// How long the login page waits for telegram.org's widget script before it says the button did
+/// not load and points at the other ways in (a script that fails says so at once).
+const WIDGET_TIMEOUT_MS: u64 = 6000;
 
 #[derive(Deserialize)]
 pub struct LoginQuery {
@@ -29,6 +37,8 @@ pub struct LoginQuery {
 pub async fn login_page(
     State(app): State<AppState>,
     query: Result<Query<LoginQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+    ClientAddr(addr): ClientAddr,
 ) -> Result<Response, BrowserError> {
     let Ok(Query(query)) = query else {
         return Err(Problem::page(
@@ -41,6 +51,19 @@ pub async fn login_page(
     let (request, _, client) = load_login_pending(&app, &query.req)
         .await
         .map_err(|p| p.at(&app))?;
+    if let Some(step_up) = &request.step_up {
+        return confirm_page(
+            &app,
+            &query.req,
+            &request,
+            &client,
+            step_up.user_id,
+            &headers,
+            addr,
+        )
+        .await
+        .map_err(|p| p.at(&app));
+    }
     let nonce = pages::csp_nonce();
     let callback_url = app.url(&format!("/login/telegram/{}", query.req));
     let emulator_url = app
@@ -57,7 +80,15 @@ pub async fn login_page(
     );
     // The bot link is offered beside the widget; when it cannot be prepared, the rest still works.
     let (bot_login, bot_cookie) = if web::deeplink::enabled(&app) {
-        match web::deeplink::for_login_page(&app, &query.req, &client).await {
+        // Named in the approval message, so the user can tell this browser from another.
+        let browser = browser_of(&app, &headers, addr);
+        let requester = flow::bot_chat::Requester {
+            browser: browser.device,
+            place: browser.place,
+            user_code: None,
+            app_domain: Some(pages::app_domain(&request.redirect_uri)).filter(|d| !d.is_empty()),
+        };
+        match web::deeplink::for_login_page(&app, &query.req, &client, &requester, None).await {
             Ok((view, cookie)) => (Some(view), Some(cookie)),
             Err(e) => {
                 tracing::warn!(error = %e, "the bot login link could not be prepared");
@@ -78,6 +109,7 @@ pub async fn login_page(
             callback_url: &callback_url,
             js_mode: app.config.telegram.widget_mode == crate::config::WidgetMode::Callback,
             nonce: &nonce,
+            widget_timeout_ms: WIDGET_TIMEOUT_MS,
             emulator_url,
             telegram_oidc_url: app.telegram_oidc.as_ref().map(|_| {
                 format!(
@@ -98,6 +130,58 @@ pub async fn login_page(
     if let Some(cookie) = bot_cookie {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
+    Ok(response)
+}
+
+#[derive(Template)]
+#[template(path = "confirm.html")]
+struct ConfirmPage<'a> {
+    base: &'a str,
+    client_name: &'a str,
+    app_domain: &'a str,
+    nonce: &'a str,
+    bot_login: Option<crate::web::deeplink::BotLoginView>,
+}
+
+/// Step-up: the user has logged in, and the app asks for a confirmation in the bot chat too.
+/// The question goes straight to their chat (or, if the bot may not write to them first, the
+/// link opens it); the page shows the number to press and waits.
+async fn confirm_page(
+    app: &App,
+    req: &str,
+    request: &AuthorizationRequest,
+    client: &ClientRecord,
+    user_id: i64,
+    headers: &HeaderMap,
+    addr: IpAddr,
+) -> Result<Response, Problem> {
+    let browser = browser_of(app, headers, addr);
+    let app_domain = pages::app_domain(&request.redirect_uri);
+    let requester = flow::bot_chat::Requester {
+        browser: browser.device,
+        place: browser.place,
+        user_code: None,
+        app_domain: Some(app_domain.clone()).filter(|d| !d.is_empty()),
+    };
+    let (view, cookie) =
+        web::deeplink::for_login_page(app, req, client, &requester, Some(user_id)).await?;
+    let nonce = pages::csp_nonce();
+    let csp = format!(
+        "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'self'; img-src 'self' data:; \
+         connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    );
+    let mut response = pages::render(
+        StatusCode::OK,
+        &ConfirmPage {
+            base: app.base_path(),
+            client_name: &client.settings.name,
+            app_domain: &app_domain,
+            nonce: &nonce,
+            bot_login: Some(view),
+        },
+        &csp,
+    );
+    response.headers_mut().append(header::SET_COOKIE, cookie);
     Ok(response)
 }
 
@@ -158,6 +242,7 @@ async fn widget_login(
         Ok(found) => found,
         Err(e) => {
             tracing::info!(reason = %e, "refused Login Widget data");
+            app.metrics.login("telegram_widget", "invalid");
             let status = match e {
                 WidgetError::BadSignature => StatusCode::UNAUTHORIZED,
                 _ => StatusCode::BAD_REQUEST,

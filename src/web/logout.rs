@@ -204,8 +204,18 @@ async fn sign_out(
     session_id: &str,
     request: &LogoutRequest,
 ) -> Result<Response, Problem> {
+    let cookie = end_browser_session(app, session_id).await?;
+    Ok(finish(app, request, cookie))
+}
+
+/// Ends the browser session `session_id` (with back-channel logout to every app of it that asked
+/// for one); returns the cookie header that clears the session cookie.
+pub(crate) async fn end_browser_session(
+    app: &App,
+    session_id: &str,
+) -> Result<Option<HeaderValue>, Problem> {
     crate::flow::account::end_session(app, &token_hash(session_id), app.now()).await?;
-    Ok(finish(app, request, web::clear_session_cookie(app)))
+    Ok(web::clear_session_cookie(app))
 }
 
 /// Where the browser goes once signed out (or already signed out): the app's registered

@@ -2,9 +2,11 @@
 //! input into OAuth errors, the browser session cookie, and how errors are written.
 
 pub mod account;
+pub mod admin_api;
 pub mod authorize;
 pub mod body_deadline;
 pub mod browser_error;
+pub mod ciba;
 pub mod client_addr;
 pub mod consent;
 pub mod csrf;
@@ -18,7 +20,9 @@ pub mod i18n;
 pub mod introspect;
 pub mod login;
 pub mod logout;
+pub mod metrics;
 pub mod pages;
+pub mod rate_limit;
 pub mod registration;
 pub mod revoke;
 pub mod router;

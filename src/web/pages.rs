@@ -26,6 +26,8 @@ pub struct LoginPage<'a> {
     pub callback_url: &'a str,
     pub js_mode: bool,
     pub nonce: &'a str,
+    /// How long the widget script may take before the page offers the other ways in.
+    pub widget_timeout_ms: u64,
     pub emulator_url: Option<String>,
     /// The start of a login through Telegram's own OpenID Connect provider, when configured.
     pub telegram_oidc_url: Option<String>,
@@ -40,7 +42,11 @@ pub struct LoginPage<'a> {
 pub struct ConsentPage<'a> {
     pub base: &'a str,
     pub client_name: &'a str,
+    /// The host the app's redirect URI points at.
+    pub app_domain: &'a str,
+    /// The user's full name, and Telegram username when there is one.
     pub user_name: &'a str,
+    pub username: Option<&'a str>,
     pub scopes: Vec<&'a str>,
     pub req: &'a str,
     pub csrf: &'a str,
@@ -65,6 +71,11 @@ pub struct DemoCallbackPage<'a> {
     pub client_id: &'a str,
     pub redirect_uri: &'a str,
     pub token_endpoint: &'a str,
+    /// The demo client's secret (dev mode only: it is printed in the terminal too).
+    pub client_secret: &'a str,
+    /// How long the code lives, counted down on the page.
+    pub code_ttl_secs: i64,
+    pub nonce: &'a str,
 }
 
 #[derive(Template)]
@@ -106,6 +117,18 @@ pub fn origin_of(url: &str) -> Option<String> {
     match parsed.origin() {
         url::Origin::Tuple(..) => Some(parsed.origin().ascii_serialization()),
         url::Origin::Opaque(_) => None,
+    }
+}
+
+/// Where an app lives, as a person can check it: the host of its redirect URI (punycode for an
+/// international name, so that look-alike letters show), or the scheme of a native app's URI.
+pub fn app_domain(redirect_uri: &str) -> String {
+    match url::Url::parse(redirect_uri) {
+        Ok(url) => match url.host_str() {
+            Some(host) => host.to_owned(),
+            None => url.scheme().to_owned(),
+        },
+        Err(_) => String::new(),
     }
 }
 

@@ -64,8 +64,13 @@ pub fn router(app: AppState) -> Router {
     }
     routes = routes
         .merge(web::deeplink::routes())
-        .merge(web::device::routes());
-    if config.telegram.updates == crate::config::UpdateMode::Webhook {
+        .merge(web::device::routes())
+        .merge(web::admin_api::routes());
+    // CIBA asks users in the bot chat: served only where the bot hears its answers.
+    if config.telegram.update_mode() != crate::config::UpdateMode::None {
+        routes = routes.route(crate::oidc::ciba::PATH, post(web::ciba::bc_authorize));
+    }
+    if config.telegram.update_mode() == crate::config::UpdateMode::Webhook {
         routes = routes.route(
             crate::flow::bot_updates::WEBHOOK_PATH,
             post(web::webhook::webhook),
@@ -84,6 +89,11 @@ pub fn router(app: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             web::body_deadline::deadline,
+        ))
+        // Inside `request_meta`, so that a refusal's audit entry says where it came from.
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            web::rate_limit::rate_limit,
         ))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
@@ -131,7 +141,7 @@ pub fn router(app: AppState) -> Router {
 
     let request_id = HeaderName::from_static("x-request-id");
     router
-        .with_state(app)
+        .with_state(app.clone())
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
@@ -146,5 +156,11 @@ pub fn router(app: AppState) -> Router {
         ))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        // Outermost, so a timeout's 503 is counted too; the route is the pattern the request
+        // matched. The static documents count themselves (one atomic add).
+        .layer(axum::middleware::from_fn_with_state(
+            app,
+            web::metrics::track,
+        ))
         .merge(static_documents)
 }

@@ -60,7 +60,20 @@ fn page(app: &App, status: StatusCode, title: &'static str, message: &str) -> Re
 }
 
 fn upstream_failure(app: &App, e: &UpstreamError) -> Response {
-    tracing::info!(reason = %e, "Telegram OIDC login failed");
+    match e {
+        // Never Telegram's own doing: someone tampered with the answer, or the keys are wrong.
+        UpstreamError::Forged(reason) => {
+            tracing::warn!(reason, "a forged Telegram ID token was refused");
+            app.metrics.login("telegram_oidc", "invalid");
+        }
+        UpstreamError::InvalidIdToken(reason) => {
+            tracing::warn!(reason = %reason, "a Telegram ID token with unacceptable claims was refused");
+            app.metrics.login("telegram_oidc", "invalid");
+        }
+        UpstreamError::Unavailable(_) | UpstreamError::Refused(_) => {
+            tracing::info!(reason = %e, "Telegram OIDC login failed");
+        }
+    }
     match e {
         UpstreamError::Unavailable(_) => page(
             app,
@@ -74,7 +87,7 @@ fn upstream_failure(app: &App, e: &UpstreamError) -> Response {
             "Telegram login refused",
             "Telegram did not confirm this login. Go back to the app and sign in again.",
         ),
-        UpstreamError::InvalidIdToken(_) => page(
+        UpstreamError::Forged(_) | UpstreamError::InvalidIdToken(_) => page(
             app,
             StatusCode::UNAUTHORIZED,
             "Telegram login refused",

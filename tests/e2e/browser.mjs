@@ -1,7 +1,8 @@
 // The browser scenarios, in one Chromium: Apache mod_auth_openidc, openid-client 6, single
 // sign-on and back-channel logout between them, the account page revoking an app, a key
 // rotation between two logins, and the pages at two widths, two colour schemes and two
-// languages. Run by run.sh.
+// languages; the login page with telegram.org's widget blocked and with JavaScript off (a second
+// provider outside dev mode). Run by run.sh.
 
 import { join } from 'node:path';
 import { accountScenario } from './account.mjs';
@@ -27,6 +28,7 @@ import {
   openidClientScenario,
   startAppServer,
 } from './openid_client.mjs';
+import { fallbackScenario } from './fallback.mjs';
 import { pagesScenario } from './pages.mjs';
 
 // Telegram users as the emulator signs them; Cyrillic names travel through the widget's HMAC,
@@ -45,6 +47,8 @@ try {
   });
 
   await apacheScenario(browser, IVAN);
+
+  await fallbackScenario(browser);
 
   if (config) {
     const { page, tokens } = await openidClientScenario(browser, config, MARIA);

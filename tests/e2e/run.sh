@@ -53,7 +53,7 @@ fi
 
 say "cargo build"
 (cd "$ROOT" && cargo build --locked --quiet --bin telegram-oidc) || die "cargo build failed"
-BIN="$ROOT/target/debug/telegram-oidc"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/telegram-oidc"
 
 # --- a private world under one temporary directory ------------------------------------------
 WORK="$(mktemp -d /tmp/telegram-oidc-e2e.XXXXXX)"

@@ -575,7 +575,8 @@ async fn bot_login(app: &TestApp, bot: &FakeBotApi, user: &TgUser) {
     )
     .await;
     let question = bot.wait_for("sendMessage", before + 1).await[before].clone();
-    let approve = button_for(&question, "Approve");
+    // Number matching: the number the login page shows.
+    let approve = crate::fake_bot_api::number_button(&question, login.match_code);
     bot.deliver(
         app,
         &bot.update(button(user, user.id, 900, &approve)),

@@ -211,6 +211,15 @@ fn client_add_sets_subjects_email_logout_and_device_options() {
 fn keys_rotate_and_list() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path());
+    // No keys directory: these are not a server's settings; nothing is made up.
+    let (ok, _, stderr) = run(&config, &["keys", "list"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("no keys directory at") && stderr.contains("--config"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("keys").exists());
+    std::fs::create_dir(dir.path().join("keys")).unwrap();
     let (ok, before, _) = run(&config, &["keys", "list"]);
     assert!(ok);
     assert_eq!(before.lines().count(), 3, "{before}");
@@ -396,4 +405,251 @@ fn client_add_takes_a_policy_file_and_refuses_a_bad_one_with_the_reason() {
     assert!(shown.contains("access_policy:  none"), "{shown}");
     let (ok, _, stderr) = run(&config, &["client", "update", &id]);
     assert!(!ok && stderr.contains("nothing to change"), "{stderr}");
+}
+
+#[test]
+fn mistakes_on_the_command_line_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let (ok, stdout, stderr) = run(&config, &["client", "list"]);
+    assert!(ok);
+    assert_eq!(stdout, "", "nothing on stdout for scripts");
+    assert!(stderr.contains("no clients"), "{stderr}");
+
+    let (ok, _, stderr) = run(&config, &["serve", "--port", "8443"]);
+    assert!(!ok);
+    assert!(stderr.contains("listen = \"0.0.0.0:8443\""), "{stderr}");
+
+    let (ok, _, stderr) = run(&config, &["dev", "--listen", "127.0.0.1:0"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("dev mode takes no settings file"),
+        "{stderr}"
+    );
+    let out = Command::new(BIN)
+        .args(["dev", "--listen", "0.0.0.0:0", "--data"])
+        .arg(dir.path().join("dev"))
+        .env_remove("TGOIDC_CONFIG")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("loopback only"), "{stderr}");
+    assert!(
+        !dir.path().join("dev").exists(),
+        "nothing made before refusing"
+    );
+
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .arg("check-config")
+        .env("TGOIDC_TOKENS__CODE_TTL_SECS", "soon")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("tokens.code_ttl_secs") && stderr.contains("TGOIDC_TOKENS__CODE_TTL_SECS"),
+        "{stderr}"
+    );
+
+    let (_, help, _) = run(&config, &["client", "add", "--help"]);
+    let usage = help.lines().find(|l| l.starts_with("Usage:")).unwrap();
+    assert!(usage.contains("--redirect-uri"), "{help}");
+    for described in [
+        "--name",
+        "--id-token-alg",
+        "--access-token-format",
+        "--refresh",
+    ] {
+        let line = help
+            .lines()
+            .find(|l| l.trim_start().starts_with(described))
+            .unwrap_or_else(|| panic!("{described} in {help}"));
+        let next = help.lines().skip_while(|l| *l != line).nth(1).unwrap_or("");
+        assert!(
+            line.split_whitespace().count() > 2 || next.starts_with("          "),
+            "{described} has a description: {help}"
+        );
+    }
+}
+
+/// `dev` in a folder: the demo client's secret survives a restart, and the demo callback page
+/// puts it in the curl command.
+#[test]
+fn dev_keeps_the_demo_secret_and_shows_it_on_its_callback_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let start = || {
+        let mut child = Command::new(BIN)
+            .args(["dev", "--listen", "127.0.0.1:0", "--data"])
+            .arg(&data)
+            .env_remove("TGOIDC_CONFIG")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let (mut issuer, mut secret) = (String::new(), String::new());
+        while secret.is_empty() || issuer.is_empty() {
+            let mut line = String::new();
+            assert!(out.read_line(&mut line).unwrap() > 0, "dev exited");
+            let line = line.trim();
+            if let Some(v) = line.strip_prefix("issuer:") {
+                issuer = v.trim().to_owned();
+            }
+            if let Some(v) = line.strip_prefix("client_secret:") {
+                secret = v.split_whitespace().next().unwrap().to_owned();
+            }
+        }
+        (child, issuer, secret)
+    };
+    let (mut first, issuer, secret) = start();
+    // The address is printed before the server is ready: ask until it answers (at most 30 s).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let page = runtime.block_on(async {
+        let http = ::reqwest::Client::new();
+        for _ in 0..300 {
+            if let Ok(resp) = http.get(format!("{issuer}/healthz")).send().await
+                && resp.status().is_success()
+            {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        http.get(format!("{issuer}/dev/callback?code=c0de"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    assert!(
+        page.contains(&format!(":{secret}'")),
+        "the curl command carries the secret: {page}"
+    );
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let (mut second, _, again) = start();
+    assert_eq!(again, secret, "the same secret after a restart");
+    second.kill().unwrap();
+    second.wait().unwrap();
+    let kept = data.join("dev-client-secret");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&kept).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "readable by its owner only");
+    }
+}
+
+#[tokio::test]
+async fn admin_keys_are_created_listed_and_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let (ok, out, stderr) = run(
+        &config,
+        &[
+            "admin-key",
+            "create",
+            "--scope",
+            "read",
+            "--name",
+            "dashboard",
+            "--expires-in",
+            "90d",
+            "--allow-ip",
+            "10.0.0.0/8,192.0.2.7",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    let key = out
+        .lines()
+        .find_map(|l| l.strip_prefix("key:"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("id:"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(key.starts_with("tgak_") && key.len() == 5 + 43, "{key}");
+    // Stored as its SHA-256 only, with what was asked for.
+    let store =
+        telegram_oidc::open_store(&format!("sqlite://{}", dir.path().join("cli.db").display()))
+            .await
+            .unwrap();
+    let stored = store
+        .admin_key_by_hash(&telegram_oidc::secrets::token_hash(&key))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.id, id);
+    assert_eq!(stored.scope, telegram_oidc::store::AdminScope::Read);
+    assert_eq!(stored.allow_ips.len(), 2);
+    let lifetime = stored.expires_at.unwrap() - stored.created_at;
+    assert_eq!(lifetime, 90 * 86_400);
+    let db = std::fs::read(dir.path().join("cli.db")).unwrap();
+    assert!(
+        !db.windows(key.len()).any(|w| w == key.as_bytes()),
+        "the key is in the database"
+    );
+
+    let (ok, listed, _) = run(&config, &["admin-key", "list"]);
+    assert!(ok);
+    let line = listed.lines().find(|l| l.starts_with(&id)).unwrap();
+    assert!(
+        line.contains("dashboard")
+            && line.contains("read")
+            && line.contains("live")
+            && line.contains("10.0.0.0/8,192.0.2.7/32"),
+        "{line}"
+    );
+    assert!(!listed.contains(&key));
+
+    let (ok, _, _) = run(&config, &["admin-key", "revoke", &id]);
+    assert!(ok);
+    let (_, listed, _) = run(&config, &["admin-key", "list"]);
+    assert!(
+        listed
+            .lines()
+            .find(|l| l.starts_with(&id))
+            .unwrap()
+            .contains("revoked")
+    );
+    let (ok, _, stderr) = run(&config, &["admin-key", "revoke", &id]);
+    assert!(!ok && stderr.contains("no admin key"), "{stderr}");
+    let (ok, _, stderr) = run(&config, &["admin-key", "create", "--scope", "admin"]);
+    assert!(!ok, "{stderr}");
+    let (ok, _, stderr) = run(
+        &config,
+        &[
+            "admin-key",
+            "create",
+            "--scope",
+            "write",
+            "--allow-ip",
+            "10.0.0.0/33",
+        ],
+    );
+    assert!(!ok && stderr.contains("10.0.0.0/33"), "{stderr}");
+    let audit = store
+        .query_audit(&telegram_oidc::store::AuditQuery {
+            event: Some("admin.admin_key".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 2);
+    assert!(audit.iter().all(|e| e.actor.as_deref() == Some("cli")));
+    assert!(!serde_json::to_string(&audit).unwrap().contains(&key));
 }

@@ -9,7 +9,8 @@ use telegram_oidc::config::UpdateMode;
 use telegram_oidc::oidc::pkce;
 
 use crate::fake_bot_api::{
-    FakeBotApi, WEBHOOK_SECRET, app_with_bot, button, buttons, jwt_claims, message,
+    FakeBotApi, WEBHOOK_SECRET, app_with_bot, button, buttons, deny_button, jwt_claims, message,
+    number_button,
 };
 use crate::harness::{
     BOT_USERNAME, Browser, TestApp, TestClient, TgUser, absolute, approve_consent, hidden,
@@ -21,9 +22,11 @@ const STATE: &str = "st-bot-1";
 
 /// What the login page offered for the bot.
 pub(crate) struct BotLogin {
-    req: String,
-    id: String,
+    pub(crate) req: String,
+    pub(crate) id: String,
     pub(crate) payload: String,
+    /// The number the page shows, to press in the chat.
+    pub(crate) match_code: i64,
     /// `name=value` of the cookie that binds the login to the browser.
     binding: String,
 }
@@ -55,7 +58,13 @@ pub(crate) async fn open_login_page(
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     let login = absolute(app, &location(resp.headers()));
     assert!(login.contains("/login?req="), "{login}");
-    let page = browser.get(&login).await;
+    read_bot_login(browser, &login).await.1
+}
+
+/// Opens a page that offers a bot login (the login page, or the confirmation of a step-up);
+/// returns its HTML and what it offers.
+pub(crate) async fn read_bot_login(browser: &Browser, url: &str) -> (String, BotLogin) {
+    let page = browser.get(url).await;
     assert_eq!(page.status(), StatusCode::OK);
     let cookies: Vec<String> = page
         .headers()
@@ -80,20 +89,27 @@ pub(crate) async fn open_login_page(
         .collect();
     assert!(payload.len() >= 32 && payload.len() <= 64, "{payload}");
     assert!(html.contains("<svg"), "a QR code rendered on the server");
+    let marker = "id=\"bot-match-code\"";
+    let at = html.find(marker).expect("the number to press") + marker.len();
+    let at = html[at..].find('>').unwrap() + at + 1;
+    let match_code: i64 = html[at..at + 2].parse().expect("two digits");
+    assert!((10..=99).contains(&match_code));
     let id = hidden(&html, "id");
     let binding = cookies
         .iter()
         .find(|c| c.starts_with(&format!("tgoidc_bot_{id}=tgbb_")) && c.contains("HttpOnly"))
         .unwrap_or_else(|| panic!("a binding cookie: {cookies:?}"));
-    BotLogin {
+    let login = BotLogin {
         req: hidden(&html, "req"),
         binding: binding.split(';').next().unwrap().to_owned(),
         id,
         payload,
-    }
+        match_code,
+    };
+    (html, login)
 }
 
-async fn status(app: &TestApp, browser: &Browser, id: &str) -> (StatusCode, String) {
+pub(crate) async fn status(app: &TestApp, browser: &Browser, id: &str) -> (StatusCode, String) {
     let resp = browser
         .get(&app.url(&format!("/login/bot/status?id={id}")))
         .await;
@@ -123,7 +139,7 @@ pub(crate) fn start(user: &TgUser, payload: &str) -> Value {
 }
 
 /// The browser collects an approval and goes on through consent to the app; returns the code.
-async fn continue_to_app(app: &TestApp, browser: &Browser, login: &BotLogin) -> String {
+pub(crate) async fn continue_to_app(app: &TestApp, browser: &Browser, login: &BotLogin) -> String {
     let resp = collect(app, browser, login).await;
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     let next = absolute(app, &location(resp.headers()));
@@ -177,10 +193,22 @@ async fn webhook_login_on(app: TestApp, fake: &FakeBotApi) {
     let text = sent[0].body["text"].as_str().unwrap();
     assert!(text.contains("Test App") && text.contains("Ada"), "{text}");
     let data = buttons(&sent[0]);
-    assert_eq!(
-        data,
-        vec![format!("a:{}", login.id), format!("d:{}", login.id)]
+    // Three numbers, the page's among them, then Deny and "This wasn't me".
+    assert_eq!(data.len(), 5, "{data:?}");
+    assert!(
+        data.contains(&format!("n:{}:{}", login.id, login.match_code)),
+        "{data:?}"
     );
+    assert!(
+        data[..3]
+            .iter()
+            .all(|d| d.starts_with(&format!("n:{}:", login.id)))
+    );
+    assert_eq!(
+        data[3..],
+        [format!("d:{}", login.id), format!("x:{}", login.id)]
+    );
+    let approve = number_button(&sent[0], login.match_code);
     assert!(
         !text.contains(&login.payload) && data.iter().all(|d| !d.contains(&login.payload)),
         "the payload is never sent back"
@@ -195,7 +223,7 @@ async fn webhook_login_on(app: TestApp, fake: &FakeBotApi) {
     let resp = fake
         .deliver(
             &app,
-            &fake.update(button(&user, user.id, 555, &data[0])),
+            &fake.update(button(&user, user.id, 555, &approve)),
             Some(WEBHOOK_SECRET),
         )
         .await;
@@ -256,7 +284,11 @@ async fn bot_login_through_the_webhook_on_postgres() {
 #[tokio::test]
 async fn bot_login_through_long_polling() {
     let fake = FakeBotApi::start().await;
-    let app = app_with_bot(&fake, UpdateMode::Polling, |_| {}).await;
+    // The default mode with a bot token and no webhook secret: polling.
+    let app = app_with_bot(&fake, UpdateMode::Auto, |c| {
+        c.telegram.webhook_secret = telegram_oidc::config::Secret::default();
+    })
+    .await;
     // In polling mode there is no webhook at all.
     let resp = fake
         .deliver(
@@ -273,9 +305,8 @@ async fn bot_login_through_long_polling() {
     let user = TgUser::new(7_100_002);
     fake.push_update(fake.update(start(&user, &login.payload)));
     let sent = fake.wait_for("sendMessage", 1).await;
-    let data = buttons(&sent[0]);
-    assert_eq!(data[0], format!("a:{}", login.id));
-    fake.push_update(fake.update(button(&user, user.id, 42, &data[0])));
+    let approve = number_button(&sent[0], login.match_code);
+    fake.push_update(fake.update(button(&user, user.id, 42, &approve)));
     fake.wait_for("editMessageText", 1).await;
     assert_eq!(status(&app, &browser, &login.id).await.1, "approved");
     // Later polls confirm what was handled: the offset moved past both updates.
@@ -305,10 +336,10 @@ async fn deny_in_the_chat_sends_access_denied_to_the_app() {
         Some(WEBHOOK_SECRET),
     )
     .await;
-    let data = buttons(&fake.calls("sendMessage")[0]);
+    let asked = fake.calls("sendMessage")[0].clone();
     fake.deliver(
         &app,
-        &fake.update(button(&user, user.id, 9, &data[1])),
+        &fake.update(button(&user, user.id, 9, &deny_button(&asked))),
         Some(WEBHOOK_SECRET),
     )
     .await;
@@ -319,10 +350,15 @@ async fn deny_in_the_chat_sends_access_denied_to_the_app() {
             .starts_with("Denied")
     );
     assert_eq!(status(&app, &browser, &login.id).await.1, "denied");
-    // Approve after Deny changes nothing.
+    // The right number after Deny changes nothing.
     fake.deliver(
         &app,
-        &fake.update(button(&user, user.id, 9, &data[0])),
+        &fake.update(button(
+            &user,
+            user.id,
+            9,
+            &number_button(&asked, login.match_code),
+        )),
         Some(WEBHOOK_SECRET),
     )
     .await;
@@ -360,7 +396,8 @@ async fn a_replayed_start_payload_changes_nothing() {
         Some(WEBHOOK_SECRET),
     )
     .await;
-    // The same payload again, from the same user and from someone else who saw the link.
+    // The same payload again, from the same user (asked again, the same login) and from
+    // someone else who saw the link (refused).
     for who in [&user, &mallory] {
         let resp = fake
             .deliver(
@@ -373,8 +410,14 @@ async fn a_replayed_start_payload_changes_nothing() {
     }
     let sent = fake.calls("sendMessage");
     assert_eq!(sent.len(), 3);
-    for reply in &sent[1..] {
-        assert!(buttons(reply).is_empty(), "no buttons for a used link");
+    assert_eq!(sent[1].body["chat_id"], user.id);
+    // The same question again: the same login, the page's number among the three offered.
+    let right = number_button(&sent[0], login.match_code);
+    assert_eq!(number_button(&sent[1], login.match_code), right);
+    assert_eq!(deny_button(&sent[1]), deny_button(&sent[0]));
+    for reply in &sent[2..] {
+        assert_eq!(reply.body["chat_id"], mallory.id);
+        assert!(buttons(reply).is_empty(), "no buttons for someone else");
         assert!(
             reply.body["text"]
                 .as_str()
@@ -384,10 +427,10 @@ async fn a_replayed_start_payload_changes_nothing() {
     }
     assert_eq!(sent[2].body["chat_id"], mallory.id);
     // The login still belongs to the first user: Mallory's Approve is refused.
-    let data = buttons(&sent[0]);
+    let approve = number_button(&sent[0], login.match_code);
     fake.deliver(
         &app,
-        &fake.update(button(&mallory, mallory.id, 1, &data[0])),
+        &fake.update(button(&mallory, mallory.id, 1, &approve)),
         Some(WEBHOOK_SECRET),
     )
     .await;
@@ -443,7 +486,7 @@ async fn a_webhook_without_the_secret_is_refused_and_changes_nothing() {
     // The payload was not used up: the real delivery still works.
     let resp = fake.deliver(&app, &update, Some(WEBHOOK_SECRET)).await;
     assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(buttons(&fake.calls("sendMessage")[0]).len(), 2);
+    assert_eq!(buttons(&fake.calls("sendMessage")[0]).len(), 5);
     // Garbage from Telegram itself is not an error worth a redelivery loop.
     let resp = reqwest::Client::new()
         .post(app.url("/telegram/webhook"))
@@ -480,10 +523,10 @@ async fn a_button_pressed_by_another_telegram_user_is_refused() {
         Some(WEBHOOK_SECRET),
     )
     .await;
-    let data = buttons(&fake.calls("sendMessage")[0]);
+    let approve = number_button(&fake.calls("sendMessage")[0], login.match_code);
     fake.deliver(
         &app,
-        &fake.update(button(&other, user.id, 3, &data[0])),
+        &fake.update(button(&other, user.id, 3, &approve)),
         Some(WEBHOOK_SECRET),
     )
     .await;
@@ -510,7 +553,7 @@ async fn a_button_pressed_by_another_telegram_user_is_refused() {
     // The right user still can.
     fake.deliver(
         &app,
-        &fake.update(button(&user, user.id, 3, &data[0])),
+        &fake.update(button(&user, user.id, 3, &approve)),
         Some(WEBHOOK_SECRET),
     )
     .await;
@@ -531,10 +574,10 @@ async fn only_the_browser_that_started_the_login_can_collect_it() {
         Some(WEBHOOK_SECRET),
     )
     .await;
-    let data = buttons(&fake.calls("sendMessage")[0]);
+    let approve = number_button(&fake.calls("sendMessage")[0], login.match_code);
     fake.deliver(
         &app,
-        &fake.update(button(&user, user.id, 3, &data[0])),
+        &fake.update(button(&user, user.id, 3, &approve)),
         Some(WEBHOOK_SECRET),
     )
     .await;
@@ -556,6 +599,7 @@ async fn only_the_browser_that_started_the_login_can_collect_it() {
             req: own.req.clone(),
             id: login.id.clone(),
             payload: String::new(),
+            match_code: 0,
             binding: String::new(),
         },
     )
@@ -569,6 +613,7 @@ async fn only_the_browser_that_started_the_login_can_collect_it() {
             req: own.req,
             id: login.id.clone(),
             payload: String::new(),
+            match_code: 0,
             binding: String::new(),
         },
     )
@@ -645,8 +690,8 @@ async fn one_node_of_two_polls_and_any_node_serves_the_browser() {
         "one /start, one answer: {:?}",
         sent_now.iter().map(|c| &c.body["text"]).collect::<Vec<_>>()
     );
-    let data = buttons(&sent[0]);
-    fake.push_update(fake.update(button(&user, user.id, 5, &data[0])));
+    let approve = number_button(&sent[0], login.match_code);
+    fake.push_update(fake.update(button(&user, user.id, 5, &approve)));
     fake.wait_for("editMessageText", 1).await;
     // The other node sees the answer (the binding cookie is not tied to a port).
     assert_eq!(status(&b, &browser, &login.id).await.1, "approved");

@@ -8,7 +8,8 @@ use telegram_oidc::config::UpdateMode;
 use telegram_oidc::store::ClientKind;
 
 use crate::fake_bot_api::{
-    FakeBotApi, WEBHOOK_SECRET, app_with_bot, button, buttons, jwt_claims, message,
+    FakeBotApi, WEBHOOK_SECRET, app_with_bot, button, buttons, deny_button, jwt_claims, message,
+    number_button,
 };
 use crate::harness::{
     BOT_TOKEN, Browser, ClientSpec, TestApp, TestClient, TgUser, absolute, encode, hidden,
@@ -55,7 +56,7 @@ async fn poll(app: &TestApp, client: &TestClient, device_code: &str) -> (StatusC
     (status, resp.json().await.unwrap())
 }
 
-async fn poll_error(app: &TestApp, client: &TestClient, device_code: &str) -> String {
+pub(crate) async fn poll_error(app: &TestApp, client: &TestClient, device_code: &str) -> String {
     let (status, body) = poll(app, client, device_code).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     body["error"].as_str().unwrap().to_owned()
@@ -306,8 +307,20 @@ async fn approved_in_the_bot_on(app: TestApp, fake: &FakeBotApi) {
     let sent = fake.calls("sendMessage");
     assert_eq!(sent.len(), 1);
     assert!(sent[0].body["text"].as_str().unwrap().contains("Test App"));
-    let data = buttons(&sent[0]);
-    assert_eq!(data.len(), 2);
+    let text = sent[0].body["text"].as_str().unwrap();
+    // The device's user code and the number it shows, to pick among three.
+    assert!(
+        text.contains(&format!(
+            "Device code: {}",
+            started["user_code"].as_str().unwrap()
+        )),
+        "{text}"
+    );
+    let code = started["telegram_match_code"]
+        .as_i64()
+        .expect("a number to press");
+    assert_eq!(buttons(&sent[0]).len(), 5);
+    let approve = number_button(&sent[0], code);
     assert_eq!(
         poll_error(&app, &client, &device_code(&started)).await,
         "authorization_pending"
@@ -315,7 +328,7 @@ async fn approved_in_the_bot_on(app: TestApp, fake: &FakeBotApi) {
 
     fake.deliver(
         &app,
-        &fake.update(button(&user, user.id, 77, &data[0])),
+        &fake.update(button(&user, user.id, 77, &approve)),
         Some(WEBHOOK_SECRET),
     )
     .await;
@@ -374,10 +387,10 @@ async fn device_flow_denied_in_the_bot() {
         Some(WEBHOOK_SECRET),
     )
     .await;
-    let data = buttons(&fake.calls("sendMessage")[0]);
+    let deny = deny_button(&fake.calls("sendMessage")[0]);
     fake.deliver(
         &app,
-        &fake.update(button(&user, user.id, 78, &data[1])),
+        &fake.update(button(&user, user.id, 78, &deny)),
         Some(WEBHOOK_SECRET),
     )
     .await;
@@ -501,8 +514,12 @@ async fn device_codes_are_bound_to_their_client() {
 #[tokio::test]
 async fn guessing_user_codes_is_throttled_per_visitor() {
     // Behind a proxy on loopback, `X-Forwarded-For` tells two visitors apart.
-    let app =
-        TestApp::start_with(|c| c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()]).await;
+    let app = TestApp::start_with(|c| {
+        c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        // The shipped limit (the harness raises it).
+        c.rate_limits.device_miss = telegram_oidc::config::RateLimitConfig::default().device_miss;
+    })
+    .await;
     let http = reqwest::Client::new();
     let enter = |from: &'static str, code: String| {
         let request = http
@@ -512,24 +529,33 @@ async fn guessing_user_codes_is_throttled_per_visitor() {
         async move { request.send().await.unwrap() }
     };
     let (guesser, other) = ("198.51.100.7", "203.0.113.9");
-    let limit = telegram_oidc::state::USER_CODE_MISSES_PER_MINUTE;
-    // Start at a minute boundary so the window does not roll over mid-test.
-    app.clock.advance(60 - app.now().rem_euclid(60));
-    for i in 0..limit {
+    let limit = app.config.rate_limits.device_miss;
+    // Start at a window boundary so the window does not roll over mid-test.
+    app.clock
+        .advance(limit.window_secs - app.now().rem_euclid(limit.window_secs));
+    for i in 0..limit.limit {
         let resp = enter(guesser, format!("BBBB-{:04}", i)).await;
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "attempt {i}");
     }
     let resp = enter(guesser, "BCDF-GHJK".into()).await;
     assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(resp.headers()["retry-after"], "60");
+    let retry: i64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        retry > limit.window_secs - 30 && retry <= limit.window_secs,
+        "{retry}"
+    );
     // Another visitor is not locked out by the guesser.
     let resp = enter(other, "BCDF-GHJK".into()).await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "another visitor");
-    app.clock.advance(60);
+    app.clock.advance(limit.window_secs);
     let resp = enter(guesser, "BCDF-GHJK".into()).await;
     assert_eq!(
         resp.status(),
         StatusCode::BAD_REQUEST,
-        "a new minute, a new allowance"
+        "a new window, a new allowance"
     );
 }

@@ -235,6 +235,11 @@ impl FakeBotApi {
         self.state.blocked.lock().unwrap().insert(chat);
     }
 
+    /// Lets sendMessage to `chat` through again.
+    pub fn unblock(&self, chat: i64) {
+        self.state.blocked.lock().unwrap().remove(&chat);
+    }
+
     /// Makes getChatMember fail (or, with `None`, answer again).
     pub fn fail_members(&self, failure: Option<MemberFailure>) {
         *self.state.member_failure.lock().unwrap() = failure;
@@ -353,6 +358,30 @@ pub fn buttons(call: &Call) -> Vec<String> {
         .flat_map(|row| row.as_array().cloned().unwrap_or_default())
         .filter_map(|b| b["callback_data"].as_str().map(str::to_owned))
         .collect()
+}
+
+/// The `callback_data` of the button that presses `number` in a recorded approval question.
+pub fn number_button(call: &Call, number: i64) -> String {
+    buttons(call)
+        .into_iter()
+        .find(|d| d.starts_with("n:") && d.ends_with(&format!(":{number}")))
+        .unwrap_or_else(|| panic!("no button {number} in {:?}", buttons(call)))
+}
+
+/// The `callback_data` of the Deny button of a recorded approval question.
+pub fn deny_button(call: &Call) -> String {
+    buttons(call)
+        .into_iter()
+        .find(|d| d.starts_with("d:"))
+        .expect("a Deny button")
+}
+
+/// The `callback_data` of the "This wasn't me" button of a recorded approval question.
+pub fn not_me_button(call: &Call) -> String {
+    buttons(call)
+        .into_iter()
+        .find(|d| d.starts_with("x:"))
+        .expect("a This wasn't me button")
 }
 
 /// A server whose bot talks to `fake`, hearing updates as `mode` says; `adjust` may change more.

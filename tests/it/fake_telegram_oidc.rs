@@ -1,7 +1,8 @@
 //! A local stand-in for Telegram's OpenID Connect provider (oauth.telegram.org): discovery, a
-//! JWKS with an RS256 key and an ES256K (secp256k1) key as Telegram publishes, `/auth` that
-//! logs in the user a test chose, and `/token` that checks the client secret and PKCE and
-//! returns an RS256 ID token with an opaque `sub` and the Telegram id in `id`.
+//! JWKS with an ES256K (secp256k1) key first, as Telegram publishes, then RS256, ES256 and EdDSA
+//! keys; `/auth` that logs in the user a test chose, and `/token` that checks the client secret
+//! and PKCE and returns an ID token with an opaque `sub` and the Telegram id in `id`, signed with
+//! the algorithm the test chose (RS256 unless told), as Telegram does per bot.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,7 +11,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use aws_lc_rs::digest;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
-use aws_lc_rs::signature::{self, KeyPair as _, RsaKeyPair};
+use aws_lc_rs::signature::{
+    self, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaKeyPair,
+};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -18,49 +21,167 @@ use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use k256::ecdsa::signature::Signer as _;
 use serde_json::{Value, json};
 use telegram_oidc::clock::{Clock, SystemClock};
+use telegram_oidc::secrets::random_bytes;
 
 pub const CLIENT_ID: &str = "5550001111";
 pub const CLIENT_SECRET: &str = "fake-telegram-web-login-secret";
 
-/// secp256k1's generator point: a valid public key, published as Telegram publishes its
-/// ES256K key, to prove the server skips keys it cannot use.
-const SECP256K1_X: &str = "79BE667EF9DCBBAC55A06295CE870B07029BFCDB2DCE28D959F2815B16F81798";
-const SECP256K1_Y: &str = "483ADA7726A3C4655DA4FBFC0E1108A8FD17B448A68554199C47D08FFB10D4B8";
-
-/// RSA key generation is slow: three keys serve every test.
-fn rsa_key(index: usize) -> &'static RsaKeyPair {
-    static KEYS: OnceLock<Vec<RsaKeyPair>> = OnceLock::new();
-    &KEYS.get_or_init(|| {
-        (0..3)
-            .map(|_| RsaKeyPair::generate(KeySize::Rsa2048).unwrap())
-            .collect()
-    })[index]
+/// The algorithms a bot may pick in BotFather for its ID tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FakeAlg {
+    RS256,
+    ES256,
+    EdDSA,
+    ES256K,
 }
 
-fn rsa_jwk(index: usize, kid: &str) -> Value {
-    let pk = rsa_key(index).public_key();
-    json!({
-        "kty": "RSA",
-        "use": "sig",
-        "alg": "RS256",
-        "kid": kid,
-        "n": URL_SAFE_NO_PAD.encode(pk.modulus().big_endian_without_leading_zero()),
-        "e": URL_SAFE_NO_PAD.encode(pk.exponent().big_endian_without_leading_zero()),
+impl FakeAlg {
+    pub const ALL: [FakeAlg; 4] = [
+        FakeAlg::RS256,
+        FakeAlg::ES256,
+        FakeAlg::EdDSA,
+        FakeAlg::ES256K,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FakeAlg::RS256 => "RS256",
+            FakeAlg::ES256 => "ES256",
+            FakeAlg::EdDSA => "EdDSA",
+            FakeAlg::ES256K => "ES256K",
+        }
+    }
+}
+
+/// Three key pairs per algorithm, made once for every test (RSA key generation is slow).
+struct KeyMaterial {
+    rsa: Vec<RsaKeyPair>,
+    p256: Vec<EcdsaKeyPair>,
+    ed25519: Vec<Ed25519KeyPair>,
+    secp256k1: Vec<k256::ecdsa::SigningKey>,
+}
+
+fn material() -> &'static KeyMaterial {
+    static KEYS: OnceLock<KeyMaterial> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let rng = SystemRandom::new();
+        KeyMaterial {
+            rsa: (0..3)
+                .map(|_| RsaKeyPair::generate(KeySize::Rsa2048).unwrap())
+                .collect(),
+            p256: (0..3)
+                .map(|_| {
+                    let der = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                        .unwrap();
+                    EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der.as_ref())
+                        .unwrap()
+                })
+                .collect(),
+            ed25519: (0..3)
+                .map(|_| {
+                    let der = Ed25519KeyPair::generate_pkcs8v1(&rng).unwrap();
+                    Ed25519KeyPair::from_pkcs8(der.as_ref()).unwrap()
+                })
+                .collect(),
+            secp256k1: (0..3)
+                .map(|_| k256::ecdsa::SigningKey::from_slice(&random_bytes::<32>()).unwrap())
+                .collect(),
+        }
     })
 }
 
-fn es256k_jwk() -> Value {
-    json!({
-        "kty": "EC",
-        "crv": "secp256k1",
-        "alg": "ES256K",
-        "use": "sig",
-        "kid": "es256k-1",
-        "x": URL_SAFE_NO_PAD.encode(hex::decode(SECP256K1_X).unwrap()),
-        "y": URL_SAFE_NO_PAD.encode(hex::decode(SECP256K1_Y).unwrap()),
-    })
+fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The public JWK of key `index` of `alg`, as Telegram publishes it.
+fn public_jwk(alg: FakeAlg, index: usize, kid: &str) -> Value {
+    let keys = material();
+    let mut jwk = match alg {
+        FakeAlg::RS256 => {
+            let pk = keys.rsa[index].public_key();
+            json!({
+                "kty": "RSA",
+                "n": b64(pk.modulus().big_endian_without_leading_zero()),
+                "e": b64(pk.exponent().big_endian_without_leading_zero()),
+            })
+        }
+        FakeAlg::ES256 => {
+            let point = keys.p256[index].public_key().as_ref().to_vec();
+            json!({"kty": "EC", "crv": "P-256", "x": b64(&point[1..33]), "y": b64(&point[33..])})
+        }
+        FakeAlg::EdDSA => {
+            let x = keys.ed25519[index].public_key().as_ref().to_vec();
+            json!({"kty": "OKP", "crv": "Ed25519", "x": b64(&x)})
+        }
+        FakeAlg::ES256K => {
+            let point = keys.secp256k1[index].verifying_key().to_sec1_point(false);
+            let point = point.as_bytes();
+            json!({"kty": "EC", "crv": "secp256k1", "x": b64(&point[1..33]), "y": b64(&point[33..])})
+        }
+    };
+    jwk["use"] = json!("sig");
+    jwk["alg"] = json!(alg.name());
+    jwk["kid"] = json!(kid);
+    jwk
+}
+
+/// `header.claims` signed with key `index` of `alg`; `high_s` turns an ES256K signature into
+/// its other valid form (`n - s`), which some signers produce.
+pub fn sign(alg: FakeAlg, index: usize, header: &Value, claims: &Value, high_s: bool) -> String {
+    let input = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let keys = material();
+    let rng = SystemRandom::new();
+    let sig = match alg {
+        FakeAlg::RS256 => {
+            let key = &keys.rsa[index];
+            let mut sig = vec![0u8; key.public_modulus_len()];
+            key.sign(
+                &signature::RSA_PKCS1_SHA256,
+                &rng,
+                input.as_bytes(),
+                &mut sig,
+            )
+            .unwrap();
+            sig
+        }
+        FakeAlg::ES256 => keys.p256[index]
+            .sign(&rng, input.as_bytes())
+            .unwrap()
+            .as_ref()
+            .to_vec(),
+        FakeAlg::EdDSA => keys.ed25519[index].sign(input.as_bytes()).as_ref().to_vec(),
+        FakeAlg::ES256K => {
+            let sig: k256::ecdsa::Signature = keys.secp256k1[index].sign(input.as_bytes());
+            let sig = if high_s {
+                let (r, s) = sig.split_scalars();
+                k256::ecdsa::Signature::from_scalars(r.to_bytes(), (-*s).to_bytes()).unwrap()
+            } else {
+                sig
+            };
+            sig.to_bytes().to_vec()
+        }
+    };
+    format!("{input}.{}", b64(&sig))
+}
+
+/// HS256 over `header.claims` under `key`: the algorithm-confusion forgery.
+fn sign_hs256(key: &[u8], header: &Value, claims: &Value) -> String {
+    let input = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key);
+    let tag = aws_lc_rs::hmac::sign(&key, input.as_bytes());
+    format!("{input}.{}", b64(tag.as_ref()))
 }
 
 /// The Telegram user the next `/auth` logs in.
@@ -86,14 +207,29 @@ impl FakeUser {
     }
 }
 
+/// Ways to forge an ID token, as an attacker without Telegram's private key would.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Forgery {
+    /// `alg: none` and no signature.
+    AlgNone,
+    /// HS256 keyed with the client secret, which the attacker may know (the bot's owner).
+    Hs256WithClientSecret,
+    /// HS256 keyed with the published public key's bytes (the classic RS256/HS256 confusion).
+    Hs256WithPublicKey,
+}
+
 /// What the next ID tokens get wrong (or differently), for the abuse tests.
 #[derive(Clone, Debug, Default)]
 pub struct Tweaks {
     pub audience: Option<String>,
     pub nonce: Option<String>,
     pub omit_nonce: bool,
-    /// Sign with this RSA key (index) while naming the published kid: a bad signature.
+    /// Sign with this key (index, of the signing algorithm) while naming the published kid: a
+    /// bad signature.
     pub forge_with_key: Option<usize>,
+    pub forgery: Option<Forgery>,
+    /// Give ES256K signatures their high-`s` form.
+    pub high_s: bool,
     pub issuer: Option<String>,
 }
 
@@ -109,8 +245,10 @@ struct Inner {
     issuer: String,
     user: Mutex<FakeUser>,
     codes: Mutex<HashMap<String, AuthRequest>>,
-    /// (key index, kid) of the published RSA keys; the first one signs.
-    rsa_keys: Mutex<Vec<(usize, String)>>,
+    /// (algorithm, key index, kid) of the published keys; the first of the signing algorithm
+    /// signs.
+    published: Mutex<Vec<(FakeAlg, usize, String)>>,
+    signing_alg: Mutex<FakeAlg>,
     tweaks: Mutex<Tweaks>,
     clock: Mutex<Arc<dyn Clock>>,
     pub jwks_fetches: AtomicUsize,
@@ -131,7 +269,15 @@ impl FakeTelegramOidc {
             issuer: issuer.clone(),
             user: Mutex::new(FakeUser::new(987654321)),
             codes: Mutex::new(HashMap::new()),
-            rsa_keys: Mutex::new(vec![(0, "rsa-1".into())]),
+            // Telegram lists its ES256K key first; a client that gives up at the first key it
+            // cannot parse never reaches the others.
+            published: Mutex::new(vec![
+                (FakeAlg::ES256K, 0, "es256k-1".into()),
+                (FakeAlg::RS256, 0, "rsa-1".into()),
+                (FakeAlg::ES256, 0, "es256-1".into()),
+                (FakeAlg::EdDSA, 0, "ed25519-1".into()),
+            ]),
+            signing_alg: Mutex::new(FakeAlg::RS256),
             tweaks: Mutex::new(Tweaks::default()),
             clock: Mutex::new(Arc::new(SystemClock)),
             jwks_fetches: AtomicUsize::new(0),
@@ -162,9 +308,18 @@ impl FakeTelegramOidc {
         *self.inner.tweaks.lock().unwrap() = tweaks;
     }
 
-    /// Publishes and signs with another RSA key only (a key rotation at Telegram).
+    /// Signs the next ID tokens with `alg` (BotFather's setting for the bot).
+    pub fn sign_with(&self, alg: FakeAlg) {
+        *self.inner.signing_alg.lock().unwrap() = alg;
+    }
+
+    /// Publishes and signs with another key of the signing algorithm only (a key rotation at
+    /// Telegram).
     pub fn rotate_to(&self, key_index: usize, kid: &str) {
-        *self.inner.rsa_keys.lock().unwrap() = vec![(key_index, kid.to_string())];
+        let alg = *self.inner.signing_alg.lock().unwrap();
+        let mut published = self.inner.published.lock().unwrap();
+        published.retain(|(a, _, _)| *a != alg);
+        published.push((alg, key_index, kid.to_string()));
     }
 
     pub fn jwks_fetches(&self) -> usize {
@@ -195,16 +350,13 @@ async fn discovery(State(s): State<Arc<Inner>>) -> Json<Value> {
 
 async fn jwks(State(s): State<Arc<Inner>>) -> Json<Value> {
     s.jwks_fetches.fetch_add(1, Ordering::SeqCst);
-    let mut keys: Vec<Value> = s
-        .rsa_keys
+    let keys: Vec<Value> = s
+        .published
         .lock()
         .unwrap()
         .iter()
-        .map(|(index, kid)| rsa_jwk(*index, kid))
+        .map(|(alg, index, kid)| public_jwk(*alg, *index, kid))
         .collect();
-    // Telegram lists its ES256K key first; a client that gives up at the first key it cannot
-    // parse never reaches the RSA one.
-    keys.insert(0, es256k_jwk());
     Json(json!({ "keys": keys }))
 }
 
@@ -311,9 +463,36 @@ async fn token(
     {
         claims["phone_number"] = json!(phone);
     }
-    let (signing_index, kid) = s.rsa_keys.lock().unwrap()[0].clone();
-    let key_index = tweaks.forge_with_key.unwrap_or(signing_index);
-    let id_token = sign_rs256(key_index, &kid, &claims);
+    let alg = *s.signing_alg.lock().unwrap();
+    let (signing_index, kid) = s
+        .published
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(a, _, _)| *a == alg)
+        .map(|(_, index, kid)| (*index, kid.clone()))
+        .expect("a published key of the signing algorithm");
+    let id_token = match tweaks.forgery {
+        None => {
+            let header = json!({ "alg": alg.name(), "kid": kid, "typ": "JWT" });
+            let index = tweaks.forge_with_key.unwrap_or(signing_index);
+            sign(alg, index, &header, &claims, tweaks.high_s)
+        }
+        Some(Forgery::AlgNone) => {
+            let header = json!({ "alg": "none", "kid": kid, "typ": "JWT" });
+            let signed = sign(alg, signing_index, &header, &claims, false);
+            format!("{}.", signed.rsplit_once('.').unwrap().0)
+        }
+        Some(Forgery::Hs256WithClientSecret) => {
+            let header = json!({ "alg": "HS256", "kid": kid, "typ": "JWT" });
+            sign_hs256(CLIENT_SECRET.as_bytes(), &header, &claims)
+        }
+        Some(Forgery::Hs256WithPublicKey) => {
+            let header = json!({ "alg": "HS256", "kid": kid, "typ": "JWT" });
+            let public = public_jwk(alg, signing_index, &kid).to_string();
+            sign_hs256(public.as_bytes(), &header, &claims)
+        }
+    };
     Json(json!({
         "access_token": "telegram-access-token",
         "token_type": "Bearer",
@@ -321,23 +500,4 @@ async fn token(
         "id_token": id_token,
     }))
     .into_response()
-}
-
-pub fn sign_rs256(key_index: usize, kid: &str, claims: &Value) -> String {
-    let header = json!({ "alg": "RS256", "kid": kid, "typ": "JWT" });
-    let input = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(header.to_string()),
-        URL_SAFE_NO_PAD.encode(claims.to_string())
-    );
-    let key = rsa_key(key_index);
-    let mut sig = vec![0u8; key.public_modulus_len()];
-    key.sign(
-        &signature::RSA_PKCS1_SHA256,
-        &SystemRandom::new(),
-        input.as_bytes(),
-        &mut sig,
-    )
-    .unwrap();
-    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
 }

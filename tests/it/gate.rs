@@ -15,7 +15,7 @@ use telegram_oidc::store::{ClientRecord, UserRecord};
 
 use crate::deeplink::{collect, open_login_page, start};
 use crate::device::{authorize_device, device_code, public_client};
-use crate::fake_bot_api::{FakeBotApi, WEBHOOK_SECRET, app_with_bot_gated, button, buttons};
+use crate::fake_bot_api::{FakeBotApi, WEBHOOK_SECRET, app_with_bot_gated, button, number_button};
 use crate::fake_telegram_oidc::{FakeTelegramOidc, FakeUser};
 use crate::harness::*;
 use crate::miniapp::{exchange, exchange_init_data, init_data, mini_app_client};
@@ -97,6 +97,16 @@ pub(crate) async fn follow(
     panic!("too many redirects");
 }
 
+/// Where a login's answer leads: a blocked user is refused on the spot (the first step of the
+/// gate); a policy refuses after the redirect, once the app is known.
+async fn end_of(app: &TestApp, browser: &Browser, resp: reqwest::Response) -> (StatusCode, String) {
+    if resp.status() == StatusCode::FORBIDDEN {
+        return (resp.status(), resp.text().await.unwrap());
+    }
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    follow(app, browser, absolute(app, &location(resp.headers()))).await
+}
+
 fn assert_refused_page((status, body): &(StatusCode, String)) {
     assert_eq!(*status, StatusCode::FORBIDDEN, "{body}");
     assert!(
@@ -136,8 +146,7 @@ pub(crate) async fn telegram_oidc_way(app: &TestApp, upstream: &FakeTelegramOidc
         let browser = Browser::new();
         let at = go_to_telegram(app, &browser, &authorize_url(app, &client)).await;
         let resp = browser.get(&at.callback).await;
-        assert_eq!(resp.status(), StatusCode::SEE_OTHER);
-        let end = follow(app, &browser, absolute(app, &location(resp.headers()))).await;
+        let end = end_of(app, &browser, resp).await;
         if refused {
             assert_refused_page(&end);
         } else {
@@ -160,16 +169,15 @@ pub(crate) async fn bot_way(app: &TestApp, bot: &FakeBotApi) {
             Some(WEBHOOK_SECRET),
         )
         .await;
-        let data = buttons(&bot.calls("sendMessage")[before]);
+        let approve = number_button(&bot.calls("sendMessage")[before], login.match_code);
         bot.deliver(
             app,
-            &bot.update(button(&user, user.id, 900, &data[0])),
+            &bot.update(button(&user, user.id, 900, &approve)),
             Some(WEBHOOK_SECRET),
         )
         .await;
         let resp = collect(app, &browser, &login).await;
-        assert_eq!(resp.status(), StatusCode::SEE_OTHER);
-        let end = follow(app, &browser, absolute(app, &location(resp.headers()))).await;
+        let end = end_of(app, &browser, resp).await;
         if refused {
             assert_refused_page(&end);
         } else {
@@ -234,6 +242,12 @@ pub(crate) async fn device_page_way(app: &TestApp) {
 
 /// A device code approved in the bot chat.
 pub(crate) async fn device_bot_way(app: &TestApp, bot: &FakeBotApi) {
+    device_bot_way_polling(app, bot, "access_denied").await
+}
+
+/// As [`device_bot_way`]; the refused user's device then polls `refused_poll` (a blocked
+/// user is refused before the device code is decided, so it stays pending).
+async fn device_bot_way_polling(app: &TestApp, bot: &FakeBotApi, refused_poll: &str) {
     let client = public_client(app).await;
     for (id, refused) in [(REFUSED, true), (ADMITTED, false)] {
         let started = authorize_device(app, &client, "openid").await;
@@ -247,11 +261,12 @@ pub(crate) async fn device_bot_way(app: &TestApp, bot: &FakeBotApi) {
             Some(WEBHOOK_SECRET),
         )
         .await;
-        let data = buttons(&bot.calls("sendMessage")[before]);
+        let code = started["telegram_match_code"].as_i64().unwrap();
+        let approve = number_button(&bot.calls("sendMessage")[before], code);
         let edits = bot.calls("editMessageText").len();
         bot.deliver(
             app,
-            &bot.update(button(&user, user.id, 901, &data[0])),
+            &bot.update(button(&user, user.id, 901, &approve)),
             Some(WEBHOOK_SECRET),
         )
         .await;
@@ -266,7 +281,7 @@ pub(crate) async fn device_bot_way(app: &TestApp, bot: &FakeBotApi) {
                 edited.contains("has not let this Telegram account in"),
                 "{edited}"
             );
-            assert_eq!(polled, "access_denied");
+            assert_eq!(polled, refused_poll);
         } else {
             assert!(edited.starts_with("Approved"), "{edited}");
             assert_eq!(polled, "ok");
@@ -298,6 +313,10 @@ async fn confirm_on_web_status(
             );
         }
         let resp = browser.get(&url).await;
+        if resp.status() == StatusCode::FORBIDDEN {
+            // Refused at login (a blocked user), before the device is ever asked about.
+            return (resp.status(), resp.text().await.unwrap());
+        }
         assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{url}");
         url = absolute(app, &location(resp.headers()));
     }
@@ -348,8 +367,70 @@ async fn every_login_way_passes_the_one_gate() {
     token_exchange_way(&app).await;
     device_page_way(&app).await;
     device_bot_way(&app, &bot).await;
+    crate::ciba::ciba_way(&app, &bot, REFUSED, ADMITTED).await;
 
     // Asked on every way, for both users.
-    assert!(policy.asked.load(Ordering::SeqCst) >= 14);
+    assert!(policy.asked.load(Ordering::SeqCst) >= 16);
+    app.stop().await;
+}
+
+/// A user an admin blocked is refused on every login way, with no policy at all; another user
+/// gets through the same ways. (Not CIBA: there a blocked user's request stays pending
+/// instead of being denied.)
+#[tokio::test]
+async fn a_blocked_user_passes_no_way() {
+    let bot = FakeBotApi::start().await;
+    let upstream = FakeTelegramOidc::start().await;
+    let config = upstream_config(&upstream);
+    let app = app_with_bot_gated(
+        &bot,
+        UpdateMode::Webhook,
+        |c| c.telegram_oidc = Some(config),
+        None,
+    )
+    .await;
+    upstream.use_clock(app.clock.clone());
+    app.store
+        .upsert_user(&UserRecord {
+            telegram_id: REFUSED,
+            first_name: "Blocked".into(),
+            last_name: None,
+            username: None,
+            photo_url: None,
+            language_code: None,
+            is_premium: false,
+            phone_number: None,
+            created_at: app.now(),
+            updated_at: app.now(),
+            groups: None,
+        })
+        .await
+        .unwrap();
+    telegram_oidc::admin::block_user(
+        app.store.as_ref(),
+        &telegram_oidc::admin::Actor::cli(),
+        REFUSED,
+        app.now() * 1000,
+    )
+    .await
+    .unwrap();
+
+    widget_way(&app).await;
+    telegram_oidc_way(&app, &upstream).await;
+    bot_way(&app, &bot).await;
+    token_exchange_way(&app).await;
+    // The device page: the blocked user is refused at login, so the device never gets tokens.
+    let client = public_client(&app).await;
+    app.clock.advance(2);
+    let started = authorize_device(&app, &client, "openid").await;
+    let typed = started["user_code"].as_str().unwrap().to_owned();
+    let page = confirm_on_web_status(&app, &Browser::new(), &typed, &TgUser::new(REFUSED)).await;
+    assert_refused_page(&page);
+    app.clock.advance(6);
+    assert_ne!(
+        poll_error_or_ok(&app, &client, &device_code(&started)).await,
+        "ok"
+    );
+    device_bot_way_polling(&app, &bot, "authorization_pending").await;
     app.stop().await;
 }

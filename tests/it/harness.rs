@@ -70,6 +70,25 @@ impl Default for ClientSpec {
     }
 }
 
+/// Per-address limits a hundred times the defaults.
+pub fn roomy_address_limits(limits: &mut telegram_oidc::config::RateLimitConfig) {
+    for limit in [
+        &mut limits.login_ip,
+        &mut limits.token_ip,
+        &mut limits.device_authorization_ip,
+        &mut limits.device_ip,
+        // Keyed by address for browsers without a session; on a shared PostgreSQL the
+        // counters of one test run are still there for the next.
+        &mut limits.device_miss,
+        &mut limits.register_ip,
+        &mut limits.webhook_ip,
+        &mut limits.bc_authorize_ip,
+        &mut limits.admin_ip,
+    ] {
+        limit.limit = limit.limit.saturating_mul(100);
+    }
+}
+
 impl TestApp {
     pub async fn start() -> TestApp {
         Self::start_with(|_| {}).await
@@ -97,9 +116,17 @@ impl TestApp {
         };
         config.telegram.bot_token = Secret::new(BOT_TOKEN);
         config.telegram.bot_username = BOT_USERNAME.into();
+        // There is no Bot API behind these tests: with the default (`auto`), the bot token
+        // would start a poller against api.telegram.org. Tests of the bot use `fake_bot_api`,
+        // which sets the mode (and `bot_login_is_on_by_default` leaves it at its default).
+        config.telegram.updates = telegram_oidc::config::UpdateMode::None;
         config.max_body_bytes = 16 * 1024;
         // The fake apps of the tests listen on loopback; `tests/it/ssrf.rs` turns this off.
         config.outbound.allow_private = true;
+        // Every test request comes from loopback: the per-address limits are raised so that
+        // tests which hammer an endpoint (hostile.rs, abuse.rs) do not trip them. The limits
+        // stay on; `tests/it/rate_limits.rs` sets its own.
+        roomy_address_limits(&mut config.rate_limits);
         adjust(&mut config);
         let store = telegram_oidc::open_store(&config.database_url)
             .await

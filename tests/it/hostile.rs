@@ -117,6 +117,36 @@ async fn suite(app: TestApp, fake: &FakeBotApi) {
     let account = crate::account::browser(crate::account::FIREFOX);
     let account_page = crate::account_page::account_login(&app, &account, 8_800_002).await;
     let account_csrf = enc(&hidden(&account_page, "csrf"));
+    // A client registered for CIBA, and a user it may name.
+    let (ciba, ciba_secret) = telegram_oidc::admin::add_client(
+        app.store.as_ref(),
+        telegram_oidc::admin::NewClient {
+            name: "Hostile CIBA".into(),
+            ciba: Some(telegram_oidc::store::CibaSettings {
+                delivery_mode: telegram_oidc::store::CibaDeliveryMode::Ping,
+                client_notification_endpoint: Some("https://crm.example.test/n".into()),
+            }),
+            ..Default::default()
+        },
+        app.now(),
+    )
+    .await
+    .unwrap();
+    let ciba_secret = ciba_secret.unwrap();
+    let ciba_user = telegram_oidc::store::UserRecord {
+        telegram_id: 8_800_003,
+        first_name: "Ciba".into(),
+        last_name: None,
+        username: None,
+        photo_url: None,
+        language_code: None,
+        is_premium: false,
+        phone_number: None,
+        created_at: app.now(),
+        updated_at: app.now(),
+        groups: None,
+    };
+    app.store.upsert_user(&ciba_user).await.unwrap();
 
     for (i, value) in encoded.iter().enumerate() {
         let case = |what: &str| format!("{what} with value #{i} ({value})");
@@ -241,6 +271,72 @@ async fn suite(app: TestApp, fake: &FakeBotApi) {
                 assert_eq!(body["error"], "invalid_client", "{}", case(path));
             }
         }
+        // The backchannel authentication request (CIBA), each parameter in turn; and its id at
+        // the token endpoint.
+        for name in [
+            "scope",
+            "login_hint",
+            "id_token_hint",
+            "login_hint_token",
+            "binding_message",
+            "requested_expiry",
+            "user_code",
+            "client_notification_token",
+        ] {
+            let mut pairs = vec![
+                ("scope", "openid".to_string()),
+                ("login_hint", ciba_user.telegram_id.to_string()),
+                ("client_notification_token", "tok".to_string()),
+            ];
+            pairs.retain(|(k, _)| *k != name && !(name == "id_token_hint" && *k == "login_hint"));
+            pairs.push((name, value.clone()));
+            let (status, body) = send(
+                &app,
+                &redirect,
+                &case(&format!("POST /bc-authorize {name}")),
+                http.post(app.url("/bc-authorize"))
+                    .basic_auth(ciba.client_id.as_str(), Some(ciba_secret.as_str()))
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(form(&pairs)),
+            )
+            .await;
+            if !decodes_clean(i) {
+                // A line break or tab passes the edge in free text, and is then no binding
+                // message.
+                let expected = if name == "binding_message" && !value.contains("%00") {
+                    ["invalid_request", "invalid_binding_message"].as_slice()
+                } else {
+                    ["invalid_request"].as_slice()
+                };
+                assert!(
+                    expected.contains(&body["error"].as_str().unwrap_or("")),
+                    "{}: {body}",
+                    case(name)
+                );
+            } else if status != StatusCode::OK {
+                assert!(status.is_client_error(), "{}: {status} {body}", case(name));
+                assert!(body["error"].is_string(), "{}: {body}", case(name));
+            }
+        }
+        let (status, body) = send(
+            &app,
+            &redirect,
+            &case("POST /token auth_req_id"),
+            http.post(app.url("/token"))
+                .basic_auth(ciba.client_id.as_str(), Some(ciba_secret.as_str()))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(form(&[
+                    ("grant_type", enc("urn:openid:params:grant-type:ciba")),
+                    ("auth_req_id", value.clone()),
+                ])),
+        )
+        .await;
+        assert!(
+            status.is_client_error(),
+            "{}: {status} {body}",
+            case("auth_req_id")
+        );
+        assert!(body["error"].is_string(), "{}: {body}", case("auth_req_id"));
         for path in ["/revoke", "/introspect"] {
             send(
                 &app,

@@ -40,6 +40,12 @@ keys_dir = "{keys}"
 [telegram]
 bot_username = "{BOT_USERNAME}"
 bot_token_file = "{token}"
+
+# Per-address counters are shared by every server on the PostgreSQL of the tests, and every
+# test comes from loopback: raised out of reach of the tests running beside this one.
+[rate_limits]
+login_ip = {{ limit = 6000, window_secs = 60 }}
+token_ip = {{ limit = 6000, window_secs = 60 }}
 "#,
             keys = keys.display(),
             token = token_file.display(),

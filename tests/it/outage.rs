@@ -324,3 +324,70 @@ async fn a_database_outage_is_a_503_and_nothing_issued_before_is_lost() {
     assert_eq!(stranger.get(&login_url).await.status(), StatusCode::OK);
     app.stop().await;
 }
+
+/// While the database cannot count, rate limits are counted in the node's memory: requests
+/// go on being answered (fail open) and the limit still holds on that node; once the
+/// database is back, the shared counters count again.
+#[tokio::test]
+async fn rate_limits_fail_open_to_the_nodes_memory_while_the_database_is_down() {
+    use telegram_oidc::config::{Limit, Secret, UpdateMode};
+    let Some(pg) = PrivatePostgres::start() else {
+        return;
+    };
+    let app = TestApp::start_with(|c| {
+        c.database_url = pg.url();
+        c.telegram.updates = UpdateMode::Webhook;
+        c.telegram.webhook_secret = Secret::new("outage-test-secret");
+        c.rate_limits.webhook_ip = Limit::per(3, 600);
+    })
+    .await;
+    app.clock.advance(600 - app.now().rem_euclid(600));
+    let http = reqwest::Client::new();
+    let call = || {
+        http.post(app.url("/telegram/webhook"))
+            .header("x-telegram-bot-api-secret-token", "wrong")
+            .body("{}")
+            .send()
+    };
+    let remaining = |resp: &reqwest::Response| {
+        resp.headers()
+            .get("x-ratelimit-remaining")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let resp = call().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        remaining(&resp).as_deref(),
+        Some("2"),
+        "counted in the database"
+    );
+
+    pg.down();
+    // Each request waits for the pool's acquire timeout, then is counted in memory, afresh.
+    for left in ["2", "1", "0"] {
+        let resp = call().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "let through");
+        assert_eq!(remaining(&resp).as_deref(), Some(left), "counted in memory");
+    }
+    let resp = call().await.unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "the node's limit holds"
+    );
+    assert!(resp.headers().get(RETRY_AFTER).is_some());
+
+    pg.up();
+    let mut back = None;
+    for _ in 0..100 {
+        let resp = call().await.unwrap();
+        if remaining(&resp).as_deref() == Some("1") {
+            back = Some(resp);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let resp = back.expect("the database counts again: its counter had one request");
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    app.stop().await;
+}

@@ -75,6 +75,7 @@ async fn every_login_way_admits_chat_members_only() {
         gate::token_exchange_way(&app).await;
         gate::device_page_way(&app).await;
         gate::device_bot_way(&app, &bot).await;
+        crate::ciba::ciba_way(&app, &bot, REFUSED, ADMITTED).await;
 
         let asked = bot.calls("getChatMember");
         assert!(
@@ -100,6 +101,7 @@ async fn team_client(app: &TestApp) -> TestClient {
                     .map(String::from)
                     .to_vec(),
             ),
+            require_bot_confirmation: None,
         },
     )
     .await

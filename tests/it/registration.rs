@@ -817,3 +817,38 @@ fn enabling_registration_without_an_initial_access_token_stops_startup() {
     assert!(ok, "{stderr}");
     assert!(!stderr.contains(INITIAL_TOKEN));
 }
+
+/// `default_acr_values` with the bot confirmation registers an app that requires it for every
+/// login (step-up), and the registration says so; without it, nothing is required.
+#[tokio::test]
+async fn default_acr_values_register_the_step_up() {
+    let app = start().await;
+    let answer = register(
+        &app,
+        json!({
+            "redirect_uris": [REDIRECT],
+            "default_acr_values": ["urn:example:other", "urn:telegram-oidc:acr:bot-confirmed"],
+        }),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+    assert_eq!(
+        answer.body["default_acr_values"],
+        json!(["urn:telegram-oidc:acr:bot-confirmed"])
+    );
+    let id = answer.body["client_id"].as_str().unwrap();
+    let stored = app.store.get_client(id).await.unwrap().unwrap();
+    assert!(stored.settings.require_bot_confirmation);
+
+    let plain = register(&app, json!({"redirect_uris": [REDIRECT]})).await;
+    assert_eq!(plain.status, StatusCode::CREATED);
+    assert!(
+        plain.body.get("default_acr_values").is_none(),
+        "{}",
+        plain.body
+    );
+    let id = plain.body["client_id"].as_str().unwrap();
+    let stored = app.store.get_client(id).await.unwrap().unwrap();
+    assert!(!stored.settings.require_bot_confirmation);
+    app.stop().await;
+}

@@ -1,7 +1,8 @@
 //! After a complete run through the real binary, neither the database nor the log (at TRACE)
 //! holds a secret, code or token in plain text: the bot token, client secrets, the session id,
 //! the code, access, refresh and ID tokens of a browser login, of its refresh, of a Mini App
-//! token exchange and of that exchange's refresh, and the proof the Mini App sent.
+//! token exchange and of that exchange's refresh, the proof the Mini App sent, an admin key
+//! (right and wrong) and a client secret rotated through the admin API.
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
@@ -73,6 +74,20 @@ async fn no_plaintext_secret_in_the_database_or_the_log() {
     let (client_id, client_secret) = add_client("Scan", &["--access-token-format", "opaque"]);
     // A Mini App's client, with JWT access tokens.
     let (mini_id, mini_secret) = add_client("Scan Mini App", &["--token-exchange"]);
+    // An admin key, used on the admin API below.
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .args(["admin-key", "create", "--scope", "write"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let admin_key = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("key:"))
+        .unwrap()
+        .trim()
+        .to_owned();
 
     let mut server = Command::new(BIN)
         .arg("--config")
@@ -246,6 +261,29 @@ async fn no_plaintext_secret_in_the_database_or_the_log() {
         .send()
         .await
         .unwrap();
+    // The admin API: a client's secret rotated with the key, and a wrong key.
+    let rotated: Value = http
+        .post(format!("{base}/admin/api/v1/clients/{client_id}/secret"))
+        .bearer_auth(&admin_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let wrong_key = format!("{admin_key}x");
+    let refused = http
+        .get(format!("{base}/admin/api/v1/clients"))
+        .bearer_auth(&wrong_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    secrets.extend([
+        admin_key,
+        wrong_key,
+        rotated["client_secret"].as_str().unwrap().to_string(),
+    ]);
     secrets.extend([
         access,
         refresh,

@@ -56,6 +56,8 @@ pub(crate) fn client(now: i64) -> ClientRecord {
             sector_identifier_uri: None,
             device_flow: false,
             access_policy: None,
+            require_bot_confirmation: false,
+            ciba: None,
         },
         created_at: now,
     }

@@ -22,7 +22,10 @@ pub(crate) fn upstream_config(fake: &FakeTelegramOidc) -> UpstreamOidcConfig {
     }
 }
 
-async fn start_with_upstream(fake: &FakeTelegramOidc, adjust: impl FnOnce(&mut Config)) -> TestApp {
+pub(crate) async fn start_with_upstream(
+    fake: &FakeTelegramOidc,
+    adjust: impl FnOnce(&mut Config),
+) -> TestApp {
     let upstream = upstream_config(fake);
     let app = TestApp::start_with(|c| {
         c.telegram_oidc = Some(upstream);
@@ -34,7 +37,7 @@ async fn start_with_upstream(fake: &FakeTelegramOidc, adjust: impl FnOnce(&mut C
 }
 
 /// A Telegram id no other test (or earlier run on a shared PostgreSQL) uses.
-fn unique_id() -> i64 {
+pub(crate) fn unique_id() -> i64 {
     i64::from(u32::from_le_bytes(random_bytes::<4>())) + 2_000_000_000
 }
 
@@ -45,7 +48,7 @@ async fn client_with_phone(app: &TestApp) -> TestClient {
     tc
 }
 
-fn authorize_url(app: &TestApp, tc: &TestClient, scope: &str) -> String {
+pub(crate) fn authorize_url(app: &TestApp, tc: &TestClient, scope: &str) -> String {
     let mut url = url::Url::parse(&app.url("/authorize")).unwrap();
     url.query_pairs_mut()
         .append_pair("response_type", "code")
@@ -111,7 +114,7 @@ pub(crate) async fn go_to_telegram(
 }
 
 /// From Telegram's callback through consent back to the app; `Err` is the page shown instead.
-async fn come_back(
+pub(crate) async fn come_back(
     app: &TestApp,
     browser: &Browser,
     callback: &str,
@@ -130,7 +133,7 @@ async fn come_back(
     Ok(next)
 }
 
-async fn log_in_through_telegram(app: &TestApp, tc: &TestClient, scope: &str) -> String {
+pub(crate) async fn log_in_through_telegram(app: &TestApp, tc: &TestClient, scope: &str) -> String {
     let browser = Browser::new();
     let at = go_to_telegram(app, &browser, &authorize_url(app, tc, scope)).await;
     come_back(app, &browser, &at.callback)
@@ -138,7 +141,7 @@ async fn log_in_through_telegram(app: &TestApp, tc: &TestClient, scope: &str) ->
         .expect("the login succeeds")
 }
 
-async fn redeem(app: &TestApp, tc: &TestClient, back: &str) -> Value {
+pub(crate) async fn redeem(app: &TestApp, tc: &TestClient, back: &str) -> Value {
     let code = query_param(back, "code").expect("a code");
     let resp = reqwest::Client::new()
         .post(app.url("/token"))
@@ -472,37 +475,6 @@ async fn a_cancelled_login_and_an_expired_state_end_on_a_page() {
     let (status, body) = come_back(&app, &browser, &at.callback).await.unwrap_err();
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body.contains("expired"), "{body}");
-    app.stop().await;
-}
-
-#[tokio::test]
-async fn an_unknown_kid_fetches_the_jwks_again_at_most_once_per_interval() {
-    let fake = FakeTelegramOidc::start().await;
-    let app = start_with_upstream(&fake, |c| {
-        c.telegram_oidc.as_mut().unwrap().jwks_refetch_interval_secs = 60;
-    })
-    .await;
-    let tc = app.confidential_client().await;
-    fake.log_in_as(FakeUser::new(unique_id()));
-    log_in_through_telegram(&app, &tc, "openid").await;
-    assert_eq!(fake.jwks_fetches(), 1, "discovery read the JWKS once");
-    log_in_through_telegram(&app, &tc, "openid").await;
-    assert_eq!(fake.jwks_fetches(), 1, "the JWKS is cached");
-
-    // Telegram rotates its key. Right after a fetch, an unknown kid cannot force another.
-    fake.rotate_to(1, "rsa-2");
-    let browser = Browser::new();
-    let at = go_to_telegram(&app, &browser, &authorize_url(&app, &tc, "openid")).await;
-    let (status, _) = come_back(&app, &browser, &at.callback).await.unwrap_err();
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert_eq!(fake.jwks_fetches(), 1);
-
-    app.clock.advance(61);
-    let back = log_in_through_telegram(&app, &tc, "openid").await;
-    assert!(query_param(&back, "code").is_some());
-    assert_eq!(fake.jwks_fetches(), 2, "fetched again for the new kid");
-    log_in_through_telegram(&app, &tc, "openid").await;
-    assert_eq!(fake.jwks_fetches(), 2);
     app.stop().await;
 }
 

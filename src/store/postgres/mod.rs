@@ -12,8 +12,10 @@ use super::job_lock::{self, JobLock};
 use super::{StoreError, StoreResult};
 
 mod account;
+mod admin_keys;
 mod audit;
 mod flows;
+mod rate;
 mod rows;
 mod store;
 
@@ -68,23 +70,29 @@ fn opt_text(s: &Option<String>) -> Option<Cow<'_, str>> {
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        match &e {
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
-            sqlx::Error::Database(db) if db.is_unique_violation() => {
-                StoreError::Conflict(db.message().to_string())
-            }
-            sqlx::Error::Database(db)
-                if is_starting_or_stopping(db.message())
-                    || is_connection_lost(db.code().as_deref()) =>
-            {
-                StoreError::Unavailable(db.message().to_string())
-            }
-            _ => StoreError::Internal(e.to_string()),
+        let error = store_error(e);
+        super::count_error(&error);
+        error
+    }
+}
+
+fn store_error(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Conflict(db.message().to_string())
         }
+        sqlx::Error::Database(db)
+            if is_starting_or_stopping(db.message())
+                || is_connection_lost(db.code().as_deref()) =>
+        {
+            StoreError::Unavailable(db.message().to_string())
+        }
+        _ => StoreError::Internal(e.to_string()),
     }
 }
 

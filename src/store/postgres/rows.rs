@@ -4,7 +4,9 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 use super::{opt_text, text};
-use crate::store::flows::{BotLoginRecord, BotLoginStatus, DeviceCodeRecord, DeviceStatus};
+use crate::store::flows::{
+    BotLoginRecord, BotLoginStatus, CibaRequestRecord, CibaStatus, DeviceCodeRecord, DeviceStatus,
+};
 use crate::store::sql;
 use crate::store::*;
 
@@ -144,11 +146,15 @@ pub fn bot_login(row: &PgRow) -> StoreResult<BotLoginRecord> {
         pending_hash: row.try_get("pending_hash")?,
         browser_hash: row.try_get("browser_hash")?,
         device_hash: row.try_get("device_hash")?,
+        ciba_hash: row.try_get("ciba_hash")?,
         status: BotLoginStatus::parse(&status)?,
         telegram_id: row.try_get("telegram_id")?,
         identity: row.try_get("identity")?,
         created_at: row.try_get("created_at")?,
         expires_at: row.try_get("expires_at")?,
+        match_code: row.try_get("match_code")?,
+        requester: row.try_get("requester")?,
+        answer: row.try_get("answer")?,
     })
 }
 
@@ -165,6 +171,27 @@ pub fn device_code(row: &PgRow) -> StoreResult<DeviceCodeRecord> {
         amr: row.try_get("amr")?,
         interval_secs: row.try_get("interval_secs")?,
         last_polled_at: row.try_get("last_polled_at")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}
+
+pub fn ciba_request(row: &PgRow) -> StoreResult<CibaRequestRecord> {
+    let status: String = row.try_get("status")?;
+    Ok(CibaRequestRecord {
+        request_hash: row.try_get("request_hash")?,
+        client_id: row.try_get("client_id")?,
+        user_id: row.try_get("user_id")?,
+        scope: row.try_get("scope")?,
+        binding_message: row.try_get("binding_message")?,
+        status: CibaStatus::parse(&status)?,
+        approved_user_id: row.try_get("approved_user_id")?,
+        auth_time: row.try_get("auth_time")?,
+        amr: row.try_get("amr")?,
+        interval_secs: row.try_get("interval_secs")?,
+        last_polled_at: row.try_get("last_polled_at")?,
+        notification_token: row.try_get("notification_token")?,
+        id_seed: row.try_get("id_seed")?,
         created_at: row.try_get("created_at")?,
         expires_at: row.try_get("expires_at")?,
     })

@@ -16,6 +16,16 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    fn pool_stats(&self) -> crate::metrics::PoolStats {
+        let size = u64::from(self.pool.size());
+        let idle = self.pool.num_idle() as u64;
+        crate::metrics::PoolStats {
+            idle,
+            used: size.saturating_sub(idle),
+            write_queue: None,
+        }
+    }
+
     async fn create_client(&self, client: &ClientRecord) -> StoreResult<()> {
         sqlx::query(sql::INSERT_CLIENT)
             .bind(text(&client.client_id))
@@ -50,6 +60,33 @@ impl Store for PostgresStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn update_client_unless_changed(
+        &self,
+        client: &ClientRecord,
+        read: &ClientSettings,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT settings FROM clients WHERE client_id = $1 FOR UPDATE")
+                .bind(text(&client.client_id))
+                .fetch_optional(&mut *tx)
+                .await?;
+        let unchanged = stored
+            .and_then(|s| serde_json::from_str::<ClientSettings>(&s).ok())
+            .is_some_and(|s| &s == read);
+        if !unchanged {
+            return Ok(false);
+        }
+        let done = sqlx::query(sql::UPDATE_CLIENT)
+            .bind(text(&client.client_id))
+            .bind(&client.secret_hash)
+            .bind(rows::settings_json(client)?)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn delete_client(&self, client_id: &str) -> StoreResult<bool> {
         let client_id = text(client_id);
         let mut tx = self.pool.begin().await?;
@@ -69,8 +106,8 @@ impl Store for PostgresStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn upsert_user(&self, u: &UserRecord) -> StoreResult<()> {
-        sqlx::query(sql::UPSERT_USER)
+    async fn upsert_user(&self, u: &UserRecord) -> StoreResult<Option<i64>> {
+        let blocked_at: Option<i64> = sqlx::query_scalar(sql::UPSERT_USER)
             .bind(u.telegram_id)
             .bind(text(&u.first_name))
             .bind(opt_text(&u.last_name))
@@ -81,9 +118,9 @@ impl Store for PostgresStore {
             .bind(opt_text(&u.phone_number))
             .bind(u.created_at)
             .bind(u.updated_at)
-            .execute(&self.pool)
+            .fetch_one(&self.pool)
             .await?;
-        Ok(())
+        Ok(blocked_at)
     }
 
     async fn get_user(&self, telegram_id: i64) -> StoreResult<Option<UserRecord>> {
@@ -434,6 +471,12 @@ impl Store for PostgresStore {
                 .await?
                 .rows_affected();
         }
+        // Rate limit windows that have ended (PostgreSQL only: SQLite counts in memory).
+        total += sqlx::query("DELETE FROM rate_counters WHERE expires_at < $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
         Ok(total)
     }
 

@@ -18,7 +18,7 @@
 //!   nothing.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -39,6 +39,26 @@ pub struct SqliteDb {
     path: PathBuf,
     readers: Vec<Mutex<Option<Connection>>>,
     writer: Mutex<Option<mpsc::Sender<Box<dyn Job>>>>,
+    /// Reads running now, for the metrics.
+    reads_running: AtomicU64,
+    /// Writes handed to the writer thread and not yet answered, for the metrics.
+    writes_waiting: AtomicU64,
+}
+
+/// Takes one from a count when dropped (also when the caller stops waiting).
+struct Running<'a>(&'a AtomicU64);
+
+impl<'a> Running<'a> {
+    fn start(count: &'a AtomicU64) -> Running<'a> {
+        count.fetch_add(1, Ordering::Relaxed);
+        Running(count)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Page cache of the writer, which keeps what it wrote warm (SQLite's default, 2 MB).
@@ -64,28 +84,34 @@ pub fn open_connection(path: &Path, cache_kib: i64) -> rusqlite::Result<Connecti
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        use rusqlite::ErrorCode;
-        match &e {
-            rusqlite::Error::SqliteFailure(f, message) => match f.code {
-                ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
-                    StoreError::Unavailable(e.to_string())
-                }
-                ErrorCode::ConstraintViolation
-                    if matches!(
-                        f.extended_code,
-                        rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
-                            | rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
-                    ) =>
-                {
-                    StoreError::Conflict(message.clone().unwrap_or_else(|| e.to_string()))
-                }
-                ErrorCode::CannotOpen | ErrorCode::SystemIoFailure | ErrorCode::DiskFull => {
-                    StoreError::Unavailable(e.to_string())
-                }
-                _ => StoreError::Internal(e.to_string()),
-            },
+        let error = store_error(e);
+        crate::store::count_error(&error);
+        error
+    }
+}
+
+fn store_error(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
+    match &e {
+        rusqlite::Error::SqliteFailure(f, message) => match f.code {
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
+                StoreError::Unavailable(e.to_string())
+            }
+            ErrorCode::ConstraintViolation
+                if matches!(
+                    f.extended_code,
+                    rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                        | rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                ) =>
+            {
+                StoreError::Conflict(message.clone().unwrap_or_else(|| e.to_string()))
+            }
+            ErrorCode::CannotOpen | ErrorCode::SystemIoFailure | ErrorCode::DiskFull => {
+                StoreError::Unavailable(e.to_string())
+            }
             _ => StoreError::Internal(e.to_string()),
-        }
+        },
+        _ => StoreError::Internal(e.to_string()),
     }
 }
 
@@ -285,6 +311,8 @@ impl SqliteDb {
         let db = SqliteDb {
             readers: (0..READERS).map(|_| Mutex::new(None)).collect(),
             writer: Mutex::new(None),
+            reads_running: AtomicU64::new(0),
+            writes_waiting: AtomicU64::new(0),
             path,
         };
         // Fails now, at startup, if the file cannot be used.
@@ -296,8 +324,22 @@ impl SqliteDb {
         &self.path
     }
 
+    /// Read connections in use and free, and the writes waiting for the writer thread.
+    pub fn pool_stats(&self) -> crate::metrics::PoolStats {
+        let used = self
+            .reads_running
+            .load(Ordering::Relaxed)
+            .min(READERS as u64);
+        crate::metrics::PoolStats {
+            idle: READERS as u64 - used,
+            used,
+            write_queue: Some(self.writes_waiting.load(Ordering::Relaxed)),
+        }
+    }
+
     /// Runs a read on a free read connection, on this thread.
     pub fn read<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        let _running = Running::start(&self.reads_running);
         let mut slot = None;
         for reader in &self.readers {
             if let Ok(guard) = reader.try_lock() {
@@ -329,6 +371,7 @@ impl SqliteDb {
         F: Fn(&Connection) -> StoreResult<T> + Send + 'static,
         T: Send + 'static,
     {
+        let _waiting = Running::start(&self.writes_waiting);
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job: Box<dyn Job> = Box::new(WriteJob {
             work,

@@ -51,9 +51,24 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../../migrations/sqlite/0008_account.sql"),
     ),
     (
+        9,
+        "0009_number_matching.sql",
+        include_str!("../../../migrations/sqlite/0009_number_matching.sql"),
+    ),
+    (
         10,
         "0010_audit_log.sql",
         include_str!("../../../migrations/sqlite/0010_audit_log.sql"),
+    ),
+    (
+        11,
+        "0011_ciba.sql",
+        include_str!("../../../migrations/sqlite/0011_ciba.sql"),
+    ),
+    (
+        13,
+        "0013_admin_keys.sql",
+        include_str!("../../../migrations/sqlite/0013_admin_keys.sql"),
     ),
 ];
 
@@ -213,9 +228,24 @@ mod tests {
             "1769f2b52004fdeaff76289f7eba7be4aae1b3e60bf401a5701ca050336a30449149a65ad681a247d1deeefc551e14dd",
         ),
         (
+            9,
+            "number matching",
+            "ce01d60633b24dda17e68f777b73bef69e3437f8f7fbc818e4fdf4aab27a383d3a74791463a97f41d93ed25fb841736f",
+        ),
+        (
             10,
             "audit log",
             "8463be02e2801f0c1387b9684efa2d29e04dee479fdf4d5515dc4e9198227915e08ac6ec6d8ad71c81e87594f5680696",
+        ),
+        (
+            11,
+            "ciba",
+            "724b41ce1f43eb93e5b486406f96c28c8521c2e804620436311486287651f767514853c73ae23b1f340c53b57c8089ec",
+        ),
+        (
+            13,
+            "admin keys",
+            "af5798c7ecca1da6dfd3480366009e81134b58f188683c734b378113031da9dddbd808f786155d244a4c67a0511696fa",
         ),
     ];
 

@@ -9,12 +9,16 @@ use super::job_lock::{JobLock, LocalJobLocks};
 use super::{StoreError, StoreResult};
 
 mod account;
+mod admin_keys;
 mod audit;
 mod db;
 mod flows;
 mod migrate;
 mod rows;
 mod store;
+
+/// SQLite serves one node: its rate counters live in that process's memory (`flow::limits`).
+impl crate::store::RateCounterStore for SqliteStore {}
 
 use db::SqliteDb;
 

@@ -2,7 +2,9 @@
 
 use rusqlite::{Connection, Row, named_params};
 
-use crate::store::flows::{BotLoginRecord, BotLoginStatus, DeviceCodeRecord, DeviceStatus};
+use crate::store::flows::{
+    BotLoginRecord, BotLoginStatus, CibaRequestRecord, CibaStatus, DeviceCodeRecord, DeviceStatus,
+};
 use crate::store::sql;
 use crate::store::*;
 
@@ -158,11 +160,15 @@ pub fn bot_login(r: &Row<'_>) -> rusqlite::Result<BotLoginRecord> {
         pending_hash: r.get("pending_hash")?,
         browser_hash: r.get("browser_hash")?,
         device_hash: r.get("device_hash")?,
+        ciba_hash: r.get("ciba_hash")?,
         status: BotLoginStatus::parse(&status).map_err(|e| bad_word(6, e))?,
         telegram_id: r.get("telegram_id")?,
         identity: r.get("identity")?,
         created_at: r.get("created_at")?,
         expires_at: r.get("expires_at")?,
+        match_code: r.get("match_code")?,
+        requester: r.get("requester")?,
+        answer: r.get("answer")?,
     })
 }
 
@@ -179,6 +185,27 @@ pub fn device_code(r: &Row<'_>) -> rusqlite::Result<DeviceCodeRecord> {
         amr: r.get("amr")?,
         interval_secs: r.get("interval_secs")?,
         last_polled_at: r.get("last_polled_at")?,
+        created_at: r.get("created_at")?,
+        expires_at: r.get("expires_at")?,
+    })
+}
+
+pub fn ciba_request(r: &Row<'_>) -> rusqlite::Result<CibaRequestRecord> {
+    let status: String = r.get("status")?;
+    Ok(CibaRequestRecord {
+        request_hash: r.get("request_hash")?,
+        client_id: r.get("client_id")?,
+        user_id: r.get("user_id")?,
+        scope: r.get("scope")?,
+        binding_message: r.get("binding_message")?,
+        status: CibaStatus::parse(&status).map_err(|e| bad_word(5, e))?,
+        approved_user_id: r.get("approved_user_id")?,
+        auth_time: r.get("auth_time")?,
+        amr: r.get("amr")?,
+        interval_secs: r.get("interval_secs")?,
+        last_polled_at: r.get("last_polled_at")?,
+        notification_token: r.get("notification_token")?,
+        id_seed: r.get("id_seed")?,
         created_at: r.get("created_at")?,
         expires_at: r.get("expires_at")?,
     })

@@ -18,6 +18,10 @@ impl Store for SqliteStore {
             .read(|c| Ok(c.prepare_cached(sql::PING)?.query_row([], |_| Ok(()))?))
     }
 
+    fn pool_stats(&self) -> crate::metrics::PoolStats {
+        self.db.pool_stats()
+    }
+
     async fn create_client(&self, client: &ClientRecord) -> StoreResult<()> {
         let settings = rows::settings_json(client)?;
         let (id, secret, created_at) = (
@@ -69,6 +73,39 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn update_client_unless_changed(
+        &self,
+        client: &ClientRecord,
+        read: &ClientSettings,
+    ) -> StoreResult<bool> {
+        let settings = rows::settings_json(client)?;
+        let (id, secret, read) = (
+            client.client_id.clone(),
+            client.secret_hash.clone(),
+            read.clone(),
+        );
+        self.db
+            .write(move |c| {
+                let stored: Option<String> = c
+                    .prepare_cached("SELECT settings FROM clients WHERE client_id = $1")?
+                    .query_row(named_params! {"$1": id}, |r| r.get(0))
+                    .optional()?;
+                let unchanged = stored
+                    .and_then(|s| serde_json::from_str::<ClientSettings>(&s).ok())
+                    .is_some_and(|s| s == read);
+                if !unchanged {
+                    return Ok(false);
+                }
+                let n = c
+                    .prepare_cached(sql::UPDATE_CLIENT)?
+                    .execute(named_params! {
+                        "$1": id, "$2": secret, "$3": settings,
+                    })?;
+                Ok(n == 1)
+            })
+            .await
+    }
+
     async fn delete_client(&self, client_id: &str) -> StoreResult<bool> {
         let id = client_id.to_owned();
         self.db
@@ -85,16 +122,18 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn upsert_user(&self, user: &UserRecord) -> StoreResult<()> {
+    async fn upsert_user(&self, user: &UserRecord) -> StoreResult<Option<i64>> {
         let u = user.clone();
         self.db
             .write(move |c| {
-                c.prepare_cached(sql::UPSERT_USER)?.execute(named_params! {
-                    "$1": u.telegram_id, "$2": u.first_name, "$3": u.last_name, "$4": u.username,
-                    "$5": u.photo_url, "$6": u.language_code, "$7": u.is_premium,
-                    "$8": u.phone_number, "$9": u.created_at, "$10": u.updated_at,
-                })?;
-                Ok(())
+                Ok(c.prepare_cached(sql::UPSERT_USER)?.query_row(
+                    named_params! {
+                        "$1": u.telegram_id, "$2": u.first_name, "$3": u.last_name, "$4": u.username,
+                        "$5": u.photo_url, "$6": u.language_code, "$7": u.is_premium,
+                        "$8": u.phone_number, "$9": u.created_at, "$10": u.updated_at,
+                    },
+                    |r| r.get::<_, Option<i64>>(0),
+                )?)
             })
             .await
     }

@@ -1,0 +1,45 @@
+//! Settings of the endpoints served beside the provider's own: backchannel authentication
+//! (CIBA), the metrics listener, the admin API.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Addresses the admin API answers at all (CIDRs, e.g. `["10.0.0.0/8"]`), on top of each
+    /// key's own allow-list; empty: any address.
+    pub allow_ips: Vec<ipnet::IpNet>,
+}
+
+/// Prometheus metrics (`GET /metrics`) on their own listener.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Where to serve `/metrics`, e.g. `127.0.0.1:9464`; unset: no metrics listener. It has
+    /// no authentication: bind it to a loopback or private address only.
+    pub listen: Option<SocketAddr>,
+}
+
+/// Backchannel authentication requests (CIBA Core 1.0).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CibaConfig {
+    /// How long a request waits for the user when the app names no `requested_expiry`.
+    pub default_expiry_secs: i64,
+    /// The longest `requested_expiry` granted; a longer one is cut to this.
+    pub max_expiry_secs: i64,
+    /// The polling interval the app is told to keep (`interval`).
+    pub interval_secs: i64,
+}
+
+impl Default for CibaConfig {
+    fn default() -> Self {
+        CibaConfig {
+            default_expiry_secs: 300,
+            max_expiry_secs: 600,
+            interval_secs: 5,
+        }
+    }
+}
