@@ -11,6 +11,43 @@ use crate::store::{
     StoreResult, UserAppRecord, UserQuery, UserSummary,
 };
 
+/// What the login pages and the gate see as the "app" of a sign-in to the admin desk: an app
+/// whose access policy names the admins (`admin.telegram_ids`, and the creator and
+/// administrators of `admin.chat_id`), so the same gate that admits users to apps admits
+/// admins to the desk. With neither set it admits nobody.
+pub fn desk_client(
+    config: &crate::config::Config,
+    name: &str,
+    url: &str,
+) -> Result<ClientRecord, AdminError> {
+    use crate::access::{ChatRule, Role, Rule};
+    let admin = &config.admin;
+    let mut rules = vec![Rule::Ids(admin.telegram_ids.clone())];
+    if let Some(chat) = admin.chat_id {
+        rules.push(Rule::MemberOf(ChatRule {
+            chat,
+            role: Role::Administrator,
+            allow_restricted: false,
+        }));
+    }
+    let settings = serde_json::from_value(serde_json::json!({
+        "name": name,
+        "kind": "public",
+        "redirect_uris": [url],
+        "allowed_scopes": [],
+        "id_token_alg": "RS256",
+        "require_bot_confirmation": admin.require_bot_confirmation,
+        "access_policy": Rule::Any(rules),
+    }))
+    .map_err(|e| AdminError::Invalid(format!("the admin desk: {e}")))?;
+    Ok(ClientRecord {
+        client_id: crate::oidc::authorize::ADMIN_DESK.to_owned(),
+        secret_hash: None,
+        settings,
+        created_at: 0,
+    })
+}
+
 /// Who takes an admin action, and from where: `cli`, or `key:<id>` with the request's address.
 #[derive(Debug, Clone, Default)]
 pub struct Actor {

@@ -712,6 +712,7 @@ async fn client_command(config: &Config, command: ClientCommand) -> anyhow::Resu
                 access_policy,
                 scopes: u.scopes,
                 require_bot_confirmation: u.require_bot_confirmation,
+                ..admin::ClientUpdate::default()
             };
             let client = admin::change_client(
                 store.as_ref(),

@@ -27,6 +27,8 @@ pub enum TokenKind {
     BackchannelRequest,
     /// A key of the admin API.
     AdminKey,
+    /// A signed-in admin's session on the admin desk (`/admin`), in its own cookie.
+    AdminSession,
 }
 
 impl TokenKind {
@@ -43,6 +45,7 @@ impl TokenKind {
             TokenKind::RegistrationAccessToken => "tgra_",
             TokenKind::BackchannelRequest => "tgbc_",
             TokenKind::AdminKey => "tgak_",
+            TokenKind::AdminSession => "tgas_",
         }
     }
 }

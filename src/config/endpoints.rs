@@ -5,12 +5,44 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
-    /// Addresses the admin API answers at all (CIDRs, e.g. `["10.0.0.0/8"]`), on top of each
-    /// key's own allow-list; empty: any address.
+    /// Addresses the admin API and the admin desk answer at all (CIDRs, e.g.
+    /// `["10.0.0.0/8"]`), on top of each key's own allow-list; empty: any address.
     pub allow_ips: Vec<ipnet::IpNet>,
+    /// Telegram ids of the admins who may sign in to the admin desk (`/admin`).
+    pub telegram_ids: Vec<i64>,
+    /// A chat whose creator and administrators are admins of the desk too (the bot must be in
+    /// it; asked with `getChatMember`, as access policies are).
+    pub chat_id: Option<i64>,
+    /// A desk session ends after this long without a request.
+    pub idle_timeout_secs: i64,
+    /// ... and this long after its sign-in, whatever happened.
+    pub session_max_secs: i64,
+    /// Every sign-in to the desk is also confirmed in the bot chat (step-up, as an app's
+    /// `--require-bot-confirmation`).
+    pub require_bot_confirmation: bool,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            allow_ips: Vec::new(),
+            telegram_ids: Vec::new(),
+            chat_id: None,
+            idle_timeout_secs: 900,
+            session_max_secs: 8 * 3600,
+            require_bot_confirmation: false,
+        }
+    }
+}
+
+impl AdminConfig {
+    /// Whether anyone may sign in to the admin desk.
+    pub fn desk_enabled(&self) -> bool {
+        !self.telegram_ids.is_empty() || self.chat_id.is_some()
+    }
 }
 
 /// Prometheus metrics (`GET /metrics`) on their own listener.

@@ -34,6 +34,31 @@ impl Config {
                 ),
             ));
         }
+        let admin = &self.admin;
+        if !(60..=86_400).contains(&admin.idle_timeout_secs) {
+            return Err(bad(
+                "admin.idle_timeout_secs",
+                "give 60 to 86400 seconds (default 900)",
+            ));
+        }
+        if admin.session_max_secs < admin.idle_timeout_secs || admin.session_max_secs > 7 * 86_400 {
+            return Err(bad(
+                "admin.session_max_secs",
+                "give at least admin.idle_timeout_secs and at most 604800 seconds (default 28800)",
+            ));
+        }
+        if let Some(id) = admin.telegram_ids.iter().find(|id| **id <= 0) {
+            return Err(bad(
+                "admin.telegram_ids",
+                format!("{id} is not a Telegram user id (a positive number)"),
+            ));
+        }
+        if admin.chat_id.is_some() && self.telegram.bot_token.is_empty() {
+            return Err(bad(
+                "admin.chat_id",
+                "the chat's administrators are learned through the bot: set telegram.bot_token",
+            ));
+        }
         let loopback = is_loopback_url(&issuer);
         if issuer.scheme() != "https" && !loopback {
             return Err(bad(

@@ -27,6 +27,9 @@ pub enum Next {
     Consent,
     /// A login to the account page is done: the browser goes there.
     Account,
+    /// A sign-in to the admin desk is done and the gate found the user an admin: the browser
+    /// gets a desk session and goes there.
+    Admin { user_id: i64 },
     /// The authorization is done: this code goes back to the app (RFC 6749 §4.1.2).
     Code(String),
     /// `prompt=none` cannot be met: the app hears why (OIDC Core §3.1.2.6).
@@ -115,6 +118,14 @@ pub async fn advance(
     // The account page is the user's own: no app to admit them to.
     if request.account {
         return Ok(Next::Account);
+    }
+    // The admin desk is entered like an app whose policy names the admins (its "client" is
+    // made from `[admin]`, see `admin::desk_client`).
+    if request.admin {
+        login::admit(app, session.user_id, None, client).await?;
+        return Ok(Next::Admin {
+            user_id: session.user_id,
+        });
     }
     // The gate: may this user enter this app? Asked before consent, and again at the code.
     login::admit(app, session.user_id, None, client).await?;

@@ -19,7 +19,7 @@ use crate::flow::ciba;
 use crate::flow::device::{self, Decided};
 use crate::flow::login::{self, Refused};
 use crate::flow::{account, bot_account};
-use crate::oidc::authorize::ACCOUNT_PAGE;
+use crate::oidc::authorize::{ACCOUNT_PAGE, ADMIN_DESK};
 use crate::secrets::{new_id, token_hash};
 use crate::state::App;
 use crate::store::flows::{BotLoginRecord, BotLoginStatus};
@@ -390,6 +390,9 @@ fn approval_message(
 async fn client_name(app: &App, client_id: &str) -> Result<String, StoreError> {
     if client_id == ACCOUNT_PAGE {
         return Ok("your account page".into());
+    }
+    if client_id == ADMIN_DESK {
+        return Ok("the admin desk".into());
     }
     Ok(match app.store.get_client(client_id).await? {
         Some(client) => client.settings.name,

@@ -240,6 +240,7 @@ pub enum Opened<'a> {
     /// The app of this client id (read only when an alert is sent).
     AppId(&'a str),
     AccountPage,
+    AdminDesk,
 }
 
 /// Step three of every login: if the user's login alerts are on, the bot tells them which app,
@@ -264,6 +265,7 @@ pub async fn alert(
             None => return Ok(()),
         },
         Opened::AccountPage => "your account page (apps and sessions)".to_owned(),
+        Opened::AdminDesk => "the admin desk of this login provider".to_owned(),
     };
     let mut text = format!(
         "New login to {what}\nTime: {}\nHow: {}",
@@ -386,6 +388,8 @@ pub async fn in_browser(
     app.store.update_pending(&token_hash(req), &json).await?;
     let opened = if request.account {
         Opened::AccountPage
+    } else if request.admin {
+        Opened::AdminDesk
     } else {
         Opened::AppId(&request.client_id)
     };

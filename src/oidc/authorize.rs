@@ -51,6 +51,11 @@ pub struct AuthorizationRequest {
     /// login the browser goes there. `client_id` is [`ACCOUNT_PAGE`].
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub account: bool,
+    /// Not an app's request but a sign-in to the admin desk (`/admin`): after login the gate
+    /// asks whether the user is an admin, and the browser goes there. `client_id` is
+    /// [`ADMIN_DESK`].
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub admin: bool,
     /// The login must also be confirmed in the bot chat (step-up): `acr_values` asked for
     /// [`acr::ACR_BOT_CONFIRMED`], or the app requires it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -72,6 +77,9 @@ pub struct StepUp {
 /// The client id a login to the account page is filed under: no registered app can have it
 /// (registered ids are base64url).
 pub const ACCOUNT_PAGE: &str = "~account";
+
+/// The client id a sign-in to the admin desk is filed under (as [`ACCOUNT_PAGE`]).
+pub const ADMIN_DESK: &str = "~admin";
 
 /// An authorization request's parameters as sent (RFC 6749 §4.1.1, OIDC Core §3.1.2.1), read
 /// once from the query or the form. A value is `None` when the parameter is absent, empty, or
@@ -338,6 +346,7 @@ pub fn validate(
         fresh_login_session: None,
         device_verification: None,
         account: false,
+        admin: false,
         bot_confirmation: client.settings.require_bot_confirmation
             || params
                 .acr_values

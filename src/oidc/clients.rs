@@ -295,6 +295,11 @@ pub struct ClientUpdate {
     pub scopes: Option<Vec<String>>,
     /// Whether every login must also be confirmed in the bot chat.
     pub require_bot_confirmation: Option<bool>,
+    /// The name shown on the login and consent pages.
+    pub name: Option<String>,
+    /// The exact redirect URIs (replacing the registered ones).
+    pub redirect_uris: Option<Vec<String>>,
+    pub skip_consent: Option<bool>,
 }
 
 /// Changes a registered client's access policy or scopes; effective at the next login or
@@ -328,6 +333,31 @@ pub fn apply_update(client: &mut ClientRecord, update: ClientUpdate) -> Result<(
     }
     if let Some(required) = update.require_bot_confirmation {
         client.settings.require_bot_confirmation = required;
+    }
+    if let Some(name) = update.name {
+        let name = name.trim();
+        if name.is_empty() || name.len() > 100 {
+            return Err(AdminError::Invalid(
+                "the name must be 1 to 100 characters".into(),
+            ));
+        }
+        client.settings.name = name.to_owned();
+    }
+    if let Some(uris) = update.redirect_uris {
+        let s = &client.settings;
+        if uris.is_empty() && !s.service_account && s.ciba.is_none() {
+            return Err(AdminError::Invalid("keep at least one redirect URI".into()));
+        }
+        if uris.len() > 50 {
+            return Err(AdminError::Invalid("at most 50 redirect URIs".into()));
+        }
+        for uri in &uris {
+            check_redirect_uri(uri)?;
+        }
+        client.settings.redirect_uris = uris;
+    }
+    if let Some(skip) = update.skip_consent {
+        client.settings.skip_consent = skip;
     }
     Ok(())
 }

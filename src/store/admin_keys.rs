@@ -58,7 +58,37 @@ pub trait AdminKeyStore: Send + Sync {
     async fn revoke_admin_key(&self, id: &str, now: i64) -> StoreResult<bool>;
     /// Notes that a key was used at `now`.
     async fn touch_admin_key(&self, id: &str, now: i64) -> StoreResult<()>;
+
+    async fn create_admin_session(&self, session: &AdminSessionRecord) -> StoreResult<()>;
+    /// The live admin session whose SHA-256 is `id_hash`, its `last_seen_at` moved to `now`: live
+    /// means not past `expires_at` and seen within the last `idle_secs`. `None` otherwise.
+    async fn touch_admin_session(
+        &self,
+        id_hash: &[u8],
+        now: i64,
+        idle_secs: i64,
+    ) -> StoreResult<Option<AdminSessionRecord>>;
+    async fn delete_admin_session(&self, id_hash: &[u8]) -> StoreResult<()>;
 }
+
+/// A signed-in admin of the admin desk (`/admin`), as stored (never the cookie's value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminSessionRecord {
+    pub id_hash: Vec<u8>,
+    pub telegram_id: i64,
+    /// Unix seconds.
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub expires_at: i64,
+}
+
+pub(crate) const INSERT_ADMIN_SESSION: &str = "INSERT INTO admin_sessions \
+     (id_hash, telegram_id, created_at, last_seen_at, expires_at) VALUES ($1, $2, $3, $4, $5)";
+/// `$1` the hash, `$2` now, `$3` the idle timeout.
+pub(crate) const TOUCH_ADMIN_SESSION: &str = "UPDATE admin_sessions SET last_seen_at = $2 \
+     WHERE id_hash = $1 AND expires_at > $2 AND last_seen_at >= $2 - $3";
+pub(crate) const ADMIN_SESSION_BY_HASH: &str = "SELECT telegram_id, created_at, last_seen_at, expires_at FROM admin_sessions WHERE id_hash = $1";
+pub(crate) const DELETE_ADMIN_SESSION: &str = "DELETE FROM admin_sessions WHERE id_hash = $1";
 
 const COLUMNS: &str =
     "id, name, scope, key_hash, allow_ips, created_at, expires_at, revoked_at, last_used_at";

@@ -67,7 +67,8 @@ pub(crate) const REVOKE_ALL_TIMED: [&str; 2] = [
     "UPDATE access_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
 ];
 /// Statements taking the user id (`$1`) only.
-pub(crate) const REVOKE_ALL_UNTIMED: [&str; 2] = [
+pub(crate) const REVOKE_ALL_UNTIMED: [&str; 3] = [
     "DELETE FROM consents WHERE user_id = $1",
     "DELETE FROM sessions WHERE user_id = $1",
+    "DELETE FROM admin_sessions WHERE telegram_id = $1",
 ];

@@ -24,7 +24,7 @@ pub mod sqlite;
 mod tests;
 
 pub use account::{AccountStore, LoginAlertsRecord, UserAppRecord};
-pub use admin_keys::{AdminKeyRecord, AdminKeyStore, AdminScope};
+pub use admin_keys::{AdminKeyRecord, AdminKeyStore, AdminScope, AdminSessionRecord};
 pub use admin_users::{AdminUserStore, UserQuery, UserSummary};
 pub use audit::{AuditEntry, AuditQuery, AuditStore};
 pub use flows::FlowStore;

@@ -229,7 +229,7 @@ pub const CLIENT_USER_IDS: &str = "SELECT user_id FROM consents WHERE client_id 
      UNION SELECT user_id FROM grants WHERE client_id = $1 AND user_id IS NOT NULL LIMIT $2";
 
 /// The sweep of expired rows: each statement with how long its rows outlive their expiry.
-pub const DELETE_EXPIRED: [(&str, i64); 12] = [
+pub const DELETE_EXPIRED: [(&str, i64); 13] = [
     ("DELETE FROM used_proofs WHERE expires_at < $1", 0),
     ("DELETE FROM bot_logins WHERE expires_at < $1", 0),
     (
@@ -242,6 +242,7 @@ pub const DELETE_EXPIRED: [(&str, i64); 12] = [
     ),
     ("DELETE FROM upstream_logins WHERE expires_at < $1", 0),
     ("DELETE FROM sessions WHERE expires_at < $1", 0),
+    ("DELETE FROM admin_sessions WHERE expires_at < $1", 0),
     ("DELETE FROM session_clients WHERE expires_at < $1", 0),
     (
         "DELETE FROM pending_authorizations WHERE expires_at < $1",

@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::error::{ErrorCode, OAuthError};
 use crate::flow::authorize::{self as flow_authorize, Next};
+use crate::flow::login::Refused;
 use crate::oidc::authorize::{
     AuthorizationRequest, AuthorizeParams, check_id_token_hint, client_id_param, validate,
 };
@@ -193,7 +194,7 @@ pub async fn load_pending(
     req_id: &str,
 ) -> Result<(AuthorizationRequest, i64, ClientRecord), Problem> {
     let found = load_login_pending(app, req_id).await?;
-    if found.0.account {
+    if found.0.account || found.0.admin {
         return Err(expired());
     }
     Ok(found)
@@ -228,6 +229,13 @@ pub async fn load_login_pending(
     if request.account {
         return Ok((request, pending.created_at, web::account::page_client(app)?));
     }
+    if request.admin {
+        return Ok((
+            request,
+            pending.created_at,
+            web::admin_desk::page_client(app)?,
+        ));
+    }
     let Some(client) = app.store.get_client(&request.client_id).await? else {
         return Err(Problem::unusable(
             "The app that sent you here is no longer registered.",
@@ -257,7 +265,11 @@ async fn advance(
         client,
         now,
     )
-    .await?;
+    .await
+    .map_err(|refused| match refused {
+        Refused::NotAdmitted if request.admin => web::admin_desk::not_an_admin(),
+        refused => refused.into(),
+    })?;
     Ok(match next {
         // The login page asks for the confirmation in the bot chat when the request holds a
         // step-up.
@@ -270,6 +282,10 @@ async fn advance(
         Next::Account => {
             app.store.delete_pending(&token_hash(req_id)).await?;
             see_other(&app.url(web::account::PATH))
+        }
+        Next::Admin { user_id } => {
+            app.store.delete_pending(&token_hash(req_id)).await?;
+            web::admin_desk::signed_in(app, user_id).await?
         }
         Next::Code(code) => code_to_client(app, request, code),
         Next::ToApp(redirect) => return Err(redirect.into()),

@@ -18,6 +18,8 @@ pub enum Form<'a> {
     Logout,
     /// The account page's buttons (Revoke, Sign out, Sign out everywhere).
     Account,
+    /// Every form of the admin desk, keyed by the desk session (not the browser session).
+    Admin,
 }
 
 impl Form<'_> {
@@ -27,6 +29,7 @@ impl Form<'_> {
             Form::Device(req) => format!("device:{req}"),
             Form::Logout => "logout".to_owned(),
             Form::Account => "account".to_owned(),
+            Form::Admin => "admin".to_owned(),
         }
     }
 }
@@ -61,6 +64,7 @@ mod tests {
         assert!(!verify("sess_a", Form::Device("req_1"), &t));
         assert!(!verify("sess_a", Form::Logout, &t));
         assert!(!verify("sess_a", Form::Account, &t));
+        assert!(!verify("sess_a", Form::Admin, &t));
         assert!(!verify("sess_a", Form::Consent("req_1"), ""));
         assert!(!verify("sess_a", Form::Consent("req_1"), "not base64!"));
     }

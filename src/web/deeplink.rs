@@ -353,13 +353,13 @@ async fn collect(
         }
         None => {
             app.store.delete_pending(&token_hash(&form.req)).await?;
-            if request.device_verification.is_some() || request.account {
+            if request.device_verification.is_some() || request.account || request.admin {
                 pages::render(
                     StatusCode::OK,
                     &pages::MessagePage {
                         base: app.base_path(),
                         title: "Sign-in cancelled",
-                        message: if request.account {
+                        message: if request.account || request.admin {
                             "You pressed Deny in Telegram. You were not signed in."
                         } else {
                             "You pressed Deny in Telegram. The device was not signed in."

@@ -315,6 +315,162 @@ fn russian(text: &str) -> Option<&'static str> {
         "You pressed Deny in Telegram. You were not signed in." => {
             "Вы нажали «Отклонить» в Telegram. Вход не выполнен."
         }
+        // the admin desk (admin*.html, web::admin_desk)
+        "A blocked user passes no login, and every grant, token, consent and session they hold ends at once." => {
+            "Заблокированный пользователь не может войти, а все его разрешения, токены, согласия и сеансы сразу прекращаются."
+        }
+        "A new secret replaces the old one at once: the app stops working until it has the new one." => {
+            "Новый секрет сразу заменяет старый: приложение не будет работать, пока не получит новый."
+        }
+        "Access tokens" => "Токены доступа",
+        "Address" => "Адрес",
+        "Admin desk" => "Панель администратора",
+        "Algorithm" => "Алгоритм",
+        "Allow the device flow (TVs, CLIs)" => "Разрешить вход с устройств (телевизоры, CLI)",
+        "Audit log" => "Журнал аудита",
+        "Block" => "Заблокировать",
+        "Blocked since" => "Заблокирован с",
+        "By" => "Кто",
+        "Cancel" => "Отмена",
+        "Client id" => "Идентификатор клиента",
+        "Client secret" => "Секрет клиента",
+        "Confidential (a server that keeps a secret)" => {
+            "Конфиденциальное (сервер, хранящий секрет)"
+        }
+        "Detail" => "Подробности",
+        "Empty: every Telegram user. A [policy] table as in a policy file, or its JSON." => {
+            "Пусто: любой пользователь Telegram. Таблица [policy], как в файле политики, или её JSON."
+        }
+        "End all sessions and grants" => "Завершить все сеансы и разрешения",
+        "Event" => "Событие",
+        "Every login is also confirmed in the bot chat" => {
+            "Каждый вход дополнительно подтверждается в чате с ботом"
+        }
+        "Filter" => "Отобрать",
+        "First login" => "Первый вход",
+        "ID token signed with" => "Подпись ID-токена",
+        "Key id" => "Идентификатор ключа",
+        "Last login" => "Последний вход",
+        "Made" => "Создан",
+        "Make a new key" => "Создать новый ключ",
+        "Name" => "Название",
+        "New app" => "Новое приложение",
+        "Next page" => "Следующая страница",
+        "No app holds anything of this user." => {
+            "Ни у одного приложения нет доступа от этого пользователя."
+        }
+        "No apps are registered yet." => "Приложений пока нет.",
+        "No browser is signed in." => "Нет браузеров со входом.",
+        "No user found." => "Пользователь не найден.",
+        "Nothing recorded matches." => "Подходящих записей нет.",
+        "Older entries" => "Более ранние записи",
+        "One per line, exactly as the app sends them." => {
+            "По одному в строке, точно так, как их передаёт приложение."
+        }
+        "Only its hash is stored: it cannot be shown again. Rotate it if it is lost." => {
+            "Хранится только его хеш: повторно его показать нельзя. Если он утерян, выпустите новый."
+        }
+        "Public (a browser or mobile app; PKCE, no secret)" => {
+            "Публичное (браузерное или мобильное приложение; PKCE, без секрета)"
+        }
+        "Redirect URIs" => "Адреса перенаправления",
+        "Register the app" => "Зарегистрировать приложение",
+        "Registered" => "Зарегистрировано",
+        "Remove the app" => "Удалить приложение",
+        "Remove this app: its tokens stop working at once." => {
+            "Удалить это приложение: его токены сразу перестанут действовать."
+        }
+        "Remove" => "Удаление",
+        "Result" => "Итог",
+        "Rotate the secret" => "Выпустить новый секрет",
+        "Rotate" => "Смена ключа",
+        "Save" => "Сохранить",
+        "Scopes" => "Области доступа",
+        "Search" => "Найти",
+        "Service account (client credentials)" => "Сервисная учётная запись (client credentials)",
+        "Settings" => "Настройки",
+        "Shown to users on the login and consent pages." => {
+            "Показывается пользователям на страницах входа и согласия."
+        }
+        "Signing keys" => "Ключи подписи",
+        "Skip the consent page (a first-party app)" => {
+            "Пропускать страницу согласия (собственное приложение)"
+        }
+        "Start signing after (seconds)" => "Начать подписывать через (секунд)",
+        "State" => "Состояние",
+        "Telegram id or @username" => "Telegram id или @username",
+        "The new key is published at once and signs only after this delay, so that every app caching the key set has it first." => {
+            "Новый ключ публикуется сразу, а подписывать начинает только после этой задержки, чтобы все приложения, кэширующие набор ключей, успели его получить."
+        }
+        "This user in the audit log" => "Этот пользователь в журнале аудита",
+        "Time (UTC)" => "Время (UTC)",
+        "Type" => "Тип",
+        "Unblock" => "Разблокировать",
+        "User" => "Пользователь",
+        "Users" => "Пользователи",
+        "Who may enter (access policy)" => "Кто может войти (политика доступа)",
+        "Who may enter" => "Кто может войти",
+        "blocked" => "заблокирован",
+        "opaque" => "непрозрачные",
+        "Service account" => "Сервисная учётная запись",
+        "Public" => "Публичное",
+        "Confidential" => "Конфиденциальное",
+        "A policy" => "По политике",
+        "Everyone" => "Все",
+        "Saved." => "Сохранено.",
+        "The app was removed; its tokens no longer work." => {
+            "Приложение удалено; его токены больше не действуют."
+        }
+        "The user is blocked: they pass no login, and everything they held has ended." => {
+            "Пользователь заблокирован: он не сможет войти, а всё, что у него было, прекращено."
+        }
+        "The user may log in again." => "Пользователь снова может входить.",
+        "Revoked." => "Отозвано.",
+        "A new signing key was made." => "Создан новый ключ подписи.",
+        "Copy the secret now: it is shown this once." => {
+            "Скопируйте секрет сейчас: он показывается только один раз."
+        }
+        "allowed" => "разрешено",
+        "Device flow" => "Вход с устройств",
+        "Backchannel authentication (CIBA)" => "Обратная аутентификация (CIBA)",
+        "Registered by" => "Кем зарегистрировано",
+        "the app itself (dynamic registration)" => "самим приложением (динамическая регистрация)",
+        "Signs" => "Подписывает",
+        "Published" => "Опубликован",
+        "Retired" => "Выведен",
+        "signs from" => "подписывает с",
+        "since" => "с",
+        "the admin desk" => "панель администратора",
+        "Not an admin" => "Нет прав администратора",
+        "This Telegram account is not an admin of this login provider." => {
+            "Этот аккаунт Telegram не является администратором этого сервиса входа."
+        }
+        "The admin desk is off" => "Панель администратора выключена",
+        "Name the admins in the settings (admin.telegram_ids or admin.chat_id) to use it." => {
+            "Чтобы ею пользоваться, укажите администраторов в настройках (admin.telegram_ids или admin.chat_id)."
+        }
+        "Not from this address" => "Не с этого адреса",
+        "The admin desk is not served to this address." => {
+            "Панель администратора недоступна с этого адреса."
+        }
+        "You are signed out of the admin desk." => "Вы вышли из панели администратора.",
+        "Signed out of the admin desk" => "Выход из панели администратора",
+        "Your admin desk session has ended. Open the admin desk again to sign in." => {
+            "Ваш сеанс в панели администратора закончился. Откройте панель снова, чтобы войти."
+        }
+        "The form could not be read" => "Не удалось прочитать форму",
+        "This form was not accepted" => "Форма не принята",
+        "It did not come from the admin desk shown in this browser. Open the page again." => {
+            "Она отправлена не со страницы панели администратора, открытой в этом браузере. Откройте страницу снова."
+        }
+        "It is not there (any more). Go back and reload the list." => {
+            "Этого (уже) нет. Вернитесь и обновите список."
+        }
+        "Changed by someone else" => "Изменено другим администратором",
+        "Another admin changed this app since you opened the page. Open it again to see the change, then make yours." => {
+            "Другой администратор изменил это приложение после того, как вы открыли страницу. Откройте её снова, чтобы увидеть изменение, и внесите своё."
+        }
+        "Not accepted" => "Не принято",
         _ => return None,
     })
 }

@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod admin_api;
+pub mod admin_desk;
 pub mod authorize;
 pub mod body_deadline;
 pub mod browser_error;

@@ -65,7 +65,8 @@ pub fn router(app: AppState) -> Router {
     routes = routes
         .merge(web::deeplink::routes())
         .merge(web::device::routes())
-        .merge(web::admin_api::routes());
+        .merge(web::admin_api::routes())
+        .merge(web::admin_desk::routes());
     // CIBA asks users in the bot chat: served only where the bot hears its answers.
     if config.telegram.update_mode() != crate::config::UpdateMode::None {
         routes = routes.route(crate::oidc::ciba::PATH, post(web::ciba::bc_authorize));

@@ -148,8 +148,13 @@ impl TestApp {
             },
             seams,
         ));
+        // An https issuer (a server behind a TLS proxy) is still reached here over loopback.
+        let base = match config.issuer.strip_prefix("https://") {
+            Some(rest) => format!("http://{addr}{}", rest.find('/').map_or("", |i| &rest[i..])),
+            None => config.issuer.clone(),
+        };
         let app = TestApp {
-            base: config.issuer.clone(),
+            base,
             store,
             clock,
             config,

@@ -5,6 +5,7 @@ mod account;
 mod account_page;
 mod account_store;
 mod admin_api;
+mod admin_desk;
 mod audit;
 mod ciba;
 mod cli;

@@ -102,6 +102,7 @@ async fn team_client(app: &TestApp) -> TestClient {
                     .to_vec(),
             ),
             require_bot_confirmation: None,
+            ..ClientUpdate::default()
         },
     )
     .await

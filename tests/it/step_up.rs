@@ -392,6 +392,7 @@ async fn a_user_the_bot_cannot_write_to_opens_the_link() {
             access_policy: None,
             scopes: None,
             require_bot_confirmation: Some(true),
+            ..ClientUpdate::default()
         },
     )
     .await

@@ -69,6 +69,54 @@ impl AdminKeyStore for PostgresStore {
             .await?;
         Ok(())
     }
+
+    async fn create_admin_session(&self, s: &AdminSessionRecord) -> StoreResult<()> {
+        sqlx::query(INSERT_ADMIN_SESSION)
+            .bind(&s.id_hash)
+            .bind(s.telegram_id)
+            .bind(s.created_at)
+            .bind(s.last_seen_at)
+            .bind(s.expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn touch_admin_session(
+        &self,
+        id_hash: &[u8],
+        now: i64,
+        idle_secs: i64,
+    ) -> StoreResult<Option<AdminSessionRecord>> {
+        // One round trip: the update says what it kept.
+        let found = sqlx::query(&format!(
+            "{TOUCH_ADMIN_SESSION} RETURNING telegram_id, created_at, last_seen_at, expires_at"
+        ))
+        .bind(id_hash)
+        .bind(now)
+        .bind(idle_secs)
+        .fetch_optional(&self.pool)
+        .await?;
+        found
+            .map(|r| {
+                Ok(AdminSessionRecord {
+                    id_hash: id_hash.to_vec(),
+                    telegram_id: r.try_get(0)?,
+                    created_at: r.try_get(1)?,
+                    last_seen_at: r.try_get(2)?,
+                    expires_at: r.try_get(3)?,
+                })
+            })
+            .transpose()
+    }
+
+    async fn delete_admin_session(&self, id_hash: &[u8]) -> StoreResult<()> {
+        sqlx::query(DELETE_ADMIN_SESSION)
+            .bind(id_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
 }
 
 mod users {

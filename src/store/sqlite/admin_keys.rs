@@ -92,6 +92,61 @@ impl AdminKeyStore for SqliteStore {
             })
             .await
     }
+
+    async fn create_admin_session(&self, s: &AdminSessionRecord) -> StoreResult<()> {
+        let s = s.clone();
+        self.db
+            .write(move |c| {
+                c.prepare_cached(INSERT_ADMIN_SESSION)?
+                    .execute(named_params! {
+                        "$1": s.id_hash, "$2": s.telegram_id, "$3": s.created_at,
+                        "$4": s.last_seen_at, "$5": s.expires_at,
+                    })?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn touch_admin_session(
+        &self,
+        id_hash: &[u8],
+        now: i64,
+        idle_secs: i64,
+    ) -> StoreResult<Option<AdminSessionRecord>> {
+        let id_hash = id_hash.to_vec();
+        self.db
+            .write(move |c| {
+                let touched = c
+                    .prepare_cached(TOUCH_ADMIN_SESSION)?
+                    .execute(named_params! {"$1": id_hash, "$2": now, "$3": idle_secs})?;
+                if touched != 1 {
+                    return Ok(None);
+                }
+                Ok(c.prepare_cached(ADMIN_SESSION_BY_HASH)?
+                    .query_row(named_params! {"$1": id_hash}, |r| {
+                        Ok(AdminSessionRecord {
+                            id_hash: id_hash.clone(),
+                            telegram_id: r.get(0)?,
+                            created_at: r.get(1)?,
+                            last_seen_at: r.get(2)?,
+                            expires_at: r.get(3)?,
+                        })
+                    })
+                    .optional()?)
+            })
+            .await
+    }
+
+    async fn delete_admin_session(&self, id_hash: &[u8]) -> StoreResult<()> {
+        let id_hash = id_hash.to_vec();
+        self.db
+            .write(move |c| {
+                c.prepare_cached(DELETE_ADMIN_SESSION)?
+                    .execute(named_params! {"$1": id_hash})?;
+                Ok(())
+            })
+            .await
+    }
 }
 
 mod users {

@@ -70,6 +70,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0013_admin_keys.sql",
         include_str!("../../../migrations/sqlite/0013_admin_keys.sql"),
     ),
+    (
+        14,
+        "0014_admin_sessions.sql",
+        include_str!("../../../migrations/sqlite/0014_admin_sessions.sql"),
+    ),
 ];
 
 /// The table sqlx's migrator keeps, created as it creates it.
@@ -246,6 +251,11 @@ mod tests {
             13,
             "admin keys",
             "af5798c7ecca1da6dfd3480366009e81134b58f188683c734b378113031da9dddbd808f786155d244a4c67a0511696fa",
+        ),
+        (
+            14,
+            "admin sessions",
+            "2f78c70e0861a413bb2f5019bfe73c4b4d4d61df922ffa4cf44fb109816febba52fa372d2b61a1ef6250b7fc3a22c3fa",
         ),
     ];
 

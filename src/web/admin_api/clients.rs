@@ -116,6 +116,11 @@ pub struct ClientPatch {
     /// The allowed scopes (add `groups` for the groups claim).
     pub scopes: Option<Vec<String>>,
     pub require_bot_confirmation: Option<bool>,
+    /// Shown to users on the login and consent pages (1 to 100 characters).
+    pub name: Option<String>,
+    /// The exact redirect URIs, replacing the registered ones.
+    pub redirect_uris: Option<Vec<String>>,
+    pub skip_consent: Option<bool>,
 }
 
 /// A member that is present, `null` included (`Some(None)`); an absent one stays `None`.
@@ -199,49 +204,9 @@ pub async fn create(
     WriteAccess(actor): WriteAccess,
     JsonBody(c): JsonBody<ClientCreate>,
 ) -> Result<Response, Problem> {
-    let invalid = |what: &str, v: &str| {
-        Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("{what}: unknown value `{v}`"),
-        )
-    };
-    let new = NewClient {
-        name: c.name,
-        kind: if c.public {
-            ClientKind::Public
-        } else {
-            ClientKind::Confidential
-        },
-        redirect_uris: c.redirect_uris,
-        scopes: c.scopes.unwrap_or_else(|| {
-            ["openid", "profile", "telegram", "offline_access"]
-                .map(String::from)
-                .to_vec()
-        }),
-        id_token_alg: match c.id_token_alg.as_deref() {
-            None => SigningAlg::RS256,
-            Some(a) => SigningAlg::parse(a).ok_or_else(|| invalid("id_token_alg", a))?,
-        },
-        access_token_format: match c.access_token_format.as_deref() {
-            None | Some("jwt") => AccessTokenFormat::Jwt,
-            Some("opaque") => AccessTokenFormat::Opaque,
-            Some(f) => return Err(invalid("access_token_format", f)),
-        },
-        refresh_policy: match c.refresh.as_deref() {
-            None | Some("offline_access") => RefreshPolicy::OfflineAccess,
-            Some("always") => RefreshPolicy::Always,
-            Some("never") => RefreshPolicy::Never,
-            Some(r) => return Err(invalid("refresh", r)),
-        },
-        skip_consent: c.skip_consent,
-        service_account: c.service_account,
-        device_flow: c.device_flow,
-        post_logout_redirect_uris: c.post_logout_redirect_uris,
-        backchannel_logout_uri: c.backchannel_logout_uri,
-        access_policy: c.access_policy,
-        require_bot_confirmation: c.require_bot_confirmation,
-        ..NewClient::default()
-    };
+    let new = c
+        .into_new_client()
+        .map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
     let (client, secret) =
         admin::create_client(app.store.as_ref(), &actor, new, None, app.now_millis()).await?;
     let body = ClientCreated {
@@ -249,6 +214,52 @@ pub async fn create(
         client_secret: secret,
     };
     Ok(with_etag(StatusCode::CREATED, &client, body))
+}
+
+impl ClientCreate {
+    /// The app to register, with the defaults `client add` has; shared by the admin API and
+    /// the admin desk's form. `Err` names the setting with an unknown value.
+    pub fn into_new_client(self) -> Result<NewClient, String> {
+        let c = self;
+        let invalid = |what: &str, v: &str| format!("{what}: unknown value `{v}`");
+        Ok(NewClient {
+            name: c.name,
+            kind: if c.public {
+                ClientKind::Public
+            } else {
+                ClientKind::Confidential
+            },
+            redirect_uris: c.redirect_uris,
+            scopes: c.scopes.unwrap_or_else(|| {
+                ["openid", "profile", "telegram", "offline_access"]
+                    .map(String::from)
+                    .to_vec()
+            }),
+            id_token_alg: match c.id_token_alg.as_deref() {
+                None => SigningAlg::RS256,
+                Some(a) => SigningAlg::parse(a).ok_or_else(|| invalid("id_token_alg", a))?,
+            },
+            access_token_format: match c.access_token_format.as_deref() {
+                None | Some("jwt") => AccessTokenFormat::Jwt,
+                Some("opaque") => AccessTokenFormat::Opaque,
+                Some(f) => return Err(invalid("access_token_format", f)),
+            },
+            refresh_policy: match c.refresh.as_deref() {
+                None | Some("offline_access") => RefreshPolicy::OfflineAccess,
+                Some("always") => RefreshPolicy::Always,
+                Some("never") => RefreshPolicy::Never,
+                Some(r) => return Err(invalid("refresh", r)),
+            },
+            skip_consent: c.skip_consent,
+            service_account: c.service_account,
+            device_flow: c.device_flow,
+            post_logout_redirect_uris: c.post_logout_redirect_uris,
+            backchannel_logout_uri: c.backchannel_logout_uri,
+            access_policy: c.access_policy,
+            require_bot_confirmation: c.require_bot_confirmation,
+            ..NewClient::default()
+        })
+    }
 }
 
 #[utoipa::path(get, path = "/admin/api/v1/clients/{client_id}", tag = "clients",
@@ -282,6 +293,9 @@ pub async fn update(
         access_policy: patch.access_policy,
         scopes: patch.scopes,
         require_bot_confirmation: patch.require_bot_confirmation,
+        name: patch.name,
+        redirect_uris: patch.redirect_uris,
+        skip_consent: patch.skip_consent,
     };
     let client = admin::change_client(
         app.store.as_ref(),

@@ -18,7 +18,7 @@ use crate::state::AppState;
 use crate::store::{AdminKeyRecord, AdminScope};
 
 mod audit;
-mod clients;
+pub mod clients;
 mod keys;
 pub mod openapi;
 mod users;
