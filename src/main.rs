@@ -52,6 +52,10 @@ enum Command {
         /// Where the SQLite database, the keys and the demo client's secret are kept.
         #[arg(long, default_value = "data")]
         data: PathBuf,
+        /// A Telegram id that may sign in to the admin desk at /admin (as typed in the
+        /// emulator); repeat for more.
+        #[arg(long = "admin", value_name = "TELEGRAM_ID")]
+        admins: Vec<i64>,
     },
     /// Register and manage apps.
     #[command(subcommand)]
@@ -351,7 +355,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot listen on {}", config.listen))?;
             telegram_oidc::launch(config, listener, telegram_oidc::shutdown_signal()).await
         }
-        Command::Dev { listen, data } => dev::dev(listen, data, file).await,
+        Command::Dev {
+            listen,
+            data,
+            admins,
+        } => dev::dev(listen, data, admins, file).await,
         Command::Client(command) => {
             let config = Config::load_unvalidated(file)?;
             client_command(&config, command).await

@@ -36,6 +36,7 @@ const DEV_SECRET_FILE: &str = "dev-client-secret";
 pub async fn dev(
     listen: SocketAddr,
     data: PathBuf,
+    admins: Vec<i64>,
     settings: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     if let Some(file) = settings {
@@ -73,6 +74,7 @@ pub async fn dev(
     config.telegram.bot_username = "telegram_oidc_dev_bot".into();
     // The dev bot is no real bot: nothing to poll.
     config.telegram.updates = telegram_oidc::config::UpdateMode::None;
+    config.admin.telegram_ids = admins;
     config.validate()?;
 
     let store = telegram_oidc::open_store(&config.database_url).await?;
@@ -152,6 +154,18 @@ pub async fn dev(
         secret_file.display()
     );
     println!("  redirect_uri:   {redirect_uri}");
+    if config.admin.desk_enabled() {
+        let ids: Vec<String> = config
+            .admin
+            .telegram_ids
+            .iter()
+            .map(i64::to_string)
+            .collect();
+        println!(
+            "  admin desk:     {issuer}/admin  (sign in as Telegram id {})",
+            ids.join(" or ")
+        );
+    }
     println!();
     println!(
         "  try it: {issuer}/authorize?response_type=code&client_id={client_id}&redirect_uri={redirect_uri}&scope=openid%20profile&state=xyz"

@@ -6,6 +6,7 @@
 
 import { join } from 'node:path';
 import { accountScenario } from './account.mjs';
+import { adminScenario } from './admin.mjs';
 import { APACHE_PROTECTED, apacheAfterRotation, apacheInfo, apacheScenario, hasApacheSession } from './apache.mjs';
 import {
   ISSUER,
@@ -85,6 +86,8 @@ try {
     await accountScenario(browser, config, OLGA);
 
     await pagesScenario(browser, config);
+
+    await adminScenario(browser, OLGA);
 
     let newKid;
     await check('keys: `keys rotate` makes a new key that the running server publishes in its JWKS', async () => {

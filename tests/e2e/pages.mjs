@@ -22,7 +22,7 @@ export const VIEWPORTS = {
 };
 
 /** Controls without a name a screen reader can read out. */
-function unlabelledControls(page) {
+export function unlabelledControls(page) {
   return page.evaluate(() => {
     const bad = [];
     for (const el of document.querySelectorAll('input:not([type=hidden]), select, textarea')) {
@@ -40,7 +40,7 @@ function unlabelledControls(page) {
  * Text whose contrast with the background behind it is below WCAG 2.2's 4.5:1 (criterion 1.4.3,
  * normal-size text). Backgrounds that are not opaque are looked through to the next ancestor.
  */
-function lowContrastText(page) {
+export function lowContrastText(page) {
   return page.evaluate(() => {
     const rgb = (value) => {
       const m = value.match(/^rgba?\(([\d.]+),\s*([\d.]+),\s*([\d.]+)(?:,\s*([\d.]+))?\)$/);

@@ -85,7 +85,7 @@ PY_PORT="$(free_port $PY_HOST)"
 
 # --- the provider ----------------------------------------------------------------------------
 say "starting telegram-oidc dev"
-RUST_LOG="info,sqlx=warn,tower_http=warn" "$BIN" dev --listen 127.0.0.1:0 --data "$WORK/data" \
+RUST_LOG="info,sqlx=warn,tower_http=warn" "$BIN" dev --listen 127.0.0.1:0 --data "$WORK/data" --admin 777000444 \
   >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 ISSUER=""
