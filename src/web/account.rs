@@ -12,9 +12,8 @@ use axum::response::Response;
 
 use crate::flow::account::{self, AppEntry, SessionEntry};
 use crate::oidc::authorize::{ACCOUNT_PAGE, AuthorizationRequest};
-use crate::secrets::{TokenKind, new_token, token_hash};
 use crate::state::{App, AppState};
-use crate::store::{ClientRecord, PendingAuthorization};
+use crate::store::ClientRecord;
 use crate::web::authorize::see_other;
 use crate::web::browser_error::{BrowserError, Problem};
 use crate::web::csrf::{self, Form};
@@ -75,14 +74,17 @@ struct SessionView {
 
 /// The notices a finished action leaves in the query (`?done=`).
 fn notice_of(query: Option<&str>) -> Option<&'static str> {
-    let params = web::parse_params(query.unwrap_or("")).ok()?;
-    let done = params.iter().find(|(k, _)| k == "done")?;
-    Some(match done.1.as_str() {
-        "revoked" => "The app's access was revoked: its sign-ins and tokens have ended.",
-        "signed_out" => "That browser was signed out.",
-        "gone" => "That was already gone.",
-        _ => return None,
-    })
+    web::done_notice(
+        query,
+        &[
+            (
+                "revoked",
+                "The app's access was revoked: its sign-ins and tokens have ended.",
+            ),
+            ("signed_out", "That browser was signed out."),
+            ("gone", "That was already gone."),
+        ],
+    )
 }
 
 /// `GET /account`: the page for a signed-in browser; otherwise a Telegram login first.
@@ -161,25 +163,16 @@ fn session_view(s: SessionEntry, this: &str) -> SessionView {
 
 /// No session: the ordinary login pages, for a pending login whose end is this page.
 async fn start_login(app: &App) -> Result<Response, Problem> {
-    let now = app.now();
-    let request = AuthorizationRequest {
-        client_id: ACCOUNT_PAGE.to_owned(),
-        account: true,
-        prompt_login: true,
-        ..Default::default()
-    };
-    let req = new_token(TokenKind::PendingAuthorization);
-    let json = serde_json::to_string(&request).map_err(crate::error::OAuthError::server_error)?;
-    app.store
-        .create_pending(&PendingAuthorization {
-            id_hash: token_hash(&req),
+    web::authorize::start_page_login(
+        app,
+        AuthorizationRequest {
             client_id: ACCOUNT_PAGE.to_owned(),
-            request: json,
-            created_at: now,
-            expires_at: now + app.config.tokens.pending_authorization_ttl_secs,
-        })
-        .await?;
-    Ok(see_other(&app.url(&format!("/login?req={req}"))))
+            account: true,
+            prompt_login: true,
+            ..Default::default()
+        },
+    )
+    .await
 }
 
 /// `POST /account`: Revoke, Sign out or Sign out everywhere, from the page this browser showed.

@@ -150,17 +150,7 @@ async fn start(
         };
         request.expected_sub = Some(sub);
     }
-    let req_id = new_token(TokenKind::PendingAuthorization);
-    let request_json = serde_json::to_string(&request).map_err(OAuthError::server_error)?;
-    app.store
-        .create_pending(&PendingAuthorization {
-            id_hash: token_hash(&req_id),
-            client_id: client.client_id.clone(),
-            request: request_json,
-            created_at: now,
-            expires_at: now + app.config.tokens.pending_authorization_ttl_secs,
-        })
-        .await?;
+    let req_id = store_pending(app, &request, now).await?;
     advance(app, headers, &req_id, &request, now, &client).await
 }
 
@@ -304,6 +294,38 @@ pub async fn issue_code(
     let code =
         flow_authorize::issue_code(app, req_id, request, session, Some(client), app.now()).await?;
     Ok(code_to_client(app, request, code))
+}
+
+/// Stores `request` as a pending authorization under its `client_id`; returns its `req`
+/// handle (the stored key is its SHA-256).
+async fn store_pending(
+    app: &App,
+    request: &AuthorizationRequest,
+    now: i64,
+) -> Result<String, Problem> {
+    let req = new_token(TokenKind::PendingAuthorization);
+    let json = serde_json::to_string(request).map_err(OAuthError::server_error)?;
+    app.store
+        .create_pending(&PendingAuthorization {
+            id_hash: token_hash(&req),
+            client_id: request.client_id.clone(),
+            request: json,
+            created_at: now,
+            expires_at: now + app.config.tokens.pending_authorization_ttl_secs,
+        })
+        .await?;
+    Ok(req)
+}
+
+/// The ordinary login pages for a request whose end is one of the provider's own pages (the
+/// account page, the admin desk): `request` is stored as a pending authorization, and the
+/// browser goes to log in.
+pub async fn start_page_login(
+    app: &App,
+    request: AuthorizationRequest,
+) -> Result<Response, Problem> {
+    let req = store_pending(app, &request, app.now()).await?;
+    Ok(see_other(&app.url(&format!("/login?req={req}"))))
 }
 
 pub fn see_other(location: &str) -> Response {

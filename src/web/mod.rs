@@ -117,6 +117,17 @@ pub fn clear_session_cookie(app: &App) -> Option<HeaderValue> {
     HeaderValue::from_str(&cookie).ok()
 }
 
+/// The notice a page shows after an action that redirected back with `?done=<key>`: the text
+/// of that key in `notices`, if any.
+pub fn done_notice(query: Option<&str>, notices: &[(&str, &'static str)]) -> Option<&'static str> {
+    let params = parse_params(query.unwrap_or("")).ok()?;
+    let (_, done) = params.iter().find(|(k, _)| k == "done")?;
+    notices
+        .iter()
+        .find(|(key, _)| key == done)
+        .map(|(_, text)| *text)
+}
+
 // ---- small handlers ----
 
 pub async fn healthz() -> &'static str {

@@ -23,7 +23,7 @@ use crate::flow::login::{self, Refused};
 use crate::oidc::authorize::{ADMIN_DESK, AuthorizationRequest};
 use crate::secrets::{TokenKind, new_token, token_hash};
 use crate::state::{App, AppState};
-use crate::store::{AdminSessionRecord, ClientRecord, PendingAuthorization};
+use crate::store::{AdminSessionRecord, ClientRecord};
 use crate::web::authorize::see_other;
 use crate::web::browser_error::Problem;
 use crate::web::csrf::{self, Form};
@@ -279,23 +279,14 @@ impl Desk {
 
 /// No desk session: the ordinary login pages, for a pending sign-in whose end is the desk.
 pub async fn start_sign_in(app: &App) -> Result<Response, Problem> {
-    let now = app.now();
-    let request = AuthorizationRequest {
-        client_id: ADMIN_DESK.to_owned(),
-        admin: true,
-        prompt_login: true,
-        ..Default::default()
-    };
-    let req = new_token(TokenKind::PendingAuthorization);
-    let json = serde_json::to_string(&request).map_err(crate::error::OAuthError::server_error)?;
-    app.store
-        .create_pending(&PendingAuthorization {
-            id_hash: token_hash(&req),
+    crate::web::authorize::start_page_login(
+        app,
+        AuthorizationRequest {
             client_id: ADMIN_DESK.to_owned(),
-            request: json,
-            created_at: now,
-            expires_at: now + app.config.tokens.pending_authorization_ttl_secs,
-        })
-        .await?;
-    Ok(see_other(&app.url(&format!("/login?req={req}"))))
+            admin: true,
+            prompt_login: true,
+            ..Default::default()
+        },
+    )
+    .await
 }

@@ -4,7 +4,8 @@
 
 use askama::Template;
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, RawQuery, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
@@ -48,17 +49,20 @@ fn view(app: &App, desk: &Desk, section: &'static str, query: Option<&str>) -> D
 
 /// The notices a finished action leaves in the query (`?done=`).
 fn notice_of(query: Option<&str>) -> Option<&'static str> {
-    let params = web::parse_params(query.unwrap_or("")).ok()?;
-    let done = params.iter().find(|(k, _)| k == "done")?;
-    Some(match done.1.as_str() {
-        "updated" => "Saved.",
-        "removed" => "The app was removed; its tokens no longer work.",
-        "blocked" => "The user is blocked: they pass no login, and everything they held has ended.",
-        "unblocked" => "The user may log in again.",
-        "revoked" => "Revoked.",
-        "rotated" => "A new signing key was made.",
-        _ => return None,
-    })
+    web::done_notice(
+        query,
+        &[
+            ("updated", "Saved."),
+            ("removed", "The app was removed; its tokens no longer work."),
+            (
+                "blocked",
+                "The user is blocked: they pass no login, and everything they held has ended.",
+            ),
+            ("unblocked", "The user may log in again."),
+            ("revoked", "Revoked."),
+            ("rotated", "A new signing key was made."),
+        ],
+    )
 }
 
 fn show(page: &impl Template) -> Response {
@@ -149,6 +153,30 @@ async fn desk_for_form(
     Ok((desk, fields))
 }
 
+/// A desk page's admin: signed in, or the response that sends them to sign in (or refuses).
+pub struct AtDesk(Desk);
+
+impl FromRequestParts<AppState> for AtDesk {
+    type Rejection = Response;
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Response> {
+        desk_for_page(app, &parts.headers).await.map(AtDesk)
+    }
+}
+
+/// A desk form's admin and fields, its CSRF token checked.
+pub struct DeskForm(Desk, Fields);
+
+impl FromRequest<AppState> for DeskForm {
+    type Rejection = BrowserError;
+    async fn from_request(req: Request, app: &AppState) -> Result<Self, BrowserError> {
+        let (parts, body) = req.into_parts();
+        desk_for_form(app, &parts.headers, body)
+            .await
+            .map(|(desk, fields)| DeskForm(desk, fields))
+            .map_err(|p| p.at(app))
+    }
+}
+
 fn bad_form(message: &str) -> Problem {
     Problem::page(
         StatusCode::BAD_REQUEST,
@@ -190,12 +218,8 @@ pub async fn home(State(app): State<AppState>, headers: HeaderMap) -> Response {
 /// `POST /admin/sign-out`.
 pub async fn sign_out(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
+    DeskForm(desk, _): DeskForm,
 ) -> Result<Response, BrowserError> {
-    let (desk, _) = desk_for_form(&app, &headers, body)
-        .await
-        .map_err(|p| p.at(&app))?;
     desk.sign_out(&app).await.map_err(|p| p.at(&app))
 }
 
@@ -231,12 +255,8 @@ struct AppsPage {
 pub async fn apps(
     State(app): State<AppState>,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    AtDesk(desk): AtDesk,
 ) -> Result<Response, BrowserError> {
-    let desk = match desk_for_page(&app, &headers).await {
-        Ok(d) => d,
-        Err(r) => return Ok(r),
-    };
     let mut clients = app.store.list_clients().await.map_err(|e| {
         let p: Problem = e.into();
         p.at(&app)
@@ -321,11 +341,7 @@ struct NewAppPage {
 }
 
 /// `GET /admin/apps/new`.
-pub async fn new_app(State(app): State<AppState>, headers: HeaderMap) -> Response {
-    let desk = match desk_for_page(&app, &headers).await {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
+pub async fn new_app(State(app): State<AppState>, AtDesk(desk): AtDesk) -> Response {
     show(&NewAppPage {
         desk: view(&app, &desk, "apps", None),
         form: AppForm::default(),
@@ -361,12 +377,8 @@ fn scopes_of(text: &str) -> Vec<String> {
 /// `POST /admin/apps`: registers an app, and shows its secret this once.
 pub async fn create_app(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
+    DeskForm(desk, f): DeskForm,
 ) -> Result<Response, BrowserError> {
-    let (desk, f) = desk_for_form(&app, &headers, body)
-        .await
-        .map_err(|p| p.at(&app))?;
     let form = AppForm {
         name: f.get("name").to_owned(),
         redirect_uris: f.get("redirect_uris").to_owned(),
@@ -502,12 +514,8 @@ pub async fn show_app(
     State(app): State<AppState>,
     Path(client_id): Path<String>,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    AtDesk(desk): AtDesk,
 ) -> Result<Response, BrowserError> {
-    let desk = match desk_for_page(&app, &headers).await {
-        Ok(d) => d,
-        Err(r) => return Ok(r),
-    };
     let client = admin::get_client(app.store.as_ref(), &client_id)
         .await
         .map_err(|e| admin_problem(e).at(&app))?;
@@ -530,12 +538,8 @@ fn version_of(f: &Fields) -> String {
 pub async fn change_app(
     State(app): State<AppState>,
     Path(client_id): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    DeskForm(desk, f): DeskForm,
 ) -> Result<Response, BrowserError> {
-    let (desk, f) = desk_for_form(&app, &headers, body)
-        .await
-        .map_err(|p| p.at(&app))?;
     let store = app.store.as_ref();
     let now = app.now_millis();
     let back = |done: &str| see_other(&app.url(&format!("/admin/apps/{client_id}?done={done}")));
@@ -633,12 +637,8 @@ fn query_field(query: Option<&str>, name: &str) -> String {
 pub async fn users(
     State(app): State<AppState>,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    AtDesk(desk): AtDesk,
 ) -> Result<Response, BrowserError> {
-    let desk = match desk_for_page(&app, &headers).await {
-        Ok(d) => d,
-        Err(r) => return Ok(r),
-    };
     let q = query_field(query.as_deref(), "q").trim().to_owned();
     let mut search = UserQuery {
         limit: PAGE_ROWS,
@@ -701,12 +701,8 @@ pub async fn show_user(
     State(app): State<AppState>,
     Path(user_id): Path<String>,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    AtDesk(desk): AtDesk,
 ) -> Result<Response, BrowserError> {
-    let desk = match desk_for_page(&app, &headers).await {
-        Ok(d) => d,
-        Err(r) => return Ok(r),
-    };
     let user_id = parse_user_id(&user_id).map_err(|p| p.at(&app))?;
     let (user, apps, sessions) = admin::user_detail(app.store.as_ref(), user_id, app.now())
         .await
@@ -765,12 +761,8 @@ fn parse_user_id(text: &str) -> Result<i64, Problem> {
 pub async fn change_user(
     State(app): State<AppState>,
     Path(user_id): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    DeskForm(desk, f): DeskForm,
 ) -> Result<Response, BrowserError> {
-    let (desk, f) = desk_for_form(&app, &headers, body)
-        .await
-        .map_err(|p| p.at(&app))?;
     let user_id = parse_user_id(&user_id).map_err(|p| p.at(&app))?;
     let store = app.store.as_ref();
     let now = app.now_millis();
@@ -851,12 +843,8 @@ fn key_row(k: &KeyInfo, now: i64) -> KeyRow {
 pub async fn keys(
     State(app): State<AppState>,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    AtDesk(desk): AtDesk,
 ) -> Response {
-    let desk = match desk_for_page(&app, &headers).await {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
     let now = app.now();
     show(&KeysPage {
         desk: view(&app, &desk, "keys", query.as_deref()),
@@ -867,12 +855,8 @@ pub async fn keys(
 /// `POST /admin/keys`: a new signing key, published now and signing after `activate_in`.
 pub async fn rotate_key(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
+    DeskForm(desk, f): DeskForm,
 ) -> Result<Response, BrowserError> {
-    let (desk, f) = desk_for_form(&app, &headers, body)
-        .await
-        .map_err(|p| p.at(&app))?;
     let alg = SigningAlg::parse(f.get("alg"))
         .ok_or_else(|| bad_form("Choose RS256, ES256 or EdDSA.").at(&app))?;
     let activate_in = match f.get("activate_in").trim() {
@@ -922,12 +906,8 @@ struct AuditPage {
 pub async fn audit(
     State(app): State<AppState>,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    AtDesk(desk): AtDesk,
 ) -> Result<Response, BrowserError> {
-    let desk = match desk_for_page(&app, &headers).await {
-        Ok(d) => d,
-        Err(r) => return Ok(r),
-    };
     let q = query.as_deref();
     let user = query_field(q, "user").trim().to_owned();
     let client = query_field(q, "client").trim().to_owned();
