@@ -1,7 +1,7 @@
 //! What a PostgreSQL workload asks of the database, counted on the wire: a proxy between the
 //! server and PostgreSQL that reads the frontend/backend protocol the server sends and counts
-//! statements and round trips. Every message is counted, whatever sent it (sqlx's pings
-//! before a pooled connection is handed out included, which `pg_stat_statements` never sees),
+//! statements and round trips. Every message is counted, whatever sent it (sqlx's pings of
+//! pooled connections included, which `pg_stat_statements` never sees),
 //! with nothing to configure on the PostgreSQL server.
 //!
 //! The server waits for `ReadyForQuery` after every `Sync` and every simple `Query` (sqlx does
@@ -9,7 +9,8 @@
 //! - a `Sync` after an `Execute`: a statement with the extended protocol (prepared once per
 //!   connection, then bound and executed);
 //! - a `Sync` after only `Parse`/`Describe`: preparing a statement on a new connection;
-//! - a `Sync` alone: sqlx's ping (its pool checks every connection it hands out);
+//! - a `Sync` alone: sqlx's ping (its pool checks every connection before it hands it out,
+//!   and again when it comes back);
 //! - a simple `Query`: `BEGIN`, `COMMIT`, `ROLLBACK`, `LISTEN`.
 //!
 //! The proxy answers a TLS request with "no", so the counted connections are plain text; the

@@ -264,7 +264,8 @@ fn render_postgres(raw: &RawRates, rows: &[Row]) -> String {
     out.push_str(
         "\nPer operation on PostgreSQL, counted on the wire in a second, shorter run of each workload: statements \
          (BEGIN and COMMIT included), round trips (each waits for PostgreSQL's answer: a statement, a BEGIN or COMMIT, \
-         a statement's preparation on a new connection, or the pool's ping before it hands out a connection). \
+         a statement's preparation on a new connection, or one of the pool's pings: sqlx 0.8 pings a connection \
+         before it hands it out and again when it comes back). \
          statements/s: at the measured ops/s.\n\n",
     );
     out.push_str("| workload | conns | ops/s | statements/op | of them BEGIN/COMMIT | round trips/op | of them pings | statements/s |\n");
