@@ -52,6 +52,17 @@ pub const CLEANUP_JOB: &str = "cleanup";
 
 /// Opens the store a database URL names and brings its schema up to date.
 pub async fn open_store(database_url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    open_store_caching(database_url, Duration::ZERO).await
+}
+
+/// As [`open_store`], for a server: on PostgreSQL it holds clients in memory for up to
+/// `client_cache` (dropped on every node as soon as one changes them). SQLite reads every
+/// client from its file: a lookup there costs microseconds, and the CLI changes clients from
+/// another process, which an in-memory copy would not hear of.
+pub async fn open_store_caching(
+    database_url: &str,
+    client_cache: Duration,
+) -> Result<Arc<dyn Store>, StoreError> {
     if database_url.starts_with("sqlite:") {
         let store = SqliteStore::connect(database_url).await?;
         store.migrate().await?;
@@ -59,7 +70,7 @@ pub async fn open_store(database_url: &str) -> Result<Arc<dyn Store>, StoreError
     } else if database_url.starts_with("postgres:") || database_url.starts_with("postgresql:") {
         let store = PostgresStore::connect(database_url).await?;
         store.migrate().await?;
-        Ok(Arc::new(store))
+        Ok(Arc::new(store.with_client_cache(client_cache)))
     } else {
         Err(StoreError::Internal(format!(
             "unsupported database URL scheme in `{}`: use sqlite:// or postgres://",
@@ -118,7 +129,11 @@ pub async fn launch_with(
 ) -> anyhow::Result<()> {
     let Seams { clock, policy } = seams;
     config.validate()?;
-    let store = open_store(&config.database_url).await?;
+    let store = open_store_caching(
+        &config.database_url,
+        Duration::from_secs(config.client_cache_secs),
+    )
+    .await?;
     let keys = Arc::new(KeyStore::open(&config.keys_dir, clock.now())?);
     let policy: Arc<dyn LoginPolicy> = match policy {
         Some(policy) => policy,

@@ -18,6 +18,8 @@ pub struct RawRates {
     /// SQLite alone running one opaque client_credentials request's statements (see floor.rs).
     pub sqlite_cc: f64,
     pub sqlite_cc_batched: f64,
+    /// PostgreSQL's own limits, measured with pgbench in the same run (see pgceiling.rs).
+    pub pg: Option<crate::pgceiling::Ceilings>,
 }
 
 /// A JWT-sized message: what the server signs is a header and claims of about this length.
@@ -70,6 +72,7 @@ pub fn raw_signing_rates(budget: Duration) -> RawRates {
         eddsa,
         sqlite_cc: 0.0,
         sqlite_cc_batched: 0.0,
+        pg: None,
     }
 }
 

@@ -20,6 +20,9 @@ pub struct Settings {
     pub duration: Duration,
     pub warmup: Duration,
     pub perf_dir: Option<PathBuf>,
+    /// PostgreSQL workloads: seconds of a second run through the counting proxy; `None`: no
+    /// counting run.
+    pub count_secs: Option<f64>,
 }
 
 /// The load generator's runtime. With one thread it takes at most one core, so on a two-core

@@ -8,6 +8,8 @@ mod bare;
 mod crypto;
 mod floor;
 mod load;
+mod pgceiling;
+mod pgcount;
 mod report;
 mod server;
 mod workloads;
@@ -84,6 +86,17 @@ struct RunArgs {
     /// `telegram_oidc_bench` on it for every workload.
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
     pg: String,
+    /// PostgreSQL workloads: seconds of a second, shorter run through a proxy that counts
+    /// statements and round trips per operation; 0 skips it.
+    #[arg(long, default_value_t = 3.0)]
+    count_secs: f64,
+    /// Seconds of each pgbench figure (PostgreSQL's own limits, measured once per run when
+    /// PostgreSQL is among the stores); 0 skips them.
+    #[arg(long, default_value_t = 5)]
+    pgbench_secs: u32,
+    /// The pgbench binary; default: `pgbench` on the PATH, else /usr/lib/postgresql/*/bin.
+    #[arg(long)]
+    pgbench: Option<PathBuf>,
     /// Skip the cold-start measurement.
     #[arg(long)]
     no_cold_start: bool,
@@ -182,6 +195,27 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         raw.sqlite_cc, raw.sqlite_cc_batched
     );
 
+    if stores.contains(&Store::Postgres) && args.pgbench_secs > 0 {
+        match args.pgbench.clone().or_else(pgceiling::find_pgbench) {
+            Some(pgbench) => {
+                eprintln!(
+                    "measuring PostgreSQL alone with {} ({} s per figure)",
+                    pgbench.display(),
+                    args.pgbench_secs
+                );
+                let pg = pgceiling::measure(&pgbench, &args.pg, args.pgbench_secs, &work_dir)?;
+                eprintln!(
+                    "PostgreSQL alone: {:.0} primary-key SELECTs/s, {:.0} single-row INSERT commits/s",
+                    pg.select_per_sec, pg.insert_commits_per_sec
+                );
+                raw.pg = Some(pg);
+            }
+            None => eprintln!(
+                "pgbench not found (--pgbench PATH): PostgreSQL's own limits are not measured"
+            ),
+        }
+    }
+
     let keys_dir = work_dir.join("keys");
     server::prepare_keys(&bin, &work_dir, &keys_dir)?;
     let spec = ServerSpec {
@@ -195,6 +229,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         duration: Duration::from_secs_f64(args.duration),
         warmup: Duration::from_secs_f64(args.warmup),
         perf_dir: args.perf.clone(),
+        count_secs: (args.count_secs > 0.0).then_some(args.count_secs),
     };
 
     let mut rows: Vec<Row> = Vec::new();
@@ -267,7 +302,14 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             target,
         );
         row.usage = outcome.usage;
+        row.per_op = outcome.per_op;
         rows.push(row);
+        if let Some(p) = &outcome.per_op {
+            eprintln!(
+                "   per operation: {:.1} statements ({:.1} BEGIN/COMMIT), {:.1} round trips ({:.1} pings, {:.2} preparations)",
+                p.statements, p.transaction_control, p.round_trips, p.pings, p.prepares
+            );
+        }
         let ops = outcome.result.ops.max(1) as f64;
         eprintln!(
             "   {:.0}/s p50 {} p99 {} errors {} peak RSS {}; server {:.2} cores, {:.0} µs CPU and {:.1} context switches per op; load generator {:.2} cores; everything else {:.2} cores",

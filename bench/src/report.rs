@@ -77,6 +77,8 @@ pub struct Row {
     pub target: String,
     pub pass: Option<bool>,
     pub usage: crate::workloads::Usage,
+    /// PostgreSQL rows: statements and round trips per operation.
+    pub per_op: Option<crate::pgcount::PerOp>,
 }
 
 impl Row {
@@ -114,6 +116,7 @@ impl Row {
             target: texts.join("; "),
             pass,
             usage: Default::default(),
+            per_op: None,
         }
     }
 }
@@ -221,6 +224,7 @@ pub fn render(
             }
         ));
     }
+    out.push_str(&render_postgres(raw, rows));
     if !cold.is_empty() {
         out.push_str(&format!(
             "\n| cold start (spawn to first 200 from /readyz, {} runs) | median | max | target | result |\n|---|---:|---:|---|---|\n",
@@ -236,6 +240,48 @@ pub fn render(
                 if c.pass() { "pass" } else { "FAIL" }
             ));
         }
+    }
+    out
+}
+
+/// The PostgreSQL rows again, with what each operation asks of the database and how far the
+/// statements the measured rate implies are from what pgbench did alone.
+fn render_postgres(raw: &RawRates, rows: &[Row]) -> String {
+    let counted: Vec<(&Row, &crate::pgcount::PerOp)> = rows
+        .iter()
+        .filter_map(|r| r.per_op.as_ref().map(|p| (r, p)))
+        .collect();
+    let mut out = String::new();
+    if let Some(pg) = &raw.pg {
+        out.push_str(&format!(
+            "\nPostgreSQL alone (pgbench, 32 clients, prepared, same run): {:.0} primary-key SELECTs/s, {:.0} single-row INSERT commits/s\n",
+            pg.select_per_sec, pg.insert_commits_per_sec
+        ));
+    }
+    if counted.is_empty() {
+        return out;
+    }
+    out.push_str(
+        "\nPer operation on PostgreSQL, counted on the wire in a second, shorter run of each workload: statements \
+         (BEGIN and COMMIT included), round trips (each waits for PostgreSQL's answer: a statement, a BEGIN or COMMIT, \
+         a statement's preparation on a new connection, or one of the pool's pings: sqlx 0.8 pings a connection \
+         before it hands it out and again when it comes back). \
+         statements/s: at the measured ops/s.\n\n",
+    );
+    out.push_str("| workload | conns | ops/s | statements/op | of them BEGIN/COMMIT | round trips/op | of them pings | statements/s |\n");
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (r, p) in counted {
+        out.push_str(&format!(
+            "| {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} |\n",
+            r.workload,
+            r.conns,
+            r.rps,
+            p.statements,
+            p.transaction_control,
+            p.round_trips,
+            p.pings,
+            r.rps * p.statements,
+        ));
     }
     out
 }
@@ -266,7 +312,18 @@ pub fn json(
             "other_cpu_cores": r.usage.other_cpu,
             "target": r.target,
             "pass": r.pass,
+            "per_op": r.per_op.map(|p| json!({
+                "statements": p.statements,
+                "begin_commit": p.transaction_control,
+                "round_trips": p.round_trips,
+                "pings": p.pings,
+                "prepares": p.prepares,
+            })),
         })).collect::<Vec<_>>(),
+        "postgres_alone": raw.pg.map(|pg| json!({
+            "pk_select_per_sec": pg.select_per_sec,
+            "insert_commits_per_sec": pg.insert_commits_per_sec,
+        })),
         "cold_start": cold.iter().map(|c| json!({
             "label": c.label,
             "ms": c.times.iter().map(|t| t.as_secs_f64() * 1000.0).collect::<Vec<_>>(),

@@ -53,9 +53,14 @@ pub fn postgres_reachable(pg: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-fn psql(pg: &str, sql: &str) -> anyhow::Result<()> {
+pub fn psql(pg: &str, sql: &str) -> anyhow::Result<()> {
+    psql_in(pg, "postgres", sql)
+}
+
+/// Runs `sql` in the database `database` of the PostgreSQL at `pg`.
+pub fn psql_in(pg: &str, database: &str, sql: &str) -> anyhow::Result<()> {
     let out = Command::new("psql")
-        .arg(format!("{pg}/postgres"))
+        .arg(format!("{pg}/{database}"))
         .args(["-qtAc", sql])
         .output()
         .context("cannot run psql")?;

@@ -15,6 +15,7 @@ use url::form_urlencoded;
 use crate::bare::{DISCOVERY_PATH, JWKS_PATH};
 use crate::crypto;
 use crate::load::{self, Http, Phases, RunResult, Settings};
+use crate::pgcount;
 use crate::server::{self, AppCredentials, BOT_TOKEN, Server, ServerSpec, Store};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
@@ -410,7 +411,8 @@ async fn drive(
     conns: usize,
     settings: &Settings,
     perf_file: Option<PathBuf>,
-) -> anyhow::Result<(RunResult, Usage)> {
+    counters: Option<&pgcount::Counters>,
+) -> anyhow::Result<(RunResult, Usage, Option<pgcount::Counts>)> {
     let mut workers = Vec::with_capacity(conns);
     for index in 0..conns {
         let mut http = Http::connect(addr).await?;
@@ -430,6 +432,7 @@ async fn drive(
         tasks.spawn(worker_loop(job.clone(), w, http, phases, settings.duration));
     }
     tokio::time::sleep_until(phases.measure_from.into()).await;
+    let counted_0 = counters.map(pgcount::Counters::read);
     let server_cpu_0 = load::process_cpu_secs(server_pid).unwrap_or(0.0);
     let switches_0 = load::context_switches(server_pid);
     let machine_0 = load::machine_busy_secs();
@@ -461,6 +464,9 @@ async fn drive(
         None => None,
     };
     tokio::time::sleep_until(phases.end.into()).await;
+    let counted = counters
+        .zip(counted_0)
+        .map(|(c, before)| c.read().since(&before));
     let window = measure_started.elapsed().as_secs_f64();
     let server_cpu = (load::process_cpu_secs(server_pid).unwrap_or(0.0) - server_cpu_0) / window;
     let own_cpu = (load::own_cpu_secs() - own_cpu_0) / window;
@@ -481,6 +487,7 @@ async fn drive(
             server_switches: switches,
             other_cpu: (machine - server_cpu - own_cpu).max(0.0),
         },
+        counted,
     ))
 }
 
@@ -503,6 +510,8 @@ pub struct Outcome {
     pub bare: Option<RunResult>,
     pub bare_rss_kb: u64,
     pub bare_usage: Usage,
+    /// PostgreSQL: statements and round trips per operation, from a counting run.
+    pub per_op: Option<pgcount::PerOp>,
 }
 
 pub async fn run(
@@ -603,10 +612,16 @@ pub async fn run(
         .perf_dir
         .as_ref()
         .map(|d| d.join(format!("{tag}.perf.data")));
-    let driven = drive(job.clone(), pid, addr, conns, settings, perf).await;
+    let driven = drive(job.clone(), pid, addr, conns, settings, perf, None).await;
     let peak_rss_kb = server.rss_kb().1;
     server.stop().await;
-    let (result, usage) = driven?;
+    let (result, usage, _) = driven?;
+    let per_op = match (store, settings.count_secs) {
+        (Store::Postgres, Some(seconds)) if workload.uses_store() => {
+            Some(count_statements(spec, &job, &dir, conns, seconds).await?)
+        }
+        _ => None,
+    };
 
     let (bare, bare_rss_kb, bare_usage) = match served {
         Some((discovery, jwks)) => {
@@ -626,10 +641,19 @@ pub async fn run(
                 .arg(&j);
             let (mut bare, _) = Server::start_command(command, port, &dir.join("bare.log")).await?;
             let bare_pid = bare.pid();
-            let driven = drive(job.clone(), bare_pid, bare.addr, conns, settings, None).await;
+            let driven = drive(
+                job.clone(),
+                bare_pid,
+                bare.addr,
+                conns,
+                settings,
+                None,
+                None,
+            )
+            .await;
             let rss = bare.rss_kb().1;
             bare.stop().await;
-            let (result, usage) = driven?;
+            let (result, usage, _) = driven?;
             (Some(result), rss, usage)
         }
         None => (None, 0, Usage::default()),
@@ -641,5 +665,64 @@ pub async fn run(
         bare,
         bare_rss_kb,
         bare_usage,
+        per_op,
     })
+}
+
+/// A second, shorter run of the workload on the same database, with the server connected to
+/// PostgreSQL through the counting proxy (`pgcount.rs`): statements and round trips per
+/// operation. Not the measured run: the proxy costs time of its own.
+async fn count_statements(
+    spec: &ServerSpec,
+    job: &Arc<Job>,
+    dir: &std::path::Path,
+    conns: usize,
+    seconds: f64,
+) -> anyhow::Result<pgcount::PerOp> {
+    let pg = url::Url::parse(&spec.pg).context("the --pg URL")?;
+    let host = pg.host_str().context("no host in the --pg URL")?;
+    let upstream = std::net::ToSocketAddrs::to_socket_addrs(&(host, pg.port().unwrap_or(5432)))?
+        .next()
+        .context("the --pg host has no address")?;
+    let (proxy, counters) = pgcount::start(upstream).await?;
+    let mut proxied = pg.clone();
+    proxied
+        .set_host(Some("127.0.0.1"))
+        .map_err(|e| anyhow!("{e}"))?;
+    proxied
+        .set_port(Some(proxy.port()))
+        .map_err(|()| anyhow!("cannot set the port"))?;
+    let db = format!(
+        "{}/{}",
+        proxied.as_str().trim_end_matches('/'),
+        server::PG_DATABASE
+    );
+    let count_dir = dir.join("count");
+    let port = server::free_port()?;
+    let config = server::write_config(&count_dir, port, &db, &spec.keys_dir)?;
+    let (mut server, _) =
+        Server::start(&spec.bin, &config, port, &count_dir.join("server.log")).await?;
+    let settings = Settings {
+        duration: Duration::from_secs_f64(seconds),
+        warmup: Duration::from_secs(1),
+        perf_dir: None,
+        count_secs: None,
+    };
+    let driven = drive(
+        job.clone(),
+        server.pid(),
+        server.addr,
+        conns,
+        &settings,
+        None,
+        Some(&counters),
+    )
+    .await;
+    server.stop().await;
+    let (result, _, counted) = driven?;
+    ensure!(result.ops > 0, "the counting run completed no operation");
+    Ok(pgcount::PerOp::new(
+        &counted.unwrap_or_default(),
+        result.ops,
+    ))
 }

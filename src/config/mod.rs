@@ -55,6 +55,10 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// How long a request body may take to arrive, in all (`408` after that).
     pub body_timeout_secs: u64,
+    /// PostgreSQL: how long a node may hold a client (its settings and secret hash) in memory.
+    /// Every change of a client drops it on every node at once (`LISTEN`/`NOTIFY`); this bound
+    /// is the safety net. 0 reads every client from the database. SQLite never holds them.
+    pub client_cache_secs: u64,
     /// The domain of synthetic email addresses (`<sub>@<domain>`), for apps that demand one.
     pub email_domain: String,
     /// Dynamic client registration (RFC 7591/7592); off unless enabled.
@@ -364,6 +368,7 @@ impl Default for Config {
             tokens: TokenConfig::default(),
             max_body_bytes: 64 * 1024,
             body_timeout_secs: 10,
+            client_cache_secs: 5,
             email_domain: "telegram.invalid".into(),
             registration: RegistrationConfig::default(),
             outbound: OutboundConfig::default(),

@@ -213,6 +213,12 @@ impl Config {
                 ));
             }
         }
+        if self.client_cache_secs > 300 {
+            return Err(bad(
+                "client_cache_secs",
+                "must be between 0 (no cache) and 300 seconds",
+            ));
+        }
         if !(1..=25).contains(&self.body_timeout_secs) {
             return Err(bad(
                 "body_timeout_secs",

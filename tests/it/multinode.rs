@@ -12,10 +12,10 @@ use openidconnect::core::{CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet};
 use openidconnect::{ClientId, ClientSecret, IssuerUrl, Nonce};
 use reqwest::StatusCode;
 use serde_json::Value;
-use telegram_oidc::admin::{self, NewClient};
+use telegram_oidc::admin::{self, Actor, NewAdminKey, NewClient};
 use telegram_oidc::clock::system_now;
 use telegram_oidc::keys::SigningAlg;
-use telegram_oidc::store::{AccessTokenFormat, ClientKind, RefreshPolicy};
+use telegram_oidc::store::{AccessTokenFormat, AdminScope, ClientKind, RefreshPolicy, Store};
 
 use crate::harness::{BOT_TOKEN, BOT_USERNAME, TgUser, encode, hidden, query_param, widget_fields};
 use crate::store::postgres_url;
@@ -36,6 +36,9 @@ fn write_config(dir: &Path, database_url: &str, keys: &Path) -> PathBuf {
 listen = "127.0.0.1:0"
 database_url = "{database_url}"
 keys_dir = "{keys}"
+
+# Long, so that within these tests only a notification can make a node see a changed client.
+client_cache_secs = 60
 
 [telegram]
 bot_username = "{BOT_USERNAME}"
@@ -582,4 +585,329 @@ async fn two_nodes_on_one_database_serve_one_provider() {
         assert!(!log.contains("panicked"), "{log}");
         assert!(!log.contains(BOT_TOKEN.split(':').nth(1).unwrap()));
     }
+}
+
+/// A confidential app registered through `store`, as the CLI registers one.
+async fn add_app(store: &dyn Store, name: &str) -> App {
+    let (record, secret) = admin::add_client(
+        store,
+        NewClient {
+            name: name.into(),
+            kind: ClientKind::Confidential,
+            redirect_uris: vec![REDIRECT_URI.into()],
+            scopes: vec!["openid".into()],
+            id_token_alg: SigningAlg::RS256,
+            access_token_format: AccessTokenFormat::Opaque,
+            refresh_policy: RefreshPolicy::OfflineAccess,
+            skip_consent: false,
+            ..Default::default()
+        },
+        system_now(),
+    )
+    .await
+    .unwrap();
+    App {
+        client_id: record.client_id,
+        secret: secret.unwrap(),
+    }
+}
+
+/// Authenticates `app` at a node (an introspection of nothing): 200 when the node accepts
+/// the client id and secret, 401 when it does not.
+async fn authenticates(
+    http: &reqwest::Client,
+    node: &Node,
+    client_id: &str,
+    secret: &str,
+) -> StatusCode {
+    http.post(node.url("/introspect"))
+        .basic_auth(client_id, Some(secret))
+        .form(&[("token", "nothing")])
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// Polls a node (another process) until it refuses the client id and secret, for at most a
+/// second after `since`.
+async fn refused_within_a_second(
+    http: &reqwest::Client,
+    node: &Node,
+    client_id: &str,
+    secret: &str,
+    since: Instant,
+    what: &str,
+) {
+    loop {
+        let status = authenticates(http, node, client_id, secret).await;
+        if status == StatusCode::UNAUTHORIZED {
+            eprintln!(
+                "multinode: node {} refused {what} after {:?}",
+                node.name,
+                since.elapsed()
+            );
+            return;
+        }
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            since.elapsed() < Duration::from_secs(1),
+            "node {} still accepts {what} a second later",
+            node.name
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Nodes hold clients in memory; a secret rotated or a client removed on one node is refused
+/// by the other within a second, through the notification the change sends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_changed_on_one_node_is_refused_by_the_other_within_a_second() {
+    let Some(url) = postgres_url() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let keys_dir = dir.path().join("keys");
+    telegram_oidc::keys::KeyStore::open(&keys_dir, system_now()).unwrap();
+    let config = write_config(dir.path(), &url, &keys_dir);
+    let (a, b) = (Node::start("A", &config), Node::start("B", &config));
+    let store = telegram_oidc::open_store(&url).await.unwrap();
+    let rotated = add_app(store.as_ref(), "Rotated on A").await;
+    let removed = add_app(store.as_ref(), "Removed on A").await;
+    let (_, admin_key) = admin::create_admin_key(
+        store.as_ref(),
+        &Actor::cli(),
+        NewAdminKey {
+            name: "multinode".into(),
+            scope: AdminScope::Write,
+            expires_in: Some(3600),
+            allow_ips: Vec::new(),
+        },
+        telegram_oidc::clock::system_now_millis(),
+    )
+    .await
+    .unwrap();
+    let http = reqwest::Client::new();
+
+    // B reads both clients once, and from then on holds them: a change made behind the
+    // store's back (no notification) is not seen by B, while A, which never read the client,
+    // sees it at once.
+    for app in [&rotated, &removed] {
+        assert_eq!(
+            authenticates(&http, &b, &app.client_id, &app.secret).await,
+            StatusCode::OK
+        );
+    }
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let saved: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT secret_hash FROM clients WHERE client_id = $1")
+            .bind(&rotated.client_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    sqlx::query("UPDATE clients SET secret_hash = $2 WHERE client_id = $1")
+        .bind(&rotated.client_id)
+        .bind(vec![0u8; 32])
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        authenticates(&http, &a, &rotated.client_id, &rotated.secret).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        authenticates(&http, &b, &rotated.client_id, &rotated.secret).await,
+        StatusCode::OK,
+        "B holds the client in memory"
+    );
+    sqlx::query("UPDATE clients SET secret_hash = $2 WHERE client_id = $1")
+        .bind(&rotated.client_id)
+        .bind(saved)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+
+    // The secret rotated through A's admin API: B refuses the old one within a second and
+    // takes the new one.
+    let resp = http
+        .post(a.url(&format!(
+            "/admin/api/v1/clients/{}/secret",
+            rotated.client_id
+        )))
+        .bearer_auth(&admin_key)
+        .header("if-match", "*")
+        .send()
+        .await
+        .unwrap();
+    let changed = Instant::now();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = resp.json().await.unwrap();
+    let new_secret = body["client_secret"].as_str().unwrap().to_string();
+    refused_within_a_second(
+        &http,
+        &b,
+        &rotated.client_id,
+        &rotated.secret,
+        changed,
+        "the old secret",
+    )
+    .await;
+    assert_eq!(
+        authenticates(&http, &b, &rotated.client_id, &new_secret).await,
+        StatusCode::OK
+    );
+
+    // The other client removed through A's admin API: B refuses it within a second.
+    let resp = http
+        .delete(a.url(&format!("/admin/api/v1/clients/{}", removed.client_id)))
+        .bearer_auth(&admin_key)
+        .header("if-match", "*")
+        .send()
+        .await
+        .unwrap();
+    let changed = Instant::now();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    refused_within_a_second(
+        &http,
+        &b,
+        &removed.client_id,
+        &removed.secret,
+        changed,
+        "the removed client",
+    )
+    .await;
+
+    for log in [a.stop(), b.stop()] {
+        assert!(!log.contains("panicked"), "{log}");
+        assert!(!log.contains(&new_secret));
+    }
+}
+
+/// A node whose listening connection is gone cannot hear of changes, so it holds no client:
+/// a secret rotated meanwhile (its notification lost) is refused at once. When it listens
+/// again it holds clients again, and hears of the next change.
+///
+/// On a database of its own: refusing new connections to it is how the listener is kept from
+/// coming back while the test looks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_cannot_hear_changes_holds_no_client() {
+    let Some(url) = postgres_url() else { return };
+    let (server, _) = url.rsplit_once('/').unwrap();
+    let name = format!(
+        "tgoidc_deaf_{}",
+        u32::from_le_bytes(telegram_oidc::secrets::random_bytes::<4>())
+    );
+    let own_url = format!("{server}/{name}");
+    let admin = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let keys_dir = dir.path().join("keys");
+    telegram_oidc::keys::KeyStore::open(&keys_dir, system_now()).unwrap();
+    let config = write_config(dir.path(), &own_url, &keys_dir);
+    let b = Node::start("B", &config);
+    let store = telegram_oidc::open_store(&own_url).await.unwrap();
+    let app = add_app(store.as_ref(), "Rotated while B is deaf").await;
+    let http = reqwest::Client::new();
+    assert_eq!(
+        authenticates(&http, &b, &app.client_id, &app.secret).await,
+        StatusCode::OK
+    );
+
+    // Connections opened now stay in the pools (B's and this test's) while new ones are
+    // refused: several, as a pool hands out another while one is on its way back.
+    let warm = (0..8).map(|_| authenticates(&http, &b, &app.client_id, &app.secret));
+    for status in futures::future::join_all(warm).await {
+        assert_eq!(status, StatusCode::OK);
+    }
+    let warm = (0..8).map(|_| store.get_client(&app.client_id));
+    for found in futures::future::join_all(warm).await {
+        assert!(found.unwrap().is_some());
+    }
+
+    sqlx::query(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = $1 AND application_name = $2",
+    )
+    .bind(&name)
+    .bind(telegram_oidc::store::postgres::LISTENER_APPLICATION_NAME)
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    assert_eq!(killed, [true], "one listening connection");
+    let since = Instant::now();
+    while !b.log().contains("not listening for client changes") {
+        assert!(since.elapsed() < Duration::from_secs(10), "{}", b.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Rotated while B cannot hear it: B reads the client from the database.
+    let new_secret = admin::new_client_secret(
+        store.as_ref(),
+        &Actor::cli(),
+        &app.client_id,
+        telegram_oidc::clock::system_now_millis(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        authenticates(&http, &b, &app.client_id, &app.secret).await,
+        StatusCode::UNAUTHORIZED,
+        "a deaf node served a client from memory"
+    );
+    assert_eq!(
+        authenticates(&http, &b, &app.client_id, &new_secret).await,
+        StatusCode::OK
+    );
+
+    // Listening again: B holds clients again, and the next rotation reaches it.
+    sqlx::query(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let since = Instant::now();
+    while !b.log().contains("listening for client changes again") {
+        assert!(since.elapsed() < Duration::from_secs(10), "{}", b.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        authenticates(&http, &b, &app.client_id, &new_secret).await,
+        StatusCode::OK
+    );
+    let newer = admin::new_client_secret(
+        store.as_ref(),
+        &Actor::cli(),
+        &app.client_id,
+        telegram_oidc::clock::system_now_millis(),
+    )
+    .await
+    .unwrap();
+    let changed = Instant::now();
+    refused_within_a_second(
+        &http,
+        &b,
+        &app.client_id,
+        &new_secret,
+        changed,
+        "the rotated secret",
+    )
+    .await;
+    assert_eq!(
+        authenticates(&http, &b, &app.client_id, &newer).await,
+        StatusCode::OK
+    );
+
+    let log = b.stop();
+    assert!(!log.contains("panicked"), "{log}");
+    drop(store);
+    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .execute(&admin)
+        .await
+        .unwrap();
 }

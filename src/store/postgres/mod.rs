@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -14,14 +15,20 @@ use super::{StoreError, StoreResult};
 mod account;
 mod admin_keys;
 mod audit;
+mod client_cache;
 mod flows;
 mod rate;
 mod rows;
 mod store;
 
+pub use client_cache::LISTENER_APPLICATION_NAME;
+
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    options: PgConnectOptions,
+    /// Clients held in memory (a server's store); `None`: every lookup reads the database.
+    clients: Option<Arc<client_cache::ClientCache>>,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -34,9 +41,35 @@ impl PostgresStore {
             .max_connections(16)
             // When the database is gone a request waits this long, then answers 503.
             .acquire_timeout(Duration::from_secs(3))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore {
+            pool,
+            options,
+            clients: None,
+        })
+    }
+
+    /// Holds clients in memory for up to `ttl`, dropped on every node as soon as one changes
+    /// (see `client_cache.rs`); a zero `ttl` keeps reading every client from the database.
+    /// For a long-lived server: it keeps one more connection, which listens.
+    pub fn with_client_cache(mut self, ttl: Duration) -> PostgresStore {
+        if ttl.is_zero() {
+            self.clients = None;
+            return self;
+        }
+        let listening = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(3))
+            .max_lifetime(None)
+            .idle_timeout(None)
+            .connect_lazy_with(
+                self.options
+                    .clone()
+                    .application_name(LISTENER_APPLICATION_NAME),
+            );
+        self.clients = Some(client_cache::ClientCache::start(ttl, listening));
+        self
     }
 
     /// Applies migrations; concurrent callers on many nodes serialise on sqlx's advisory lock.

@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 use sqlx::Row;
 
+use super::client_cache::{self, CHANNEL};
 use super::rows::{self, insert_access_token, insert_grant, insert_refresh_token};
 use super::{PostgresStore, opt_text, text};
 use crate::store::sql;
@@ -27,22 +28,35 @@ impl Store for PostgresStore {
     }
 
     async fn create_client(&self, client: &ClientRecord) -> StoreResult<()> {
+        let client_id = text(&client.client_id);
+        let mut tx = self.pool.begin().await?;
         sqlx::query(sql::INSERT_CLIENT)
-            .bind(text(&client.client_id))
+            .bind(&client_id)
             .bind(&client.secret_hash)
             .bind(rows::settings_json(client)?)
             .bind(client.created_at)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        announce_client_change(&mut tx, &client_id).await?;
+        tx.commit().await?;
+        self.forget_client(&client_id);
         Ok(())
     }
 
     async fn get_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
-        let row = sqlx::query(sql::GET_CLIENT)
-            .bind(text(client_id))
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(rows::client).transpose()
+        let client_id = text(client_id);
+        let Some(cache) = &self.clients else {
+            return self.read_client(&client_id).await;
+        };
+        if let Some(held) = cache.get(&client_id) {
+            return Ok(Some(held));
+        }
+        let ticket = cache.ticket();
+        let found = self.read_client(&client_id).await?;
+        if let (Some(ticket), Some(record)) = (ticket, &found) {
+            cache.put(ticket, &client_id, record);
+        }
+        Ok(found)
     }
 
     async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>> {
@@ -51,12 +65,17 @@ impl Store for PostgresStore {
     }
 
     async fn update_client(&self, client: &ClientRecord) -> StoreResult<bool> {
+        let client_id = text(&client.client_id);
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(sql::UPDATE_CLIENT)
-            .bind(text(&client.client_id))
+            .bind(&client_id)
             .bind(&client.secret_hash)
             .bind(rows::settings_json(client)?)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        announce_client_change(&mut tx, &client_id).await?;
+        tx.commit().await?;
+        self.forget_client(&client_id);
         Ok(done.rows_affected() == 1)
     }
 
@@ -77,13 +96,16 @@ impl Store for PostgresStore {
         if !unchanged {
             return Ok(false);
         }
+        let client_id = text(&client.client_id);
         let done = sqlx::query(sql::UPDATE_CLIENT)
-            .bind(text(&client.client_id))
+            .bind(&client_id)
             .bind(&client.secret_hash)
             .bind(rows::settings_json(client)?)
             .execute(&mut *tx)
             .await?;
+        announce_client_change(&mut tx, &client_id).await?;
         tx.commit().await?;
+        self.forget_client(&client_id);
         Ok(done.rows_affected() == 1)
     }
 
@@ -102,7 +124,9 @@ impl Store for PostgresStore {
             .bind(&client_id)
             .execute(&mut *tx)
             .await?;
+        announce_client_change(&mut tx, &client_id).await?;
         tx.commit().await?;
+        self.forget_client(&client_id);
         Ok(done.rows_affected() == 1)
     }
 
@@ -507,4 +531,34 @@ impl Store for PostgresStore {
     async fn try_lock_job(&self, job: &str) -> StoreResult<Option<JobLock>> {
         self.lock_job(job).await
     }
+}
+
+impl PostgresStore {
+    async fn read_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
+        let row = sqlx::query(sql::GET_CLIENT)
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(rows::client).transpose()
+    }
+
+    /// This node's own change, dropped at once rather than when its notification comes back.
+    fn forget_client(&self, client_id: &str) {
+        if let Some(cache) = &self.clients {
+            cache.forget(client_cache::payload(client_id));
+        }
+    }
+}
+
+/// Tells every node that `client_id` changed, when (and only if) `tx` commits.
+async fn announce_client_change(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    client_id: &str,
+) -> StoreResult<()> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANNEL)
+        .bind(client_cache::payload(client_id))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
