@@ -504,6 +504,11 @@ fn dev_keeps_the_demo_secret_and_shows_it_on_its_callback_page() {
                 secret = v.split_whitespace().next().unwrap().to_owned();
             }
         }
+        // The rest of what dev prints is read too: a closed pipe would end it at its next line.
+        std::thread::spawn(move || {
+            let mut rest = String::new();
+            let _ = std::io::Read::read_to_string(&mut out, &mut rest);
+        });
         (child, issuer, secret)
     };
     let (mut first, issuer, secret) = start();
