@@ -5,7 +5,7 @@ Throughput on a shared two-core machine moves by more than the few per cent a se
 audit log costs. Instructions counted by valgrind's callgrind do not: for the same binary and
 the same requests the count repeats, whatever else the machine is doing. This script runs
 `telegram-oidc serve` under callgrind twice per setting, once with SMALL and once with LARGE
-operations sent one after another over one keep-alive connection, and prints
+operations sent over keep-alive connections (`--conns`, default one after another on one), and prints
 (instructions(LARGE) - instructions(SMALL)) / (LARGE - SMALL): the instructions of one more
 operation, with the start-up and shut-down cancelled out.
 
@@ -31,6 +31,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 
@@ -156,9 +157,10 @@ def login(conn, _service, web, n):
 
 
 WORKLOADS = {"cc-opaque": cc_opaque, "login": login}
+KEEP = None
 
 
-def run(binary, workload, setting, count, keys):
+def run(binary, workload, setting, count, keys, conns):
     with tempfile.TemporaryDirectory(prefix="tgoidc-instr-") as directory:
         port = free_port()
         config = write_config(directory, port, setting)
@@ -182,12 +184,21 @@ def run(binary, workload, setting, count, keys):
                 if time.time() > deadline or server.poll() is not None:
                     sys.exit("the server did not start under valgrind")
                 time.sleep(0.5)
-            conn = Conn(port)
-            for n in range(count):
-                WORKLOADS[workload](conn, service, web, n)
+            def worker(first):
+                conn = Conn(port)
+                for n in range(first, count, conns):
+                    WORKLOADS[workload](conn, service, web, n)
+            threads = [threading.Thread(target=worker, args=(i,)) for i in range(conns)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=300)
+        if KEEP:
+            import shutil
+            shutil.copy(out, os.path.join(KEEP, f"callgrind.{workload}.{setting}.{count}.out"))
         with open(out) as f:
             text = f.read()
         total = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
@@ -201,7 +212,12 @@ def main():
     parser.add_argument("--set", action="append", required=True, help="section.key=value (TOML value), one per run")
     parser.add_argument("--small", type=int, default=50)
     parser.add_argument("--large", type=int, default=350)
+    parser.add_argument("--conns", type=int, default=1,
+                        help="connections sending at once (writes made at the same time share a commit)")
+    parser.add_argument("--keep", help="a folder to keep the callgrind files in (for callgrind_annotate)")
     args = parser.parse_args()
+    global KEEP
+    KEEP = args.keep
     binary = os.path.abspath(args.bin)
     with tempfile.TemporaryDirectory(prefix="tgoidc-keys-") as keys:
         # The signing keys are made once, outside the measurement, and shared by every run.
@@ -213,11 +229,11 @@ def main():
             cli(binary, config, "keys", "list")
         results = []
         for setting in args.set:
-            small = run(binary, args.workload, setting, args.small, keys)
-            large = run(binary, args.workload, setting, args.large, keys)
+            small = run(binary, args.workload, setting, args.small, keys, args.conns)
+            large = run(binary, args.workload, setting, args.large, keys, args.conns)
             per_op = (large - small) / (args.large - args.small)
             results.append((setting, per_op))
-            print(f"{args.workload:10} {setting:28} {per_op:14,.0f} instructions per operation "
+            print(f"{args.workload:10} {args.conns:3} conns {setting:22} {per_op:12,.0f} instructions per operation "
                   f"({small:,} for {args.small}, {large:,} for {args.large})", flush=True)
         base = results[0][1]
         for setting, per_op in results[1:]:
