@@ -11,6 +11,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+#[path = "main/admin_key.rs"]
+mod admin_key;
 #[path = "main/dev.rs"]
 mod dev;
 
@@ -18,9 +20,7 @@ use telegram_oidc::admin::{self, NewClient};
 use telegram_oidc::clock::{system_now, system_now_millis};
 use telegram_oidc::config::Config;
 use telegram_oidc::keys::{KeyStore, SigningAlg};
-use telegram_oidc::store::{
-    AccessTokenFormat, AdminScope, ClientKind, ClientRecord, RefreshPolicy,
-};
+use telegram_oidc::store::{AccessTokenFormat, ClientKind, ClientRecord, RefreshPolicy};
 
 #[derive(Parser)]
 #[command(
@@ -68,7 +68,7 @@ enum Command {
     Audit(AuditCommand),
     /// Keys of the admin API (`/admin/api/v1`).
     #[command(subcommand)]
-    AdminKey(AdminKeyCommand),
+    AdminKey(admin_key::AdminKeyCommand),
     /// Apply database migrations and exit.
     Migrate,
     /// Check the settings and exit.
@@ -268,35 +268,6 @@ enum AuditCommand {
 }
 
 #[derive(Subcommand)]
-enum AdminKeyCommand {
-    /// Make a key; it is printed once and stored only as a hash.
-    Create {
-        /// `read` lists and shows; `write` also changes.
-        #[arg(long, value_enum)]
-        scope: ScopeArg,
-        /// What the key is for, shown in `admin-key list` and the audit log.
-        #[arg(long, default_value = "admin key")]
-        name: String,
-        /// The key stops working after this long: e.g. 90d, 12h, 30m (default: never).
-        #[arg(long, value_parser = admin::parse_duration)]
-        expires_in: Option<i64>,
-        /// Addresses or CIDR ranges the key may be used from, comma separated (default: any).
-        #[arg(long, value_delimiter = ',', value_parser = admin::parse_cidr)]
-        allow_ip: Vec<ipnet::IpNet>,
-    },
-    /// Every key: id, name, scope, state, allow-list (tab separated).
-    List,
-    /// Revoke a key: it stops working at once.
-    Revoke { id: String },
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum ScopeArg {
-    Read,
-    Write,
-}
-
-#[derive(Subcommand)]
 enum KeysCommand {
     /// Every signing key: kid, algorithm, state (active, published, retired), creation time.
     List,
@@ -419,7 +390,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::AdminKey(command) => {
             let config = Config::load_unvalidated(file)?;
-            admin_key_command(&config, command).await
+            admin_key::admin_key_command(&config, command).await
         }
         Command::Audit(AuditCommand::Tail {
             follow,
@@ -739,67 +710,6 @@ async fn client_command(config: &Config, command: ClientCommand) -> anyhow::Resu
                     .await?;
             println!("client_secret:  {secret}");
             println!("\nThe secret is shown only now; the old one no longer works.");
-        }
-    }
-    Ok(())
-}
-
-async fn admin_key_command(config: &Config, command: AdminKeyCommand) -> anyhow::Result<()> {
-    let store = telegram_oidc::open_store(&config.database_url).await?;
-    let cli = admin::Actor::cli();
-    match command {
-        AdminKeyCommand::Create {
-            scope,
-            name,
-            expires_in,
-            allow_ip,
-        } => {
-            let new = admin::NewAdminKey {
-                name,
-                scope: match scope {
-                    ScopeArg::Read => AdminScope::Read,
-                    ScopeArg::Write => AdminScope::Write,
-                },
-                expires_in,
-                allow_ips: allow_ip,
-            };
-            let (record, key) =
-                admin::create_admin_key(store.as_ref(), &cli, new, system_now_millis()).await?;
-            println!("id:       {}", record.id);
-            println!("scope:    {}", record.scope.as_str());
-            if let Some(t) = record.expires_at {
-                println!("expires:  {t}");
-            }
-            println!("key:      {key}");
-            println!("\nThe key is shown only now; it is stored as a hash.");
-        }
-        AdminKeyCommand::List => {
-            let now = system_now();
-            for k in store.list_admin_keys().await? {
-                let state = match (k.revoked_at, k.expires_at) {
-                    (Some(t), _) => format!("revoked {t}"),
-                    (None, Some(t)) if t <= now => format!("expired {t}"),
-                    (None, Some(t)) => format!("live until {t}"),
-                    (None, None) => "live".to_owned(),
-                };
-                let allow: Vec<String> = k.allow_ips.iter().map(|n| n.to_string()).collect();
-                println!(
-                    "{}\t{}\t{}\t{}\t{}",
-                    k.id,
-                    k.name,
-                    k.scope.as_str(),
-                    state,
-                    if allow.is_empty() {
-                        "any address".to_owned()
-                    } else {
-                        allow.join(",")
-                    }
-                );
-            }
-        }
-        AdminKeyCommand::Revoke { id } => {
-            admin::revoke_admin_key(store.as_ref(), &cli, &id, system_now_millis()).await?;
-            println!("revoked {id}; it no longer works");
         }
     }
     Ok(())

@@ -11,7 +11,9 @@
 //! form carries a token bound to the desk session (`web::csrf`). The actions are `admin`'s,
 //! the same the CLI and the admin API take, audited there with the admin as the actor.
 
+mod apps;
 mod pages;
+mod users;
 
 use axum::Router;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -37,16 +39,16 @@ pub fn routes() -> Router<AppState> {
         .route(PATH, get(pages::home))
         .route("/admin/", get(pages::home))
         .route("/admin/sign-out", post(pages::sign_out))
-        .route("/admin/apps", get(pages::apps).post(pages::create_app))
-        .route("/admin/apps/new", get(pages::new_app))
+        .route("/admin/apps", get(apps::apps).post(apps::create_app))
+        .route("/admin/apps/new", get(apps::new_app))
         .route(
             "/admin/apps/{client_id}",
-            get(pages::show_app).post(pages::change_app),
+            get(apps::show_app).post(apps::change_app),
         )
-        .route("/admin/users", get(pages::users))
+        .route("/admin/users", get(users::users))
         .route(
             "/admin/users/{user_id}",
-            get(pages::show_user).post(pages::change_user),
+            get(users::show_user).post(users::change_user),
         )
         .route("/admin/keys", get(pages::keys).post(pages::rotate_key))
         .route("/admin/audit", get(pages::audit))
