@@ -15,6 +15,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 mod admin_key;
 #[path = "main/dev.rs"]
 mod dev;
+#[path = "main/traces.rs"]
+mod traces;
 
 use telegram_oidc::admin::{self, NewClient};
 use telegram_oidc::clock::{system_now, system_now_millis};
@@ -283,14 +285,6 @@ enum KeysCommand {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -313,6 +307,10 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let file = cli.config.as_deref();
+    // `serve` starts its output once its settings are read: they may export traces.
+    if !matches!(cli.command, Command::Serve { .. }) {
+        traces::init(None)?;
+    }
     match cli.command {
         Command::Serve { port } => {
             if let Some(port) = port {
@@ -321,10 +319,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
             let config = Config::load(file)?;
+            let traces = traces::init(Some(&config.traces))?;
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", config.listen))?;
-            telegram_oidc::launch(config, listener, telegram_oidc::shutdown_signal()).await
+            let served =
+                telegram_oidc::launch(config, listener, telegram_oidc::shutdown_signal()).await;
+            if let Some(traces) = traces {
+                traces.shutdown().await;
+            }
+            served
         }
         Command::Dev {
             listen,

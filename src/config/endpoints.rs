@@ -1,6 +1,7 @@
 //! Settings of the endpoints served beside the provider's own: backchannel authentication
-//! (CIBA), the metrics listener, the admin API.
+//! (CIBA), the metrics listener, OTLP traces, the admin API.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
@@ -52,6 +53,47 @@ pub struct MetricsConfig {
     /// Where to serve `/metrics`, e.g. `127.0.0.1:9464`; unset: no metrics listener. It has
     /// no authentication: bind it to a loopback or private address only.
     pub listen: Option<SocketAddr>,
+}
+
+/// OpenTelemetry traces, exported over OTLP/HTTP (protobuf): one server span per request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TracesConfig {
+    /// The collector's traces URL, used as given (e.g. `http://127.0.0.1:4318/v1/traces`);
+    /// unset: no traces. Only the admin chooses it, so it may be an internal address.
+    pub otlp_endpoint: Option<String>,
+    /// Headers sent with every export, e.g. a tracing vendor's API key. Their values are
+    /// secrets: never logged, never shown by `check-config`.
+    pub otlp_headers: BTreeMap<String, super::Secret>,
+    /// `service.name` of the exported resource.
+    pub service_name: String,
+    /// Share of new traces recorded, 0.0 to 1.0. A request that carries a W3C `traceparent`
+    /// (and `accept_traceparent` is on) follows its caller's sampling decision instead.
+    pub sample_ratio: f64,
+    /// Continue the caller's trace from an incoming `traceparent` header. Turn it off when the
+    /// server faces the internet with no proxy in front that starts traces itself.
+    pub accept_traceparent: bool,
+    /// How long one export may take before it is given up.
+    pub export_timeout_secs: u64,
+}
+
+impl Default for TracesConfig {
+    fn default() -> Self {
+        TracesConfig {
+            otlp_endpoint: None,
+            otlp_headers: BTreeMap::new(),
+            service_name: "telegram-oidc".into(),
+            sample_ratio: 1.0,
+            accept_traceparent: true,
+            export_timeout_secs: 10,
+        }
+    }
+}
+
+impl TracesConfig {
+    pub fn enabled(&self) -> bool {
+        self.otlp_endpoint.is_some()
+    }
 }
 
 /// Backchannel authentication requests (CIBA Core 1.0).

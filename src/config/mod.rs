@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 mod endpoints;
 mod rate_limits;
 mod validate;
-pub use endpoints::{AdminConfig, CibaConfig, MetricsConfig};
+pub use endpoints::{AdminConfig, CibaConfig, MetricsConfig, TracesConfig};
 pub use rate_limits::{Limit, RateLimitConfig};
 pub use validate::is_loopback_url;
 
@@ -85,6 +85,8 @@ pub struct Config {
     pub rate_limits: RateLimitConfig,
     /// Prometheus metrics on a listener of their own.
     pub metrics: MetricsConfig,
+    /// OTLP traces (`[traces]`), off unless `otlp_endpoint` is set.
+    pub traces: TracesConfig,
     /// The admin API (`/admin/api/v1`).
     pub admin: AdminConfig,
     /// Dev mode: replaces the Telegram widget with the built-in emulator. Only loopback issuers.
@@ -380,6 +382,7 @@ impl Default for Config {
             ciba: CibaConfig::default(),
             rate_limits: RateLimitConfig::default(),
             metrics: MetricsConfig::default(),
+            traces: TracesConfig::default(),
             admin: AdminConfig::default(),
             dev_mode: false,
             dev_client_secret: None,

@@ -34,6 +34,7 @@ impl Config {
                 ),
             ));
         }
+        self.validate_traces()?;
         let admin = &self.admin;
         if !(60..=86_400).contains(&admin.idle_timeout_secs) {
             return Err(bad(
@@ -448,5 +449,65 @@ fn looks_like_bot_token(token: &str) -> bool {
                     .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         }
         None => false,
+    }
+}
+
+impl Config {
+    fn validate_traces(&self) -> Result<(), ConfigError> {
+        let traces = &self.traces;
+        if let Some(endpoint) = &traces.otlp_endpoint {
+            let url = url::Url::parse(endpoint).map_err(|e| {
+                bad(
+                    "traces.otlp_endpoint",
+                    format!(
+                        "`{endpoint}` is not a URL ({e}); give the collector's traces URL, e.g. http://127.0.0.1:4318/v1/traces"
+                    ),
+                )
+            })?;
+            if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+                return Err(bad(
+                    "traces.otlp_endpoint",
+                    "give an http:// or https:// URL of an OTLP/HTTP collector (gRPC is not spoken)",
+                ));
+            }
+            if !url.username().is_empty() || url.password().is_some() {
+                return Err(bad(
+                    "traces.otlp_endpoint",
+                    "put the collector's credentials in `traces.otlp_headers`, not in the URL",
+                ));
+            }
+        }
+        for (name, value) in &traces.otlp_headers {
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(bad(
+                    "traces.otlp_headers",
+                    format!("`{name}` is not a valid header name"),
+                ));
+            }
+            if http::HeaderValue::from_str(value.expose()).is_err() {
+                return Err(bad(
+                    "traces.otlp_headers",
+                    format!(
+                        "the value of `{name}` is not a valid header value (printable ASCII only)"
+                    ),
+                ));
+            }
+        }
+        if !(0.0..=1.0).contains(&traces.sample_ratio) {
+            return Err(bad("traces.sample_ratio", "give a share from 0.0 to 1.0"));
+        }
+        if traces.service_name.trim().is_empty() || traces.service_name.len() > 128 {
+            return Err(bad(
+                "traces.service_name",
+                "give a name of 1 to 128 characters",
+            ));
+        }
+        if !(1..=120).contains(&traces.export_timeout_secs) {
+            return Err(bad(
+                "traces.export_timeout_secs",
+                "give 1 to 120 seconds (default 10)",
+            ));
+        }
+        Ok(())
     }
 }

@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod pages;
 pub mod rate_limit;
 pub mod registration;
+pub mod request_span;
 pub mod revoke;
 pub mod router;
 pub mod token;

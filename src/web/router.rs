@@ -9,13 +9,14 @@ use axum::routing::{get, post};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnResponse, OnResponse, TraceLayer};
 
 use crate::state::AppState;
 use crate::web;
 
 pub fn router(app: AppState) -> Router {
     let config = &app.config;
+    let spans = web::request_span::RequestSpans::new(&config.traces);
     let mut routes = Router::new()
         .route(
             "/authorize",
@@ -102,20 +103,14 @@ pub fn router(app: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn(web::i18n::negotiate))
         .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-                let route = request
-                    .extensions()
-                    .get::<axum::extract::MatchedPath>()
-                    .map(|p| p.as_str().to_owned())
-                    .unwrap_or_else(|| "unmatched".into());
-                let id = request
-                    .headers()
-                    .get("x-request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_owned();
-                tracing::info_span!("request", method = %request.method(), route, request_id = id)
-            }),
+            TraceLayer::new_for_http()
+                .make_span_with(move |request: &Request<_>| spans.make(request))
+                .on_response(
+                    move |response: &axum::http::Response<_>, latency, span: &tracing::Span| {
+                        spans.answered(response, span);
+                        DefaultOnResponse::default().on_response(response, latency, span);
+                    },
+                ),
         )
         .layer(DefaultBodyLimit::max(config.max_body_bytes));
 

@@ -40,5 +40,6 @@ mod secrets_scan;
 mod ssrf;
 mod step_up;
 mod store;
+mod traces;
 mod upstream;
 mod upstream_keys;
