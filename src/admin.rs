@@ -237,8 +237,21 @@ pub async fn remove_client(
 ) -> Result<(), AdminError> {
     let before = get_client(store, client_id).await?;
     check_version(&before, if_match)?;
-    if !store.delete_client(client_id).await? {
-        return Err(AdminError::NotFound(client_id.into()));
+    // With a version given, removed only if nobody changed the client since it was read
+    // here, in the same transaction: a change made in between is not silently discarded.
+    let removed = match if_match {
+        Some(_) => {
+            store
+                .delete_client_unless_changed(client_id, &before.settings)
+                .await?
+        }
+        None => store.delete_client(client_id).await?,
+    };
+    if !removed {
+        return Err(match store.get_client(client_id).await? {
+            Some(now) => AdminError::VersionMismatch(client_etag(&now)),
+            None => AdminError::NotFound(client_id.into()),
+        });
     }
     audited(
         store,

@@ -61,26 +61,61 @@ pub trait AuditStore: Send + Sync {
     async fn delete_audit_before(&self, at: i64) -> StoreResult<u64>;
 }
 
-/// The statements that read entries, shared by both stores: the same placeholders, `NULL`
-/// meaning "any". Newest first, or (with `$6`, following a tail) oldest first.
-macro_rules! audit_select {
-    ($order:literal) => {
-        concat!(
-            "SELECT id, at, event, result, user_id, client_id, actor, ip, user_agent, request_id, detail \
-             FROM audit_log \
-             WHERE ($1 IS NULL OR user_id = $1) \
-               AND ($2 IS NULL OR client_id = $2) \
-               AND ($3 IS NULL OR event = $3 OR event LIKE $4 ESCAPE '\\') \
-               AND ($5 IS NULL OR id < $5) \
-               AND ($6 IS NULL OR id > $6) \
-             ORDER BY id ",
-            $order,
-            " LIMIT $7"
-        )
-    };
+/// A value bound to the statement [`audit_select`] writes.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum AuditParam<'a> {
+    Int(i64),
+    Text(&'a str),
+    Owned(String),
 }
-pub(crate) const QUERY_AUDIT_NEWEST: &str = audit_select!("DESC");
-pub(crate) const QUERY_AUDIT_OLDEST: &str = audit_select!("ASC");
+
+/// The statement that reads entries, shared by both stores, and its values in the order of
+/// their placeholders (`$1`, `$2`, ...). Only the filters given appear in it: a filter written
+/// as `($1 IS NULL OR user_id = $1)` keeps SQLite (and PostgreSQL's generic plans) from using
+/// the index on `(user_id, id)`, so one user's entries would be found by reading them all.
+/// Newest first, or (following a tail, with `after`) oldest first.
+pub(crate) fn audit_select(q: &AuditQuery) -> (String, Vec<AuditParam<'_>>) {
+    let mut params = Vec::new();
+    let mut clauses = Vec::new();
+    if let Some(user) = q.user_id {
+        params.push(AuditParam::Int(user));
+        clauses.push(format!("user_id = ${}", params.len()));
+    }
+    if let Some(client) = &q.client_id {
+        params.push(AuditParam::Text(client));
+        clauses.push(format!("client_id = ${}", params.len()));
+    }
+    if let Some(event) = &q.event {
+        params.push(AuditParam::Text(event));
+        let exact = params.len();
+        params.push(AuditParam::Owned(event_prefix(event)));
+        clauses.push(format!(
+            "(event = ${exact} OR event LIKE ${} ESCAPE '\\')",
+            params.len()
+        ));
+    }
+    if let Some(before) = q.before {
+        params.push(AuditParam::Int(before));
+        clauses.push(format!("id < ${}", params.len()));
+    }
+    if let Some(after) = q.after {
+        params.push(AuditParam::Int(after));
+        clauses.push(format!("id > ${}", params.len()));
+    }
+    params.push(AuditParam::Int(i64::from(q.limit)));
+    let mut sql = String::from(
+        "SELECT id, at, event, result, user_id, client_id, actor, ip, user_agent, request_id, detail \
+         FROM audit_log",
+    );
+    if !clauses.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&clauses.join(" AND "));
+    }
+    let order = if q.after.is_some() { "ASC" } else { "DESC" };
+    sql.push_str(&format!(" ORDER BY id {order} LIMIT ${}", params.len()));
+    (sql, params)
+}
+
 pub(crate) const INSERT_AUDIT: &str = "INSERT INTO audit_log (at, event, result, user_id, client_id, actor, ip, user_agent, request_id, detail) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 pub(crate) const DELETE_AUDIT_BEFORE: &str = "DELETE FROM audit_log WHERE at < $1";

@@ -114,6 +114,14 @@ pub trait Store:
         read: &ClientSettings,
     ) -> StoreResult<bool>;
     async fn delete_client(&self, client_id: &str) -> StoreResult<bool>;
+    /// Removes the client (as [`Store::delete_client`]) only while its stored settings are
+    /// still `read`, checked and removed in one transaction; false when it is gone or was
+    /// changed meanwhile.
+    async fn delete_client_unless_changed(
+        &self,
+        client_id: &str,
+        read: &ClientSettings,
+    ) -> StoreResult<bool>;
 
     /// Inserts the user, or refreshes the profile of a known one, whose `created_at` stays.
     /// Returns when an admin blocked the user, if one did (read in the same statement, so

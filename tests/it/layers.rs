@@ -51,9 +51,16 @@ const CRATE_RULES: &[(&str, &[&str])] = &[
     // Database drivers: the store only.
     ("sqlx", &["store"]),
     ("rusqlite", &["store"]),
-    // HTTP out: the one outbound client for URLs others chose, and the Telegram adapters
-    // (whose URLs the admin configured).
-    ("reqwest", &["outbound", "telegram"]),
+    // HTTP out: the one outbound client for URLs others chose, the Telegram adapters and the
+    // OTLP exporter (whose URLs the admin configured).
+    ("reqwest", &["outbound", "telegram", "main"]),
+    // OTLP traces: the exporter is set up by the binary; the request span (web) only names
+    // itself and continues a caller's trace.
+    ("opentelemetry_sdk", &["main"]),
+    ("opentelemetry_otlp", &["main"]),
+    ("opentelemetry", &["main", "web"]),
+    ("opentelemetry_http", &["main", "web"]),
+    ("tracing_opentelemetry", &["main", "web"]),
     // Reading the GeoIP database: one module.
     ("maxminddb", &["geoip"]),
     // The metrics registry and its encoding: one module; the rest counts through it.

@@ -493,10 +493,35 @@ async fn scenario(store: Arc<dyn Store>) {
             .is_some()
     );
 
+    // A removal bound to a version refuses once the settings changed, and removes at the
+    // current one.
+    let mut stale = other.clone();
+    stale.settings.name = format!("{} (renamed)", other.settings.name);
+    assert!(store.update_client(&stale).await.unwrap());
+    assert!(
+        !store
+            .delete_client_unless_changed(&other.client_id, &other.settings)
+            .await
+            .unwrap()
+    );
+    assert!(store.get_client(&other.client_id).await.unwrap().is_some());
+    assert!(
+        !store
+            .delete_client_unless_changed("no-such-client", &other.settings)
+            .await
+            .unwrap()
+    );
+
     // Removing a client revokes its grants.
     let g4 = grant(&other.client_id, uid, now);
     store.create_grant(&g4).await.unwrap();
-    assert!(store.delete_client(&other.client_id).await.unwrap());
+    assert!(
+        store
+            .delete_client_unless_changed(&other.client_id, &stale.settings)
+            .await
+            .unwrap()
+    );
+    assert!(store.get_client(&other.client_id).await.unwrap().is_none());
     assert!(
         store
             .get_grant(&g4.id)

@@ -51,21 +51,16 @@ impl AuditStore for PostgresStore {
     }
 
     async fn query_audit(&self, q: &AuditQuery) -> StoreResult<Vec<AuditEntry>> {
-        let statement = if q.after.is_some() {
-            QUERY_AUDIT_OLDEST
-        } else {
-            QUERY_AUDIT_NEWEST
-        };
-        let found = sqlx::query(statement)
-            .bind(q.user_id)
-            .bind(opt_text(&q.client_id))
-            .bind(opt_text(&q.event))
-            .bind(q.event.as_deref().map(event_prefix))
-            .bind(q.before)
-            .bind(q.after)
-            .bind(i64::from(q.limit))
-            .fetch_all(&self.pool)
-            .await?;
+        let (statement, params) = audit_select(q);
+        let mut query = sqlx::query(&statement);
+        for param in &params {
+            query = match param {
+                AuditParam::Int(v) => query.bind(*v),
+                AuditParam::Text(v) => query.bind(text(v)),
+                AuditParam::Owned(v) => query.bind(text(v)),
+            };
+        }
+        let found = query.fetch_all(&self.pool).await?;
         Ok(found.iter().map(entry).collect::<Result<Vec<_>, _>>()?)
     }
 

@@ -85,15 +85,7 @@ impl Store for PostgresStore {
         read: &ClientSettings,
     ) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await?;
-        let stored: Option<String> =
-            sqlx::query_scalar("SELECT settings FROM clients WHERE client_id = $1 FOR UPDATE")
-                .bind(text(&client.client_id))
-                .fetch_optional(&mut *tx)
-                .await?;
-        let unchanged = stored
-            .and_then(|s| serde_json::from_str::<ClientSettings>(&s).ok())
-            .is_some_and(|s| &s == read);
-        if !unchanged {
+        if !settings_still(&mut tx, &text(&client.client_id), read).await? {
             return Ok(false);
         }
         let client_id = text(&client.client_id);
@@ -112,22 +104,26 @@ impl Store for PostgresStore {
     async fn delete_client(&self, client_id: &str) -> StoreResult<bool> {
         let client_id = text(client_id);
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(sql::DELETE_CLIENT)
-            .bind(&client_id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(sql::REVOKE_CLIENT_GRANTS)
-            .bind(&client_id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(sql::DELETE_CLIENT_CONSENTS)
-            .bind(&client_id)
-            .execute(&mut *tx)
-            .await?;
-        announce_client_change(&mut tx, &client_id).await?;
+        let deleted = delete_client_rows(&mut tx, &client_id).await?;
         tx.commit().await?;
         self.forget_client(&client_id);
-        Ok(done.rows_affected() == 1)
+        Ok(deleted)
+    }
+
+    async fn delete_client_unless_changed(
+        &self,
+        client_id: &str,
+        read: &ClientSettings,
+    ) -> StoreResult<bool> {
+        let client_id = text(client_id);
+        let mut tx = self.pool.begin().await?;
+        if !settings_still(&mut tx, &client_id, read).await? {
+            return Ok(false);
+        }
+        let deleted = delete_client_rows(&mut tx, &client_id).await?;
+        tx.commit().await?;
+        self.forget_client(&client_id);
+        Ok(deleted)
     }
 
     async fn upsert_user(&self, u: &UserRecord) -> StoreResult<Option<i64>> {
@@ -561,4 +557,43 @@ async fn announce_client_change(
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// Whether the client exists with exactly these settings, its row locked until the
+/// transaction ends.
+async fn settings_still(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    client_id: &str,
+    read: &ClientSettings,
+) -> StoreResult<bool> {
+    let stored: Option<String> =
+        sqlx::query_scalar("SELECT settings FROM clients WHERE client_id = $1 FOR UPDATE")
+            .bind(client_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(stored
+        .and_then(|s| serde_json::from_str::<ClientSettings>(&s).ok())
+        .is_some_and(|s| &s == read))
+}
+
+/// Removes a client, revokes its grants, forgets its consents and tells the other nodes;
+/// true when it existed.
+async fn delete_client_rows(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    client_id: &str,
+) -> StoreResult<bool> {
+    let done = sqlx::query(sql::DELETE_CLIENT)
+        .bind(client_id)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(sql::REVOKE_CLIENT_GRANTS)
+        .bind(client_id)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(sql::DELETE_CLIENT_CONSENTS)
+        .bind(client_id)
+        .execute(&mut **tx)
+        .await?;
+    announce_client_change(tx, client_id).await?;
+    Ok(done.rows_affected() == 1)
 }

@@ -86,14 +86,7 @@ impl Store for SqliteStore {
         );
         self.db
             .write(move |c| {
-                let stored: Option<String> = c
-                    .prepare_cached("SELECT settings FROM clients WHERE client_id = $1")?
-                    .query_row(named_params! {"$1": id}, |r| r.get(0))
-                    .optional()?;
-                let unchanged = stored
-                    .and_then(|s| serde_json::from_str::<ClientSettings>(&s).ok())
-                    .is_some_and(|s| s == read);
-                if !unchanged {
+                if !settings_still(c, &id, &read)? {
                     return Ok(false);
                 }
                 let n = c
@@ -109,15 +102,22 @@ impl Store for SqliteStore {
     async fn delete_client(&self, client_id: &str) -> StoreResult<bool> {
         let id = client_id.to_owned();
         self.db
+            .write(move |c| Ok(delete_client_rows(c, &id)?))
+            .await
+    }
+
+    async fn delete_client_unless_changed(
+        &self,
+        client_id: &str,
+        read: &ClientSettings,
+    ) -> StoreResult<bool> {
+        let (id, read) = (client_id.to_owned(), read.clone());
+        self.db
             .write(move |c| {
-                let n = c
-                    .prepare_cached(sql::DELETE_CLIENT)?
-                    .execute(named_params! {"$1": id})?;
-                c.prepare_cached(sql::REVOKE_CLIENT_GRANTS)?
-                    .execute(named_params! {"$1": id})?;
-                c.prepare_cached(sql::DELETE_CLIENT_CONSENTS)?
-                    .execute(named_params! {"$1": id})?;
-                Ok(n == 1)
+                if !settings_still(c, &id, &read)? {
+                    return Ok(false);
+                }
+                Ok(delete_client_rows(c, &id)?)
             })
             .await
     }
@@ -537,4 +537,31 @@ impl Store for SqliteStore {
     async fn try_lock_job(&self, job: &str) -> StoreResult<Option<JobLock>> {
         Ok(self.lock_job(job))
     }
+}
+
+/// Whether the client exists with exactly these settings (inside the writer's transaction).
+fn settings_still(
+    c: &rusqlite::Connection,
+    client_id: &str,
+    read: &ClientSettings,
+) -> rusqlite::Result<bool> {
+    let stored: Option<String> = c
+        .prepare_cached("SELECT settings FROM clients WHERE client_id = $1")?
+        .query_row(named_params! {"$1": client_id}, |r| r.get(0))
+        .optional()?;
+    Ok(stored
+        .and_then(|s| serde_json::from_str::<ClientSettings>(&s).ok())
+        .is_some_and(|s| &s == read))
+}
+
+/// Removes a client, revokes its grants and forgets its consents; true when it existed.
+fn delete_client_rows(c: &rusqlite::Connection, client_id: &str) -> rusqlite::Result<bool> {
+    let n = c
+        .prepare_cached(sql::DELETE_CLIENT)?
+        .execute(named_params! {"$1": client_id})?;
+    c.prepare_cached(sql::REVOKE_CLIENT_GRANTS)?
+        .execute(named_params! {"$1": client_id})?;
+    c.prepare_cached(sql::DELETE_CLIENT_CONSENTS)?
+        .execute(named_params! {"$1": client_id})?;
+    Ok(n == 1)
 }
