@@ -31,6 +31,9 @@ pub struct PostgresStore {
     clients: Option<Arc<client_cache::ClientCache>>,
 }
 
+/// A pooled connection idle at least this long is pinged before it is used.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
 impl PostgresStore {
@@ -41,6 +44,25 @@ impl PostgresStore {
             .max_connections(16)
             // When the database is gone a request waits this long, then answers 503.
             .acquire_timeout(Duration::from_secs(3))
+            // sqlx pings every connection before handing it out (and again, always, when it
+            // comes back): a round trip in front of each statement. A connection in steady use
+            // was checked by that ping on its return moments ago, so only one that sat idle
+            // for a while is pinged first; a dead one is dropped and another taken.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for < PING_IF_IDLE_FOR {
+                        return Ok(true);
+                    }
+                    match sqlx::Connection::ping(conn).await {
+                        Ok(()) => Ok(true),
+                        Err(error) => {
+                            tracing::info!(%error, "an idle database connection is gone");
+                            Ok(false)
+                        }
+                    }
+                })
+            })
             .connect_with(options.clone())
             .await?;
         Ok(PostgresStore {
