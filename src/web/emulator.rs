@@ -77,7 +77,8 @@ pub async fn emulator_submit(
     if !form.username.trim().is_empty() {
         fields.push(("username".into(), form.username.trim().to_string()));
     }
-    fields.push(("auth_date".into(), app.now().to_string()));
+    let auth_date = fresh_auth_date(&form.id, app.now(), app.config.telegram.clock_skew_secs);
+    fields.push(("auth_date".into(), auth_date.to_string()));
     let hash = widget::sign(&fields, app.config.telegram.bot_token.expose());
     fields.push(("hash".into(), hash));
     let query: String = url::form_urlencoded::Serializer::new(String::new())
@@ -93,6 +94,26 @@ pub async fn emulator_submit(
         app.base_path(),
         form.req
     )))
+}
+
+/// The `auth_date` of an emulated login: now, or a second after the last one this emulator
+/// signed for the same user if that was this second already. Telegram never confirms one login
+/// twice, but two submissions in one second would otherwise sign identical fields, and the
+/// second would be refused as a replay. Stays within the accepted clock skew.
+fn fresh_auth_date(user: &str, now: i64, skew_secs: i64) -> i64 {
+    static LAST: std::sync::Mutex<Option<std::collections::HashMap<String, i64>>> =
+        std::sync::Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    let last = last.get_or_insert_with(Default::default);
+    if last.len() > 10_000 {
+        last.retain(|_, at| *at >= now);
+    }
+    let at = match last.get(user) {
+        Some(&previous) if previous >= now => (previous + 1).min(now + skew_secs.max(1) - 1),
+        _ => now,
+    };
+    last.insert(user.to_owned(), at);
+    at
 }
 
 #[derive(Deserialize)]
@@ -143,4 +164,25 @@ pub async fn demo_callback(
             "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'self'; img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fresh_auth_date;
+
+    #[test]
+    fn logins_of_one_user_in_one_second_get_distinct_dates_within_the_skew() {
+        let now = 1_800_000_000;
+        let user = "emulated-user-1";
+        assert_eq!(fresh_auth_date(user, now, 30), now);
+        assert_eq!(fresh_auth_date(user, now, 30), now + 1);
+        assert_eq!(fresh_auth_date(user, now, 30), now + 2);
+        // Another user is not moved.
+        assert_eq!(fresh_auth_date("emulated-user-2", now, 30), now);
+        // Never past the skew: after 29 bumps the date stays put.
+        let dates: Vec<i64> = (0..40).map(|_| fresh_auth_date(user, now, 30)).collect();
+        assert!(dates.iter().all(|d| *d <= now + 29), "{dates:?}");
+        // A later second starts from now again.
+        assert_eq!(fresh_auth_date(user, now + 100, 30), now + 100);
+    }
 }
