@@ -230,44 +230,74 @@ fn keys_rotate_and_list() {
     assert_eq!(after.lines().filter(|l| l.contains("retired")).count(), 1);
 }
 
+/// A `serve` process started with a settings file, once it says where it listens.
+pub struct Served {
+    child: std::process::Child,
+    stderr: BufReader<std::process::ChildStderr>,
+    pub address: String,
+    /// The log up to the line that gave the address.
+    pub log: String,
+}
+
+impl Served {
+    pub fn start(config: &Path, rust_log: Option<&str>) -> Served {
+        let mut command = Command::new(BIN);
+        command
+            .arg("--config")
+            .arg(config)
+            .arg("serve")
+            .env_remove("TGOIDC_CONFIG")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(filter) = rust_log {
+            command.env("RUST_LOG", filter);
+        }
+        let mut child = command.spawn().unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut log = String::new();
+        let address = loop {
+            let mut line = String::new();
+            assert!(
+                stderr.read_line(&mut line).unwrap() > 0,
+                "server exited: {log}"
+            );
+            log.push_str(&line);
+            if let Some(rest) = line.split("address=").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_string();
+            }
+        };
+        Served {
+            child,
+            stderr,
+            address,
+            log,
+        }
+    }
+
+    /// SIGTERM, then the exit status and the whole log.
+    pub fn stop(mut self) -> (std::process::ExitStatus, String) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut self.stderr, &mut rest).unwrap();
+        let exit = self.child.wait().unwrap();
+        (exit, self.log + &rest)
+    }
+}
+
 #[test]
 fn serve_answers_and_stops_gracefully_on_sigterm_without_logging_the_token() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path());
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(&config)
-        .arg("serve")
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut log = String::new();
-    let address = loop {
-        let mut line = String::new();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "server exited: {log}"
-        );
-        log.push_str(&line);
-        if let Some(rest) = line.split("address=").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    let body = reqwest::blocking_get(&format!("http://{address}/healthz"));
+    let served = Served::start(&config, Some("debug"));
+    let body = reqwest::blocking_get(&format!("http://{}/healthz", served.address));
     assert_eq!(body, "ok");
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = child.wait().unwrap();
+    let (exit, log) = served.stop();
     assert!(exit.success(), "graceful shutdown exits 0, got {exit:?}");
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
-    log.push_str(&rest);
     assert!(log.contains("shutting down"), "{log}");
     let secret_part = BOT_TOKEN.split(':').nth(1).unwrap();
     assert!(
@@ -620,8 +650,8 @@ async fn admin_keys_are_created_listed_and_revoked() {
     );
     assert!(!listed.contains(&key));
 
-    let (ok, _, _) = run(&config, &["admin-key", "revoke", &id]);
-    assert!(ok);
+    let (ok, _, stderr) = run(&config, &["admin-key", "revoke", &id]);
+    assert!(ok, "{stderr}");
     let (_, listed, _) = run(&config, &["admin-key", "list"]);
     assert!(
         listed

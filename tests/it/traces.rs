@@ -2,8 +2,6 @@
 //! one here, decoding what it receives with OpenTelemetry's own protobuf messages), continues a
 //! caller's `traceparent`, flushes on SIGTERM, and sends no secret along.
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
@@ -15,9 +13,8 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 
-use crate::cli::{run, write_config};
+use crate::cli::{Served, run, write_config};
 
-const BIN: &str = env!("CARGO_BIN_EXE_telegram-oidc");
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT_ID: &str = "00f067aa0ba902b7";
 const CLIENT_SECRET: &str = "not-a-real-secret-7d1f0c";
@@ -83,36 +80,13 @@ async fn serve_exports_a_span_per_request_continues_traceparent_and_flushes_on_s
     ));
     std::fs::write(&config, settings).unwrap();
 
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(&config)
-        .arg("serve")
-        .env_remove("TGOIDC_CONFIG")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut log = String::new();
-    let address = loop {
-        let mut line = String::new();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "server exited: {log}"
-        );
-        log.push_str(&line);
-        if let Some(rest) = line.split("address=").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    // The rest of the log is read as it comes, so a full pipe never stalls the server.
-    let rest = std::thread::spawn(move || {
-        let mut rest = String::new();
-        let _ = stderr.read_to_string(&mut rest);
-        rest
-    });
-    assert!(log.contains("exporting traces over OTLP/HTTP"), "{log}");
+    let served = Served::start(&config, None);
+    let address = served.address.clone();
+    assert!(
+        served.log.contains("exporting traces over OTLP/HTTP"),
+        "{}",
+        served.log
+    );
 
     let http = reqwest::Client::new();
     let traced = http
@@ -136,15 +110,9 @@ async fn serve_exports_a_span_per_request_continues_traceparent_and_flushes_on_s
 
     // SIGTERM: the server stops and exports what is still queued before it exits (the batch
     // exporter's own delay is 5 s; nothing has been sent yet).
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+    let (exit, log) = tokio::task::spawn_blocking(move || served.stop())
         .await
         .unwrap();
-    let log = log + &rest.join().unwrap();
     assert!(exit.success(), "graceful stop exits 0, got {exit:?}: {log}");
     assert!(
         !log.contains("not all exported"),
