@@ -48,10 +48,8 @@ pub fn init(traces: Option<&TracesConfig>) -> anyhow::Result<Option<Traces>> {
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let provider = match traces.filter(|t| t.enabled()) {
-        Some(config) => Some(provider(config)?),
-        None => None,
-    };
+    let traces = traces.filter(|t| t.enabled());
+    let provider = traces.map(provider).transpose()?;
     let otel = provider
         .as_ref()
         .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("telegram-oidc")));
@@ -60,7 +58,7 @@ pub fn init(traces: Option<&TracesConfig>) -> anyhow::Result<Option<Traces>> {
         .with(fmt)
         .with(otel)
         .init();
-    if let Some(config) = traces.filter(|t| t.enabled()) {
+    if let Some(config) = traces {
         tracing::info!(
             endpoint = config.otlp_endpoint.as_deref().unwrap_or(""),
             sample_ratio = config.sample_ratio,

@@ -65,8 +65,7 @@ pub trait AuditStore: Send + Sync {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum AuditParam<'a> {
     Int(i64),
-    Text(&'a str),
-    Owned(String),
+    Text(std::borrow::Cow<'a, str>),
 }
 
 /// The statement that reads entries, shared by both stores, and its values in the order of
@@ -82,13 +81,13 @@ pub(crate) fn audit_select(q: &AuditQuery) -> (String, Vec<AuditParam<'_>>) {
         clauses.push(format!("user_id = ${}", params.len()));
     }
     if let Some(client) = &q.client_id {
-        params.push(AuditParam::Text(client));
+        params.push(AuditParam::Text(client.into()));
         clauses.push(format!("client_id = ${}", params.len()));
     }
     if let Some(event) = &q.event {
-        params.push(AuditParam::Text(event));
+        params.push(AuditParam::Text(event.into()));
         let exact = params.len();
-        params.push(AuditParam::Owned(event_prefix(event)));
+        params.push(AuditParam::Text(event_prefix(event).into()));
         clauses.push(format!(
             "(event = ${exact} OR event LIKE ${} ESCAPE '\\')",
             params.len()

@@ -101,10 +101,9 @@ pub async fn emulator_submit(
 /// twice, but two submissions in one second would otherwise sign identical fields, and the
 /// second would be refused as a replay. Stays within the accepted clock skew.
 fn fresh_auth_date(user: &str, now: i64, skew_secs: i64) -> i64 {
-    static LAST: std::sync::Mutex<Option<std::collections::HashMap<String, i64>>> =
-        std::sync::Mutex::new(None);
+    static LAST: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, i64>>> =
+        std::sync::LazyLock::new(Default::default);
     let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
-    let last = last.get_or_insert_with(Default::default);
     if last.len() > 10_000 {
         last.retain(|_, at| *at >= now);
     }

@@ -57,7 +57,6 @@ impl AuditStore for PostgresStore {
             query = match param {
                 AuditParam::Int(v) => query.bind(*v),
                 AuditParam::Text(v) => query.bind(text(v)),
-                AuditParam::Owned(v) => query.bind(text(v)),
             };
         }
         let found = query.fetch_all(&self.pool).await?;

@@ -27,6 +27,16 @@ fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
     })
 }
 
+/// The statement's values in order: `$n` is SQLite's n-th parameter as they appear.
+fn bound<'a>(
+    params: &'a [AuditParam<'_>],
+) -> rusqlite::ParamsFromIter<impl Iterator<Item = &'a dyn rusqlite::ToSql>> {
+    rusqlite::params_from_iter(params.iter().map(|p| match p {
+        AuditParam::Int(v) => v as &dyn rusqlite::ToSql,
+        AuditParam::Text(v) => v as &dyn rusqlite::ToSql,
+    }))
+}
+
 #[async_trait]
 impl AuditStore for SqliteStore {
     async fn record_audit(&self, entries: &[AuditEntry]) -> StoreResult<()> {
@@ -51,13 +61,7 @@ impl AuditStore for SqliteStore {
         let (statement, params) = audit_select(q);
         self.db.read(|c| {
             let mut found = c.prepare_cached(&statement)?;
-            // `$n` is SQLite's n-th parameter, as they appear in order.
-            let values = params.iter().map(|p| match p {
-                AuditParam::Int(v) => rusqlite::types::Value::Integer(*v),
-                AuditParam::Text(v) => rusqlite::types::Value::Text((*v).to_owned()),
-                AuditParam::Owned(v) => rusqlite::types::Value::Text(v.clone()),
-            });
-            let rows = found.query_map(rusqlite::params_from_iter(values), entry)?;
+            let rows = found.query_map(bound(&params), entry)?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
     }
@@ -79,18 +83,11 @@ mod tests {
     /// SQLite's plan for the statement a query is read with.
     fn plan(c: &rusqlite::Connection, q: &AuditQuery) -> String {
         let (statement, params) = audit_select(q);
-        let values = params.iter().map(|p| match p {
-            AuditParam::Int(v) => rusqlite::types::Value::Integer(*v),
-            AuditParam::Text(v) => rusqlite::types::Value::Text((*v).to_owned()),
-            AuditParam::Owned(v) => rusqlite::types::Value::Text(v.clone()),
-        });
         let mut explain = c
             .prepare(&format!("EXPLAIN QUERY PLAN {statement}"))
             .unwrap();
         let steps = explain
-            .query_map(rusqlite::params_from_iter(values), |r| {
-                r.get::<_, String>(3)
-            })
+            .query_map(bound(&params), |r| r.get::<_, String>(3))
             .unwrap();
         steps.collect::<Result<Vec<_>, _>>().unwrap().join("; ")
     }
