@@ -10,6 +10,7 @@ mod floor;
 mod load;
 mod pgceiling;
 mod pgcount;
+mod preload;
 mod report;
 mod server;
 mod workloads;
@@ -107,6 +108,16 @@ struct RunArgs {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Also run every database workload on a database that already holds this many tokens
+    /// (half access, half refresh tokens, with a grant and a code per four tokens, half of all
+    /// rows expired), built once per store and copied for each workload; prints each rate
+    /// against the empty database's and the bytes a stored token takes. 0: no preloaded runs.
+    #[arg(long, default_value_t = 0)]
+    preload: u64,
+    /// With --preload: a third run of each database workload on the preloaded database while the
+    /// expired-row sweep removes its expired half, for the p99 during a sweep.
+    #[arg(long)]
+    sweep: bool,
     /// Scratch directory for databases, keys and logs.
     #[arg(long)]
     work_dir: Option<PathBuf>,
@@ -240,6 +251,25 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     }
 
+    let mut templates = Vec::new();
+    if args.preload > 0 && workloads.iter().any(|w| w.uses_store()) {
+        for store in &stores {
+            eprintln!(
+                "preloading {} tokens on {}",
+                args.preload,
+                store.name(Workload::CcOpaque)
+            );
+            let template = preload::build(&spec, *store, args.preload)?;
+            eprintln!(
+                "   built in {:.0} s; {:.0} bytes per token (the whole database)",
+                template.built_in.as_secs_f64(),
+                template.bytes_per_token()
+            );
+            templates.push(template);
+        }
+    }
+    let mut compared: Vec<Compared> = Vec::new();
+
     let mut bare_rps: std::collections::HashMap<Workload, f64> = Default::default();
     let mut runs: Vec<(Workload, Store, usize)> = Vec::new();
     for w in &workloads {
@@ -262,13 +292,76 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             }
         }
     }
+    let mut plans: Vec<(Workload, Store, usize, Kind)> = Vec::new();
     for (workload, store, conns) in runs {
+        let preloaded = conns == args.conns
+            && workload.uses_store()
+            && templates.iter().any(|t| t.store == store);
+        if !preloaded {
+            plans.push((workload, store, conns, Kind::Plain));
+            continue;
+        }
+        plans.push((workload, store, conns, Kind::Empty));
+        plans.push((workload, store, conns, Kind::Preloaded));
+        if args.sweep {
+            plans.push((workload, store, conns, Kind::Sweeping));
+        }
+    }
+    for (workload, store, conns, kind) in plans {
+        let template = templates.iter().find(|t| t.store == store);
+        let n = preload::short(args.preload);
+        let (label, variant) = match kind {
+            Kind::Plain => (workload.name().to_owned(), workloads::Variant::default()),
+            Kind::Empty => (
+                format!("{}, empty", workload.name()),
+                workloads::Variant {
+                    tag: "-empty".into(),
+                    env: vec![(SWEEP_INTERVAL_ENV, "0".into())],
+                    ..Default::default()
+                },
+            ),
+            Kind::Preloaded => (
+                format!("{}, {n} preloaded", workload.name()),
+                workloads::Variant {
+                    tag: "-preloaded".into(),
+                    template,
+                    env: vec![(SWEEP_INTERVAL_ENV, "0".into())],
+                    ..Default::default()
+                },
+            ),
+            Kind::Sweeping => (
+                format!("{}, {n} preloaded, sweeping", workload.name()),
+                workloads::Variant {
+                    tag: "-sweeping".into(),
+                    template,
+                    // The first sweep starts with the server and removes the preload's
+                    // expired half, batch after batch, through the measurement.
+                    env: vec![(SWEEP_INTERVAL_ENV, "1".into())],
+                    count_expired: true,
+                },
+            ),
+        };
         eprintln!(
-            "== {} on {} with {conns} connections",
-            workload.name(),
+            "== {label} on {} with {conns} connections",
             store.name(workload)
         );
-        let outcome = runtime.block_on(workloads::run(&spec, workload, store, conns, &settings))?;
+        let outcome = runtime.block_on(workloads::run(
+            &spec, workload, store, conns, &settings, &variant,
+        ))?;
+        if kind != Kind::Plain {
+            compared.push(Compared {
+                workload,
+                store,
+                kind,
+                rps: outcome.result.rps(),
+                p99_us: outcome.result.p99_us(),
+                errors: outcome.result.errors,
+                expired_left: outcome.expired_left,
+            });
+        }
+        if let Some(left) = outcome.expired_left {
+            eprintln!("   expired rows left after the measurement: {left}");
+        }
         let rps = outcome.result.rps();
         if let Some(bare) = outcome.bare {
             bare_rps.insert(workload, bare.rps());
@@ -294,7 +387,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             bare_rps.get(&workload).copied(),
         );
         let mut row = Row::new(
-            workload.name(),
+            &label,
             store.name(workload),
             conns,
             &outcome.result,
@@ -331,6 +424,12 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let text = report::render(&machine, &raw, &rows, &cold, &args_summary(&args));
     println!("{text}");
+    if !templates.is_empty() {
+        println!("{}", preload_report(&templates, &compared));
+    }
+    for template in &templates {
+        preload::drop_template(&spec, template);
+    }
     if let Some(path) = &args.json {
         std::fs::write(path, report::json(&machine, &raw, &rows, &cold).to_string())?;
     }
@@ -350,4 +449,135 @@ fn args_summary(args: &RunArgs) -> String {
         "{} s measured after {} s warm-up per workload; {} load-generator thread(s); fresh server and database per workload",
         args.duration, args.warmup, args.client_threads
     )
+}
+
+/// The server setting that sets the interval of the expired-row sweep (0: never).
+const SWEEP_INTERVAL_ENV: &str = "TGOIDC_SWEEP_INTERVAL_SECS";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// As without --preload.
+    Plain,
+    /// --preload: the empty database the preloaded one is compared with.
+    Empty,
+    Preloaded,
+    /// --preload --sweep: preloaded, with the sweep at work.
+    Sweeping,
+}
+
+struct Compared {
+    workload: Workload,
+    store: Store,
+    kind: Kind,
+    rps: f64,
+    p99_us: u64,
+    errors: u64,
+    expired_left: Option<u64>,
+}
+
+/// The preload's tables: what each store holds, the bytes per row, and every workload's rate
+/// and p99 on the preloaded database against the empty one (and during a sweep).
+fn preload_report(templates: &[preload::Template], compared: &[Compared]) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let n = templates.first().map_or(0, |t| t.tokens);
+    let _ = writeln!(
+        out,
+        "\nPreloaded: {n} tokens ({} access, {} refresh), {} codes, {} grants; half of each expired\n",
+        n / 2,
+        n - n / 2,
+        n / 4,
+        n / 4
+    );
+    let _ = writeln!(
+        out,
+        "| store | built in | table | rows | bytes (table and indexes) | bytes per row |"
+    );
+    let _ = writeln!(out, "|---|---:|---|---:|---:|---:|");
+    for t in templates {
+        for size in &t.sizes {
+            let _ = writeln!(
+                out,
+                "| {} | {:.0} s | {} | {} | {} | {:.0} |",
+                store_label(t.store),
+                t.built_in.as_secs_f64(),
+                size.table,
+                size.rows,
+                size.bytes,
+                size.bytes as f64 / size.rows.max(1) as f64
+            );
+        }
+        let _ = writeln!(
+            out,
+            "| {} | | whole database, per token (codes and grants included) | {} | {} | {:.0} |",
+            store_label(t.store),
+            t.tokens,
+            t.db_bytes.saturating_sub(t.db_bytes_empty),
+            t.bytes_per_token()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n| workload | store | empty | preloaded | preloaded / empty | p99 empty | p99 preloaded | p99 sweeping | sweeping / preloaded p99 | expired rows left at the end | errors |"
+    );
+    let _ = writeln!(
+        out,
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    let mut seen: Vec<(Workload, Store)> = Vec::new();
+    for c in compared {
+        if seen.contains(&(c.workload, c.store)) {
+            continue;
+        }
+        seen.push((c.workload, c.store));
+        let find = |kind: Kind| {
+            compared
+                .iter()
+                .find(|x| x.workload == c.workload && x.store == c.store && x.kind == kind)
+        };
+        let (empty, pre, sweep) = (
+            find(Kind::Empty),
+            find(Kind::Preloaded),
+            find(Kind::Sweeping),
+        );
+        let rate = |x: Option<&Compared>| x.map_or("-".into(), |x| format!("{:.0}/s", x.rps));
+        let p99 = |x: Option<&Compared>| x.map_or("-".into(), |x| report::fmt_us(x.p99_us));
+        let ratio = match (empty, pre) {
+            (Some(e), Some(p)) if e.rps > 0.0 => format!("{:.0} %", 100.0 * p.rps / e.rps),
+            _ => "-".into(),
+        };
+        let p99_ratio = match (pre, sweep) {
+            (Some(p), Some(s)) if p.p99_us > 0 => {
+                format!("{:.2}x", s.p99_us as f64 / p.p99_us as f64)
+            }
+            _ => "-".into(),
+        };
+        let errors: u64 = [empty, pre, sweep].iter().flatten().map(|x| x.errors).sum();
+        let left = sweep
+            .and_then(|s| s.expired_left)
+            .map_or("-".into(), |l| l.to_string());
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            c.workload.name(),
+            store_label(c.store),
+            rate(empty),
+            rate(pre),
+            ratio,
+            p99(empty),
+            p99(pre),
+            p99(sweep),
+            p99_ratio,
+            left,
+            errors
+        );
+    }
+    out
+}
+
+fn store_label(store: Store) -> &'static str {
+    match store {
+        Store::Sqlite => "sqlite",
+        Store::Postgres => "postgres",
+    }
 }

@@ -203,6 +203,7 @@ impl Server {
         config: &Path,
         port: u16,
         log: &Path,
+        env: &[(&str, String)],
     ) -> anyhow::Result<(Server, Duration)> {
         let mut command = Command::new(bin);
         command
@@ -211,6 +212,9 @@ impl Server {
             .arg("serve")
             .env_remove("TGOIDC_CONFIG")
             .env_remove("RUST_LOG");
+        for (name, value) in env {
+            command.env(name, value);
+        }
         // `BENCH_SERVER_LOG=sqlx::query=debug` shows every statement in the server's log.
         if let Ok(filter) = std::env::var("BENCH_SERVER_LOG") {
             command.env("RUST_LOG", filter);
@@ -343,6 +347,7 @@ pub fn cold_starts(
                 &config,
                 port,
                 &dir.join("server.log"),
+                &[],
             ))?;
             runtime.block_on(server.stop());
             times.push(took);

@@ -152,7 +152,7 @@ fn path_of(location: &str) -> String {
     }
 }
 
-fn now_secs() -> i64 {
+pub fn now_secs() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -512,6 +512,21 @@ pub struct Outcome {
     pub bare_usage: Usage,
     /// PostgreSQL: statements and round trips per operation, from a counting run.
     pub per_op: Option<pgcount::PerOp>,
+    /// A sweeping run: expired rows still in the token tables after the measurement.
+    pub expired_left: Option<u64>,
+}
+
+/// How a run's database and server differ from the plain run.
+#[derive(Default)]
+pub struct Variant<'a> {
+    /// Appended to the run's directory name.
+    pub tag: String,
+    /// The database starts as a copy of this preloaded one.
+    pub template: Option<&'a crate::preload::Template>,
+    /// Environment of the server (its settings as `TGOIDC_...` variables).
+    pub env: Vec<(&'static str, String)>,
+    /// Count the expired rows left after the measurement.
+    pub count_expired: bool,
 }
 
 pub async fn run(
@@ -520,12 +535,21 @@ pub async fn run(
     store: Store,
     conns: usize,
     settings: &Settings,
+    variant: &Variant<'_>,
 ) -> anyhow::Result<Outcome> {
-    let tag = format!("{workload:?}-{}-{conns}", store.name(workload)).to_lowercase();
+    let tag = format!(
+        "{workload:?}-{}-{conns}{}",
+        store.name(workload),
+        variant.tag
+    )
+    .to_lowercase();
     let dir = spec.work_dir.join(&tag);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    let db = server::fresh_database(spec, store, &dir)?;
+    let db = match variant.template {
+        Some(template) if workload.uses_store() => crate::preload::copy(spec, template, &dir)?,
+        _ => server::fresh_database(spec, store, &dir)?,
+    };
     let port = server::free_port()?;
     let config = server::write_config(&dir, port, &db, &spec.keys_dir)?;
 
@@ -580,7 +604,14 @@ pub async fn run(
         web: web.map(App::new),
     });
 
-    let (mut server, _) = Server::start(&spec.bin, &config, port, &dir.join("server.log")).await?;
+    let (mut server, _) = Server::start(
+        &spec.bin,
+        &config,
+        port,
+        &dir.join("server.log"),
+        &variant.env,
+    )
+    .await?;
     let pid = server.pid();
     let addr = server.addr;
 
@@ -616,9 +647,15 @@ pub async fn run(
     let peak_rss_kb = server.rss_kb().1;
     server.stop().await;
     let (result, usage, _) = driven?;
+    // A sweeping run: whether the sweep was still at work when the measurement ended.
+    let expired_left = if variant.count_expired && workload.uses_store() {
+        Some(crate::preload::expired_left(spec, store, &dir)?)
+    } else {
+        None
+    };
     let per_op = match (store, settings.count_secs) {
         (Store::Postgres, Some(seconds)) if workload.uses_store() => {
-            Some(count_statements(spec, &job, &dir, conns, seconds).await?)
+            Some(count_statements(spec, &job, &dir, conns, seconds, &variant.env).await?)
         }
         _ => None,
     };
@@ -666,6 +703,7 @@ pub async fn run(
         bare_rss_kb,
         bare_usage,
         per_op,
+        expired_left,
     })
 }
 
@@ -678,6 +716,7 @@ async fn count_statements(
     dir: &std::path::Path,
     conns: usize,
     seconds: f64,
+    env: &[(&str, String)],
 ) -> anyhow::Result<pgcount::PerOp> {
     let pg = url::Url::parse(&spec.pg).context("the --pg URL")?;
     let host = pg.host_str().context("no host in the --pg URL")?;
@@ -701,7 +740,7 @@ async fn count_statements(
     let port = server::free_port()?;
     let config = server::write_config(&count_dir, port, &db, &spec.keys_dir)?;
     let (mut server, _) =
-        Server::start(&spec.bin, &config, port, &count_dir.join("server.log")).await?;
+        Server::start(&spec.bin, &config, port, &count_dir.join("server.log"), env).await?;
     let settings = Settings {
         duration: Duration::from_secs_f64(seconds),
         warmup: Duration::from_secs(1),
