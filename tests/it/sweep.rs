@@ -1,6 +1,7 @@
 //! The sweep of expired rows runs in batches: many batches' worth of rows all go, the live
-//! ones and those kept for reuse detection stay, the count is right (on both stores); and on
-//! SQLite a write that comes during a long sweep does not wait for its end.
+//! ones and those kept for reuse detection stay, the count is right (on both stores); on
+//! SQLite a write that comes during a long sweep does not wait for its end; and
+//! `sweep_interval_secs = 0` turns the server's sweep off.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,6 +10,7 @@ use futures::future::join_all;
 use telegram_oidc::secrets::{new_id, random_bytes};
 use telegram_oidc::store::*;
 
+use crate::harness::TestApp;
 use crate::store::{fresh_postgres_database, grant, postgres_url};
 
 const NOW: i64 = 1_000_000_000;
@@ -225,4 +227,87 @@ async fn a_write_during_a_long_sweep_on_sqlite_waits_for_a_batch_not_the_sweep()
             .unwrap()
             .is_some()
     );
+}
+
+/// A SQLite file holding one access token that expired long ago.
+async fn database_with_an_expired_token(dir: &std::path::Path, name: &str) -> (String, Vec<u8>) {
+    let url = format!("sqlite://{}/{name}.db", dir.display());
+    let store = telegram_oidc::open_store(&url).await.unwrap();
+    // Dated by the real clock: the server's sweep compares with its own.
+    let token = access_token(telegram_oidc::clock::system_now() - 86_400);
+    store.store_tokens(Some(&token), None).await.unwrap();
+    (url, token.token_hash)
+}
+
+/// A server sweeps when it starts, unless `sweep_interval_secs = 0`. Of two servers, the one
+/// that does not sweep starts first; once the other has swept, the first still has its row.
+#[tokio::test]
+async fn a_zero_sweep_interval_turns_the_servers_sweep_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let (never_url, never_token) = database_with_an_expired_token(dir.path(), "never").await;
+    let (default_url, default_token) = database_with_an_expired_token(dir.path(), "default").await;
+    let never = TestApp::start_with(|c| {
+        c.database_url = never_url;
+        c.sweep_interval_secs = 0;
+    })
+    .await;
+    let swept = TestApp::start_with(|c| {
+        assert_eq!(c.sweep_interval_secs, 300);
+        c.database_url = default_url;
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while swept
+        .store
+        .get_access_token(&default_token)
+        .await
+        .unwrap()
+        .is_some()
+    {
+        assert!(Instant::now() < deadline, "the start-up sweep did not run");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        never
+            .store
+            .get_access_token(&never_token)
+            .await
+            .unwrap()
+            .is_some(),
+        "swept although sweep_interval_secs = 0"
+    );
+    swept.stop().await;
+    never.stop().await;
+}
+
+/// From the environment as from the file: `TGOIDC_SWEEP_INTERVAL_SECS`, checked like the rest.
+#[test]
+fn the_sweep_interval_from_the_environment_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::cli::write_config(dir.path());
+    let check = |value: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_telegram-oidc"))
+            .arg("--config")
+            .arg(&config)
+            .arg("check-config")
+            .env_remove("TGOIDC_CONFIG")
+            .env("TGOIDC_SWEEP_INTERVAL_SECS", value)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for value in ["0", "60"] {
+        let (ok, stderr) = check(value);
+        assert!(ok, "{value}: {stderr}");
+    }
+    for value in ["5", "often"] {
+        let (ok, stderr) = check(value);
+        assert!(!ok, "{value} accepted");
+        assert!(stderr.contains("sweep_interval_secs"), "{value}: {stderr}");
+    }
+    let (_, stderr) = check("often");
+    assert!(stderr.contains("TGOIDC_SWEEP_INTERVAL_SECS"), "{stderr}");
 }
