@@ -41,8 +41,6 @@ use crate::keys::KeyStore;
 use crate::state::App;
 use crate::store::{JobLock, PostgresStore, SqliteStore, Store, StoreError};
 
-/// How often expired rows are swept away.
-const CLEANUP_INTERVAL: Duration = Duration::from_secs(300);
 /// How often keys/ is re-read, so a rotation by another process is served without a restart.
 /// Short, because until a node has read a key another node rotated in, it cannot verify or
 /// publish what that node signs; a reload that finds nothing new is one directory listing.
@@ -251,12 +249,19 @@ async fn warn_about_chats(app: Arc<App>) {
 }
 
 async fn background_jobs(app: Arc<App>) {
-    let mut cleanup = tokio::time::interval(CLEANUP_INTERVAL);
+    // The first tick is at once: a node sweeps when it starts, then every interval.
+    let mut cleanup = app.config.sweep_interval().map(|every| {
+        let mut interval = tokio::time::interval(every);
+        // A sweep longer than the interval is followed by one a whole interval later, not
+        // at once by the ticks it missed.
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        interval
+    });
     let mut reload = tokio::time::interval(KEY_RELOAD_INTERVAL);
     let mut cleanup_lock: Option<JobLock> = None;
     loop {
         tokio::select! {
-            _ = cleanup.tick() => cleanup_expired(&app, &mut cleanup_lock).await,
+            _ = next_tick(&mut cleanup) => cleanup_expired(&app, &mut cleanup_lock).await,
             _ = reload.tick() => {
                 match app.keys.reload_at(app.now()) {
                     Ok(true) => {
@@ -268,6 +273,16 @@ async fn background_jobs(app: Arc<App>) {
                 }
             }
         }
+    }
+}
+
+/// The next tick of `interval`; never, without one.
+async fn next_tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
     }
 }
 

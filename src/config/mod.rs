@@ -59,6 +59,10 @@ pub struct Config {
     /// Every change of a client drops it on every node at once (`LISTEN`/`NOTIFY`); this bound
     /// is the safety net. 0 reads every client from the database. SQLite never holds them.
     pub client_cache_secs: u64,
+    /// How often expired rows (and audit entries past `audit.retention_days`) are swept
+    /// away, in seconds; the first sweep runs at start-up. 0: never, for benchmarks and tests,
+    /// or when a job outside the server sweeps.
+    pub sweep_interval_secs: u64,
     /// The domain of synthetic email addresses (`<sub>@<domain>`), for apps that demand one.
     pub email_domain: String,
     /// Dynamic client registration (RFC 7591/7592); off unless enabled.
@@ -371,6 +375,7 @@ impl Default for Config {
             max_body_bytes: 64 * 1024,
             body_timeout_secs: 10,
             client_cache_secs: 5,
+            sweep_interval_secs: 300,
             email_domain: "telegram.invalid".into(),
             registration: RegistrationConfig::default(),
             outbound: OutboundConfig::default(),
@@ -546,6 +551,12 @@ impl Config {
             }
             Err(_) => "/".into(),
         }
+    }
+
+    /// How often the expired-row sweep runs; `None`: never (`sweep_interval_secs = 0`).
+    pub fn sweep_interval(&self) -> Option<std::time::Duration> {
+        (self.sweep_interval_secs > 0)
+            .then(|| std::time::Duration::from_secs(self.sweep_interval_secs))
     }
 
     /// How long a retired signing key must stay published: the longest-lived JWT it signed.
@@ -769,6 +780,44 @@ mod tests {
         let c = Config::load_unvalidated(Some(&path)).unwrap();
         assert_eq!(c.rate_limits.token_ip, Limit::per(5, 60));
         assert_eq!(c.rate_limits.token_client, Limit::per(1200, 60));
+    }
+
+    #[test]
+    fn the_sweep_interval_is_read_checked_and_zero_turns_the_sweep_off() {
+        let c = valid();
+        assert_eq!(c.sweep_interval_secs, 300);
+        assert_eq!(
+            c.sweep_interval(),
+            Some(std::time::Duration::from_secs(300))
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "sweep_interval_secs = 0\n").unwrap();
+        let c = Config::load_unvalidated(Some(&path)).unwrap();
+        assert_eq!(c.sweep_interval_secs, 0);
+        assert_eq!(c.sweep_interval(), None);
+        let mut c = valid();
+        c.sweep_interval_secs = 0;
+        c.validate().unwrap();
+        for (secs, ok) in [
+            (9, false),
+            (10, true),
+            (3600, true),
+            (86_400, true),
+            (86_401, false),
+        ] {
+            c.sweep_interval_secs = secs;
+            match c.validate() {
+                Ok(()) => assert!(ok, "{secs} accepted"),
+                Err(e) => {
+                    assert!(!ok, "{secs} refused: {e}");
+                    assert_eq!(e.setting, "sweep_interval_secs");
+                }
+            }
+        }
+        std::fs::write(&path, "sweep_interval_secs = -5\n").unwrap();
+        let err = Config::load_unvalidated(Some(&path)).unwrap_err();
+        assert_eq!(err.setting, "sweep_interval_secs");
     }
 
     #[test]

@@ -220,6 +220,15 @@ impl Config {
                 "must be between 0 (no cache) and 300 seconds",
             ));
         }
+        if self.sweep_interval_secs != 0 && !(10..=86_400).contains(&self.sweep_interval_secs) {
+            return Err(bad(
+                "sweep_interval_secs",
+                format!(
+                    "give 10 to 86400 seconds (default 300), or 0 to never sweep, not {}",
+                    self.sweep_interval_secs
+                ),
+            ));
+        }
         if !(1..=25).contains(&self.body_timeout_secs) {
             return Err(bad(
                 "body_timeout_secs",

@@ -117,7 +117,6 @@ pub(crate) fn audit_select(q: &AuditQuery) -> (String, Vec<AuditParam<'_>>) {
 
 pub(crate) const INSERT_AUDIT: &str = "INSERT INTO audit_log (at, event, result, user_id, client_id, actor, ip, user_agent, request_id, detail) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
-pub(crate) const DELETE_AUDIT_BEFORE: &str = "DELETE FROM audit_log WHERE at < $1";
 
 /// The `LIKE` pattern for events under `event` (its `%` and `_` taken literally).
 pub(crate) fn event_prefix(event: &str) -> String {

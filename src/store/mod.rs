@@ -74,6 +74,26 @@ pub(crate) fn count_error(error: &StoreError) {
     }
 }
 
+/// Runs one batch of a sweep after another until a batch finds fewer than
+/// [`sql::SWEEP_BATCH`] rows; returns how many rows they deleted in all. Each batch is a
+/// statement of its own (on SQLite a write of its own), so what waits for the database runs
+/// between two of them rather than after the whole sweep.
+pub(crate) async fn sweep_in_batches<F, Fut>(mut batch: F) -> StoreResult<u64>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = StoreResult<u64>>,
+{
+    let mut total = 0;
+    loop {
+        let deleted = batch().await?;
+        total += deleted;
+        if deleted < sql::SWEEP_BATCH as u64 {
+            return Ok(total);
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
 /// Group names as the users table keeps them: a JSON array.
 pub(crate) fn groups_json(groups: &[String]) -> StoreResult<String> {
     serde_json::to_string(groups).map_err(|e| StoreError::Internal(format!("groups: {e}")))

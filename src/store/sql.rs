@@ -228,37 +228,78 @@ pub const FIND_USER_BY_USERNAME: &str = "SELECT telegram_id FROM users WHERE low
 pub const CLIENT_USER_IDS: &str = "SELECT user_id FROM consents WHERE client_id = $1 \
      UNION SELECT user_id FROM grants WHERE client_id = $1 AND user_id IS NOT NULL LIMIT $2";
 
-/// The sweep of expired rows: each statement with how long its rows outlive their expiry.
-pub const DELETE_EXPIRED: [(&str, i64); 13] = [
-    ("DELETE FROM used_proofs WHERE expires_at < $1", 0),
-    ("DELETE FROM bot_logins WHERE expires_at < $1", 0),
+/// Most rows one statement of the expired-row sweep deletes. One unbounded DELETE per table
+/// held SQLite's only writer for as long as it ran (a million expired rows: seconds in which
+/// every write of every request waited), and on PostgreSQL made one transaction of the whole
+/// table's garbage. A batch of this many takes a few milliseconds, the writes that came
+/// meanwhile run before the next one, and a million rows are still only a thousand statements.
+pub const SWEEP_BATCH: i64 = 1000;
+
+/// One table's sweep, as each database writes it: a statement that deletes at most `$2` of
+/// the rows whose expiry is before `$1`, found through the index on that column.
+pub struct Sweep {
+    /// By `rowid` (no table is `WITHOUT ROWID`).
+    pub sqlite: &'static str,
+    /// By `ctid`, the address of the row version the same statement just read. The `ORDER BY`
+    /// makes the planner walk the index: without it, it scanned the table from its start, where
+    /// the rows of earlier batches lie dead until a vacuum, to be read again by every batch.
+    pub postgres: &'static str,
+}
+
+macro_rules! sweep {
+    ($table:literal, $column:literal) => {
+        Sweep {
+            sqlite: concat!(
+                "DELETE FROM ",
+                $table,
+                " WHERE rowid IN (SELECT rowid FROM ",
+                $table,
+                " WHERE ",
+                $column,
+                " < $1 LIMIT $2)"
+            ),
+            postgres: concat!(
+                "DELETE FROM ",
+                $table,
+                " WHERE ctid = ANY(ARRAY(SELECT ctid FROM ",
+                $table,
+                " WHERE ",
+                $column,
+                " < $1 ORDER BY ",
+                $column,
+                " LIMIT $2))"
+            ),
+        }
+    };
+}
+
+/// The sweep of expired rows: each table's statements with how long its rows outlive their
+/// expiry.
+pub const DELETE_EXPIRED: [(Sweep, i64); 13] = [
+    (sweep!("used_proofs", "expires_at"), 0),
+    (sweep!("bot_logins", "expires_at"), 0),
     (
-        "DELETE FROM device_codes WHERE expires_at < $1",
+        sweep!("device_codes", "expires_at"),
         DEVICE_CODE_MEMORY_SECS,
     ),
     (
-        "DELETE FROM ciba_requests WHERE expires_at < $1",
+        sweep!("ciba_requests", "expires_at"),
         DEVICE_CODE_MEMORY_SECS,
     ),
-    ("DELETE FROM upstream_logins WHERE expires_at < $1", 0),
-    ("DELETE FROM sessions WHERE expires_at < $1", 0),
-    ("DELETE FROM admin_sessions WHERE expires_at < $1", 0),
-    ("DELETE FROM session_clients WHERE expires_at < $1", 0),
-    (
-        "DELETE FROM pending_authorizations WHERE expires_at < $1",
-        0,
-    ),
-    (
-        "DELETE FROM codes WHERE expires_at < $1",
-        CODE_REUSE_MEMORY_SECS,
-    ),
-    ("DELETE FROM access_tokens WHERE expires_at < $1", 0),
-    ("DELETE FROM refresh_tokens WHERE expires_at < $1", 0),
-    (
-        "DELETE FROM grants WHERE expires_at < $1",
-        CODE_REUSE_MEMORY_SECS,
-    ),
+    (sweep!("upstream_logins", "expires_at"), 0),
+    (sweep!("sessions", "expires_at"), 0),
+    (sweep!("admin_sessions", "expires_at"), 0),
+    (sweep!("session_clients", "expires_at"), 0),
+    (sweep!("pending_authorizations", "expires_at"), 0),
+    (sweep!("codes", "expires_at"), CODE_REUSE_MEMORY_SECS),
+    (sweep!("access_tokens", "expires_at"), 0),
+    (sweep!("refresh_tokens", "expires_at"), 0),
+    (sweep!("grants", "expires_at"), CODE_REUSE_MEMORY_SECS),
 ];
+/// Audit entries past their retention (`at` in milliseconds).
+pub const SWEEP_AUDIT_LOG: Sweep = sweep!("audit_log", "at");
+/// Rate limit windows that have ended (PostgreSQL only: SQLite counts in memory).
+pub const SWEEP_RATE_COUNTERS: Sweep = sweep!("rate_counters", "expires_at");
 
 // What users manage themselves (account.rs).
 

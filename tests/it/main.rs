@@ -40,6 +40,7 @@ mod secrets_scan;
 mod ssrf;
 mod step_up;
 mod store;
+mod sweep;
 mod traces;
 mod upstream;
 mod upstream_keys;

@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use sqlx::Row;
 
 use super::{PostgresStore, opt_text, text};
-use crate::store::StoreResult;
 use crate::store::audit::*;
+use crate::store::{StoreResult, sql};
 
 fn entry(r: &sqlx::postgres::PgRow) -> Result<AuditEntry, sqlx::Error> {
     let detail: Option<String> = r.try_get("detail")?;
@@ -64,10 +64,6 @@ impl AuditStore for PostgresStore {
     }
 
     async fn delete_audit_before(&self, at: i64) -> StoreResult<u64> {
-        let done = sqlx::query(DELETE_AUDIT_BEFORE)
-            .bind(at)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
+        self.sweep(sql::SWEEP_AUDIT_LOG.postgres, at).await
     }
 }

@@ -105,6 +105,21 @@ impl PostgresStore {
     async fn lock_job(&self, job: &str) -> StoreResult<Option<JobLock>> {
         job_lock::try_lock_postgres(&self.pool, job).await
     }
+
+    /// Deletes what one of `sql::Sweep`'s PostgreSQL statements finds before `before`, each
+    /// batch a statement in a transaction of its own (autocommit).
+    async fn sweep(&self, statement: &'static str, before: i64) -> StoreResult<u64> {
+        let pool = &self.pool;
+        super::sweep_in_batches(|| async move {
+            Ok(sqlx::query(statement)
+                .bind(before)
+                .bind(super::sql::SWEEP_BATCH)
+                .execute(pool)
+                .await?
+                .rows_affected())
+        })
+        .await
+    }
 }
 
 /// Text as PostgreSQL can hold it. Its `text` cannot contain NUL, and a NUL sent in a parameter

@@ -484,19 +484,11 @@ impl Store for PostgresStore {
 
     async fn delete_expired(&self, now: i64) -> StoreResult<u64> {
         let mut total = 0;
-        for (statement, memory) in sql::DELETE_EXPIRED {
-            total += sqlx::query(statement)
-                .bind(now - memory)
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
+        for (sweep, memory) in &sql::DELETE_EXPIRED {
+            total += self.sweep(sweep.postgres, now - memory).await?;
         }
         // Rate limit windows that have ended (PostgreSQL only: SQLite counts in memory).
-        total += sqlx::query("DELETE FROM rate_counters WHERE expires_at < $1")
-            .bind(now)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
+        total += self.sweep(sql::SWEEP_RATE_COUNTERS.postgres, now).await?;
         Ok(total)
     }
 

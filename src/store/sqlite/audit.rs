@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use rusqlite::named_params;
 
 use super::SqliteStore;
-use crate::store::StoreResult;
 use crate::store::audit::*;
+use crate::store::{StoreResult, sql};
 
 fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
     let detail: Option<String> = r.get("detail")?;
@@ -67,12 +67,7 @@ impl AuditStore for SqliteStore {
     }
 
     async fn delete_audit_before(&self, at: i64) -> StoreResult<u64> {
-        self.db
-            .write(move |c| {
-                Ok(c.prepare_cached(DELETE_AUDIT_BEFORE)?
-                    .execute(named_params! {"$1": at})? as u64)
-            })
-            .await
+        self.sweep(sql::SWEEP_AUDIT_LOG.sqlite, at).await
     }
 }
 

@@ -83,6 +83,20 @@ impl SqliteStore {
     fn lock_job(&self, job: &str) -> Option<JobLock> {
         self.jobs.try_lock(job)
     }
+
+    /// Deletes what one of `sql::Sweep`'s SQLite statements finds before `before`, each batch
+    /// a write of its own: the writer thread takes the writes that requests queued meanwhile
+    /// before the next batch, so none waits for more than one batch.
+    async fn sweep(&self, statement: &'static str, before: i64) -> StoreResult<u64> {
+        super::sweep_in_batches(|| {
+            self.db.write(move |c| {
+                Ok(c.prepare_cached(statement)?.execute(
+                    rusqlite::named_params! {"$1": before, "$2": super::sql::SWEEP_BATCH},
+                )? as u64)
+            })
+        })
+        .await
+    }
 }
 
 #[derive(Debug, PartialEq)]
@@ -172,6 +186,42 @@ mod tests {
         );
         assert!(parse_url("postgres://x").is_err());
         assert!(parse_url("sqlite://x?vfs=unix-none").is_err());
+    }
+
+    /// Each batch of the sweep finds its rows through the expiry column's index, so a batch
+    /// costs the rows it deletes, not a scan of the table; and each table is a rowid table
+    /// (the statement deletes by `rowid`).
+    #[tokio::test]
+    async fn every_sweep_batch_walks_its_expiry_index() {
+        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        let sweeps = super::super::sql::DELETE_EXPIRED
+            .iter()
+            .map(|(sweep, _)| sweep)
+            .chain([&super::super::sql::SWEEP_AUDIT_LOG]);
+        for sweep in sweeps {
+            let plan: Vec<String> = store
+                .db
+                .read(|c| {
+                    let mut explain = c.prepare(&format!("EXPLAIN QUERY PLAN {}", sweep.sqlite))?;
+                    let bound = rusqlite::named_params! {"$1": 1_000_000_000, "$2": 1000};
+                    let rows = explain.query_map(bound, |r| r.get::<_, String>(3))?;
+                    Ok(rows.collect::<Result<_, _>>()?)
+                })
+                .unwrap();
+            let plan = plan.join("; ");
+            assert!(
+                plan.contains("USING INTEGER PRIMARY KEY (rowid=?)"),
+                "{}: {plan}",
+                sweep.sqlite
+            );
+            assert!(
+                plan.contains("USING COVERING INDEX") && plan.contains("<?)"),
+                "{}: {plan}",
+                sweep.sqlite
+            );
+            assert!(!plan.contains("SCAN"), "{}: {plan}", sweep.sqlite);
+        }
     }
 
     #[tokio::test]

@@ -491,18 +491,11 @@ impl Store for SqliteStore {
     }
 
     async fn delete_expired(&self, now: i64) -> StoreResult<u64> {
-        self.db
-            .write(move |c| {
-                let mut total = 0;
-                for (statement, memory) in sql::DELETE_EXPIRED {
-                    let cutoff = now - memory;
-                    total += c
-                        .prepare_cached(statement)?
-                        .execute(named_params! {"$1": cutoff})? as u64;
-                }
-                Ok(total)
-            })
-            .await
+        let mut total = 0;
+        for (sweep, memory) in &sql::DELETE_EXPIRED {
+            total += self.sweep(sweep.sqlite, now - memory).await?;
+        }
+        Ok(total)
     }
 
     async fn create_upstream_login(&self, login: &UpstreamLogin) -> StoreResult<()> {
