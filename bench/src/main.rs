@@ -336,7 +336,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                     template,
                     // The first sweep starts with the server and removes the preload's
                     // expired half, batch after batch, through the measurement.
-                    env: vec![(SWEEP_INTERVAL_ENV, "1".into())],
+                    env: vec![(SWEEP_INTERVAL_ENV, "10".into())],
                     count_expired: true,
                 },
             ),
