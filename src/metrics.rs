@@ -215,7 +215,8 @@ pub struct PoolStats {
     pub idle: u64,
     /// Connections running a statement (PostgreSQL), or read connections in use (SQLite).
     pub used: u64,
-    /// Writes waiting for (or in) the writer thread's transaction (SQLite only).
+    /// Writes waiting for (or in) the writer's transaction: SQLite's writer thread, PostgreSQL's
+    /// group writer of grants, codes and tokens.
     pub write_queue: Option<u64>,
 }
 
@@ -368,7 +369,7 @@ impl Metrics {
         let db_write_queue = Gauge::default();
         registry.register(
             "db_write_queue",
-            "SQLite: writes waiting for the writer thread (always 0 on PostgreSQL)",
+            "Writes waiting for the writer (SQLite: all writes; PostgreSQL: grants, codes, tokens)",
             db_write_queue.clone(),
         );
         let signing_keys = Family::<KeyStateLabels, Gauge>::default();

@@ -54,11 +54,11 @@ pub async fn exchange(
         expires_at: now + ttl,
         session_hash: None,
     };
-    provider.store.create_grant(&grant).await?;
     let access = mint::access_token(provider, client, &grant, &scope, now)?;
+    // The grant and its token in one write.
     provider
         .store
-        .store_tokens(Some(&access.record), None)
+        .create_grant_with_tokens(&grant, Some(&access.record), None)
         .await?;
     Ok(mint::token_response(
         provider,

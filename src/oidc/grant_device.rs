@@ -105,6 +105,5 @@ pub async fn exchange(
         expires_at: now + provider.config.tokens.access_token_ttl_secs,
         session_hash: None,
     };
-    provider.store.create_grant(&grant).await?;
-    mint::issue_for_grant(provider, client, &grant, &user, false, now).await
+    mint::issue_for_new_grant(provider, client, &grant, &user, now).await
 }

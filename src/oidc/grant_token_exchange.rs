@@ -142,17 +142,19 @@ pub async fn issue(
         expires_at: now + tokens.access_token_ttl_secs.max(tokens.id_token_ttl_secs),
         session_hash: None,
     };
-    let id_token_input = |access_token| mint::IdTokenInput {
-        client,
-        grant: &grant,
-        user,
-        scope: &scope,
-        access_token,
-        include_nonce: false,
-        now,
-    };
     if request.requested == Requested::IdToken {
-        let id_token = mint::id_token(provider, id_token_input(""))?;
+        let id_token = mint::id_token(
+            provider,
+            mint::IdTokenInput {
+                client,
+                grant: &grant,
+                user,
+                scope: &scope,
+                access_token: "",
+                include_nonce: false,
+                now,
+            },
+        )?;
         // RFC 8693 §2.2.1: a token that is not an access token has the token_type N_A.
         return Ok(json!({
             "access_token": id_token,
@@ -162,26 +164,8 @@ pub async fn issue(
             "scope": scope,
         }));
     }
-    provider.store.create_grant(&grant).await?;
-    let access = mint::access_token(provider, client, &grant, &scope, now)?;
-    let id_token = if scopes::contains(&scope, scopes::OPENID) {
-        Some(mint::id_token(provider, id_token_input(&access.token))?)
-    } else {
-        None
-    };
-    let refresh =
-        mint::wants_refresh(client, &scope).then(|| mint::refresh_token(provider, &grant.id, now));
-    provider
-        .store
-        .store_tokens(Some(&access.record), refresh.as_ref().map(|(_, r)| r))
-        .await?;
-    let mut body = mint::token_response(
-        provider,
-        &access.token,
-        &scope,
-        id_token,
-        refresh.map(|(t, _)| t),
-    );
+    // The grant is stored with its tokens, in one write.
+    let mut body = mint::issue_for_new_grant(provider, client, &grant, user, now).await?;
     body["issued_token_type"] = json!(ACCESS_TOKEN_TYPE);
     Ok(body)
 }

@@ -169,16 +169,21 @@ pub fn token_response(
     body
 }
 
-/// The whole token response for a user's grant: access token, an ID token when `openid` was
-/// granted, a refresh token when the client's policy gives one, all stored in one transaction.
-pub async fn issue_for_grant(
+/// What a token response for a user's grant carries, minted but not stored yet.
+struct Minted {
+    access: MintedAccess,
+    id_token: Option<String>,
+    refresh: Option<(String, RefreshTokenRecord)>,
+}
+
+fn mint_for_grant(
     provider: &Provider,
     client: &ClientRecord,
     grant: &GrantRecord,
     user: &UserRecord,
     include_nonce: bool,
     now: i64,
-) -> OAuthResult<Value> {
+) -> OAuthResult<Minted> {
     let access = access_token(provider, client, grant, &grant.scope, now)?;
     let id_token = if scopes::contains(&grant.scope, scopes::OPENID) {
         Some(id_token(
@@ -198,15 +203,61 @@ pub async fn issue_for_grant(
     };
     let refresh =
         wants_refresh(client, &grant.scope).then(|| refresh_token(provider, &grant.id, now));
+    Ok(Minted {
+        access,
+        id_token,
+        refresh,
+    })
+}
+
+impl Minted {
+    fn refresh_record(&self) -> Option<&RefreshTokenRecord> {
+        self.refresh.as_ref().map(|(_, r)| r)
+    }
+
+    fn response(self, provider: &Provider, scope: &str) -> Value {
+        token_response(
+            provider,
+            &self.access.token,
+            scope,
+            self.id_token,
+            self.refresh.map(|(t, _)| t),
+        )
+    }
+}
+
+/// The whole token response for a user's stored grant: access token, an ID token when `openid`
+/// was granted, a refresh token when the client's policy gives one, all stored together.
+pub async fn issue_for_grant(
+    provider: &Provider,
+    client: &ClientRecord,
+    grant: &GrantRecord,
+    user: &UserRecord,
+    include_nonce: bool,
+    now: i64,
+) -> OAuthResult<Value> {
+    let minted = mint_for_grant(provider, client, grant, user, include_nonce, now)?;
     provider
         .store
-        .store_tokens(Some(&access.record), refresh.as_ref().map(|(_, r)| r))
+        .store_tokens(Some(&minted.access.record), minted.refresh_record())
         .await?;
-    Ok(token_response(
-        provider,
-        &access.token,
-        &grant.scope,
-        id_token,
-        refresh.map(|(t, _)| t),
-    ))
+    Ok(minted.response(provider, &grant.scope))
+}
+
+/// As [`issue_for_grant`], for a grant not stored yet: the grant is stored with its tokens, all
+/// or nothing, so a failure leaves no grant without tokens behind (and costs one write, not
+/// two).
+pub async fn issue_for_new_grant(
+    provider: &Provider,
+    client: &ClientRecord,
+    grant: &GrantRecord,
+    user: &UserRecord,
+    now: i64,
+) -> OAuthResult<Value> {
+    let minted = mint_for_grant(provider, client, grant, user, false, now)?;
+    provider
+        .store
+        .create_grant_with_tokens(grant, Some(&minted.access.record), minted.refresh_record())
+        .await?;
+    Ok(minted.response(provider, &grant.scope))
 }

@@ -4,8 +4,9 @@
 
 //!
 //! Each database has its own module with plain implementations: `sqlite/` on rusqlite (reads on
-//! the caller's thread, one writer thread committing in groups), `postgres/` on sqlx. The text
-//! of their statements, where it is the same, lives once in `sql.rs`.
+//! the caller's thread, one writer thread committing in groups), `postgres/` on sqlx (new
+//! grants, codes and tokens committed in groups too, by one writer task). The text of their
+//! statements, where it is the same, lives once in `sql.rs`.
 
 use async_trait::async_trait;
 
@@ -101,6 +102,22 @@ where
 
 /// How many times as long as a batch of the sweep took it rests before the next batch.
 const SWEEP_REST: u32 = 2;
+
+/// The tokens stored with a new grant ([`Store::create_grant_with_tokens`]) must be its own.
+pub(crate) fn check_tokens_of(
+    grant: &GrantRecord,
+    access: Option<&AccessTokenRecord>,
+    refresh: Option<&RefreshTokenRecord>,
+) -> StoreResult<()> {
+    let ids = access.map(|a| &a.grant_id).into_iter();
+    if ids
+        .chain(refresh.map(|r| &r.grant_id))
+        .any(|id| *id != grant.id)
+    {
+        return Err(StoreError::Internal("a token of another grant".into()));
+    }
+    Ok(())
+}
 
 /// Group names as the users table keeps them: a JSON array.
 pub(crate) fn groups_json(groups: &[String]) -> StoreResult<String> {
@@ -201,6 +218,14 @@ pub trait Store:
         code: &CodeRecord,
     ) -> StoreResult<()>;
     async fn create_grant(&self, grant: &GrantRecord) -> StoreResult<()>;
+    /// Stores a new grant and the first tokens issued for it, all or nothing: a failure leaves
+    /// no grant behind. The tokens must be of `grant`, else nothing is stored.
+    async fn create_grant_with_tokens(
+        &self,
+        grant: &GrantRecord,
+        access: Option<&AccessTokenRecord>,
+        refresh: Option<&RefreshTokenRecord>,
+    ) -> StoreResult<()>;
     async fn get_grant(&self, id: &str) -> StoreResult<Option<GrantRecord>>;
     /// Marks a code of `client_id` used, atomically: of many parallel callers exactly one gets
     /// `Redeemed`. Another client's code is `NotFound` and stays unused.

@@ -1,11 +1,18 @@
-//! [`AuditStore`] on PostgreSQL.
+//! [`AuditStore`] on PostgreSQL. A batch of entries is one multi-row statement.
 
 use async_trait::async_trait;
 use sqlx::Row;
 
-use super::{PostgresStore, opt_text, text};
+use super::{PostgresStore, column, opt_text, text};
 use crate::store::audit::*;
 use crate::store::{StoreResult, sql};
+
+/// Entries in the order given, so their ids ascend in that order (`WITH ORDINALITY`).
+const INSERT_AUDIT_ENTRIES: &str = "INSERT INTO audit_log (at, event, result, user_id, client_id, actor, ip, user_agent, request_id, detail) \
+     SELECT at, event, result, user_id, client_id, actor, ip, user_agent, request_id, detail \
+     FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[]) \
+     WITH ORDINALITY AS e(at, event, result, user_id, client_id, actor, ip, user_agent, request_id, detail, n) \
+     ORDER BY n";
 
 fn entry(r: &sqlx::postgres::PgRow) -> Result<AuditEntry, sqlx::Error> {
     let detail: Option<String> = r.try_get("detail")?;
@@ -28,25 +35,29 @@ fn entry(r: &sqlx::postgres::PgRow) -> Result<AuditEntry, sqlx::Error> {
 
 #[async_trait]
 impl AuditStore for PostgresStore {
+    /// One statement for every entry: one round trip and one commit, however many.
     async fn record_audit(&self, entries: &[AuditEntry]) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
-        for e in entries {
-            let detail = (!e.detail.is_null()).then(|| e.detail.to_string());
-            sqlx::query(INSERT_AUDIT)
-                .bind(e.at)
-                .bind(text(&e.event))
-                .bind(text(&e.result))
-                .bind(e.user_id)
-                .bind(opt_text(&e.client_id))
-                .bind(opt_text(&e.actor))
-                .bind(opt_text(&e.ip))
-                .bind(opt_text(&e.user_agent))
-                .bind(opt_text(&e.request_id))
-                .bind(opt_text(&detail))
-                .execute(&mut *tx)
-                .await?;
+        if entries.is_empty() {
+            return Ok(());
         }
-        tx.commit().await?;
+        let details: Vec<Option<String>> = entries
+            .iter()
+            .map(|e| (!e.detail.is_null()).then(|| e.detail.to_string()))
+            .collect();
+        let e = entries;
+        sqlx::query(INSERT_AUDIT_ENTRIES)
+            .bind(column(e, |e| e.at))
+            .bind(column(e, |e| text(&e.event)))
+            .bind(column(e, |e| text(&e.result)))
+            .bind(column(e, |e| e.user_id))
+            .bind(column(e, |e| opt_text(&e.client_id)))
+            .bind(column(e, |e| opt_text(&e.actor)))
+            .bind(column(e, |e| opt_text(&e.ip)))
+            .bind(column(e, |e| opt_text(&e.user_agent)))
+            .bind(column(e, |e| opt_text(&e.request_id)))
+            .bind(column(&details, opt_text))
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

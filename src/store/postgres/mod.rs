@@ -1,5 +1,7 @@
 //! PostgreSQL: what a team runs when one node is not enough. On sqlx's pool; every statement
-//! is one round trip, and what must be atomic is one statement or one transaction.
+//! is one round trip, and what must be atomic is one statement or one transaction. The inserts
+//! of grants, codes and tokens are committed in groups by one writer task (`batch.rs`), each
+//! request answered once its group is committed.
 
 use std::borrow::Cow;
 use std::str::FromStr;
@@ -15,6 +17,7 @@ use super::{StoreError, StoreResult};
 mod account;
 mod admin_keys;
 mod audit;
+mod batch;
 mod client_cache;
 mod flows;
 mod rate;
@@ -29,6 +32,9 @@ pub struct PostgresStore {
     options: PgConnectOptions,
     /// Clients held in memory (a server's store); `None`: every lookup reads the database.
     clients: Option<Arc<client_cache::ClientCache>>,
+    /// Grants, codes and tokens, committed in groups (`batch.rs`); its task ends when the
+    /// last copy of the store is dropped.
+    writes: Arc<batch::GroupWriter>,
 }
 
 /// A pooled connection idle at least this long is pinged before it is used.
@@ -66,6 +72,7 @@ impl PostgresStore {
             .connect_with(options.clone())
             .await?;
         Ok(PostgresStore {
+            writes: Arc::new(batch::GroupWriter::new(pool.clone())),
             pool,
             options,
             clients: None,
@@ -120,6 +127,18 @@ impl PostgresStore {
         })
         .await
     }
+
+    /// Groups of grant, code and token writes committed so far by this store's writer.
+    #[cfg(test)]
+    pub(crate) fn groups_committed(&self) -> u64 {
+        self.writes.committed()
+    }
+
+    /// Something the group writer's task holds until it ends.
+    #[cfg(test)]
+    pub(crate) fn writer_probe(&self) -> std::sync::Weak<std::sync::atomic::AtomicU64> {
+        self.writes.task_probe()
+    }
 }
 
 /// Text as PostgreSQL can hold it. Its `text` cannot contain NUL, and a NUL sent in a parameter
@@ -136,6 +155,11 @@ fn text(s: &str) -> Cow<'_, str> {
 
 fn opt_text(s: &Option<String>) -> Option<Cow<'_, str>> {
     s.as_deref().map(text)
+}
+
+/// One column of many rows, bound as one array parameter (`unnest($1::text[], ...)`).
+fn column<'r, R, T>(rows: &'r [R], value: impl Fn(&'r R) -> T) -> Vec<T> {
+    rows.iter().map(value).collect()
 }
 
 impl From<sqlx::Error> for StoreError {

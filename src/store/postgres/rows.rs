@@ -1,9 +1,10 @@
-//! Rows to records, and the inserts that several methods share.
+//! Rows to records, and the single-row inserts of a refresh token's rotation (new grants,
+//! codes and tokens are inserted many at a time by `batch.rs`).
 
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
-use super::{opt_text, text};
+use super::text;
 use crate::store::flows::{
     BotLoginRecord, BotLoginStatus, CibaRequestRecord, CibaStatus, DeviceCodeRecord, DeviceStatus,
 };
@@ -195,27 +196,6 @@ pub fn ciba_request(row: &PgRow) -> StoreResult<CibaRequestRecord> {
         created_at: row.try_get("created_at")?,
         expires_at: row.try_get("expires_at")?,
     })
-}
-
-pub async fn insert_grant<'c, E>(executor: E, g: &GrantRecord) -> StoreResult<()>
-where
-    E: sqlx::PgExecutor<'c>,
-{
-    sqlx::query(sql::INSERT_GRANT)
-        .bind(text(&g.id))
-        .bind(text(&g.client_id))
-        .bind(g.user_id)
-        .bind(text(&g.scope))
-        .bind(g.auth_time)
-        .bind(text(&g.amr))
-        .bind(opt_text(&g.nonce))
-        .bind(g.created_at)
-        .bind(g.revoked_at)
-        .bind(g.expires_at)
-        .bind(&g.session_hash)
-        .execute(executor)
-        .await?;
-    Ok(())
 }
 
 pub async fn insert_access_token<'c, E>(executor: E, a: &AccessTokenRecord) -> StoreResult<()>

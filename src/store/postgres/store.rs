@@ -1,11 +1,13 @@
 //! [`Store`] on PostgreSQL. Single use is one conditional `UPDATE ... RETURNING`; what must be
-//! stored together is one transaction.
+//! stored together is one transaction. New grants, codes and tokens go to the group writer
+//! (`batch.rs`), which commits what many requests wait to store in one transaction.
 
 use async_trait::async_trait;
 use sqlx::Row;
 
+use super::batch::Write;
 use super::client_cache::{self, CHANNEL};
-use super::rows::{self, insert_access_token, insert_grant, insert_refresh_token};
+use super::rows::{self, insert_access_token, insert_refresh_token};
 use super::{PostgresStore, opt_text, text};
 use crate::store::sql;
 use crate::store::*;
@@ -23,7 +25,7 @@ impl Store for PostgresStore {
         crate::metrics::PoolStats {
             idle,
             used: size.saturating_sub(idle),
-            write_queue: None,
+            write_queue: Some(self.writes.waiting()),
         }
     }
 
@@ -306,22 +308,29 @@ impl Store for PostgresStore {
         grant: &GrantRecord,
         code: &CodeRecord,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
-        insert_grant(&mut *tx, grant).await?;
-        sqlx::query(sql::INSERT_CODE)
-            .bind(&code.code_hash)
-            .bind(text(&code.grant_id))
-            .bind(text(&code.redirect_uri))
-            .bind(opt_text(&code.code_challenge))
-            .bind(code.expires_at)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        self.writes
+            .write(Write::GrantWithCode(grant.clone(), code.clone()))
+            .await
     }
 
     async fn create_grant(&self, grant: &GrantRecord) -> StoreResult<()> {
-        insert_grant(&self.pool, grant).await
+        self.writes.write(Write::Grant(grant.clone())).await
+    }
+
+    async fn create_grant_with_tokens(
+        &self,
+        grant: &GrantRecord,
+        access: Option<&AccessTokenRecord>,
+        refresh: Option<&RefreshTokenRecord>,
+    ) -> StoreResult<()> {
+        check_tokens_of(grant, access, refresh)?;
+        self.writes
+            .write(Write::GrantWithTokens(
+                grant.clone(),
+                access.cloned(),
+                refresh.cloned(),
+            ))
+            .await
     }
 
     async fn get_grant(&self, id: &str) -> StoreResult<Option<GrantRecord>> {
@@ -375,21 +384,9 @@ impl Store for PostgresStore {
         access: Option<&AccessTokenRecord>,
         refresh: Option<&RefreshTokenRecord>,
     ) -> StoreResult<()> {
-        let Some(r) = refresh else {
-            // One row needs no transaction: a single INSERT is atomic by itself, and BEGIN and
-            // COMMIT would cost two more round trips to the database.
-            if let Some(a) = access {
-                insert_access_token(&self.pool, a).await?;
-            }
-            return Ok(());
-        };
-        let mut tx = self.pool.begin().await?;
-        if let Some(a) = access {
-            insert_access_token(&mut *tx, a).await?;
-        }
-        insert_refresh_token(&mut tx, r, &r.grant_id).await?;
-        tx.commit().await?;
-        Ok(())
+        self.writes
+            .write(Write::Tokens(access.cloned(), refresh.cloned()))
+            .await
     }
 
     async fn get_access_token(&self, token_hash: &[u8]) -> StoreResult<Option<AccessTokenState>> {

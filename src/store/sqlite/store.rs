@@ -336,6 +336,28 @@ impl Store for SqliteStore {
         self.db.write(move |c| insert_grant(c, &g)).await
     }
 
+    async fn create_grant_with_tokens(
+        &self,
+        grant: &GrantRecord,
+        access: Option<&AccessTokenRecord>,
+        refresh: Option<&RefreshTokenRecord>,
+    ) -> StoreResult<()> {
+        check_tokens_of(grant, access, refresh)?;
+        let (g, access, refresh) = (grant.clone(), access.cloned(), refresh.cloned());
+        self.db
+            .write(move |c| {
+                insert_grant(c, &g)?;
+                if let Some(a) = &access {
+                    insert_access_token(c, a)?;
+                }
+                if let Some(r) = &refresh {
+                    insert_refresh_token(c, r, &r.grant_id)?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
     async fn get_grant(&self, id: &str) -> StoreResult<Option<GrantRecord>> {
         self.db.read(|c| {
             Ok(c.prepare_cached(sql::GET_GRANT)?
