@@ -7,10 +7,15 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use reqwest::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use serde_json::Value;
+use telegram_oidc::store::{
+    AccessTokenRecord, GrantRecord, RefreshTokenRecord, Store, StoreError, StoreResult,
+};
 
 use crate::harness::*;
 
@@ -187,6 +192,18 @@ async fn token(app: &TestApp, client: &TestClient, form: &[(&str, &str)]) -> req
         .unwrap()
 }
 
+async fn introspect(app: &TestApp, client: &TestClient, token: &str) -> Value {
+    let resp = reqwest::Client::new()
+        .post(app.url("/introspect"))
+        .basic_auth(client.id(), Some(client.secret()))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    resp.json().await.unwrap()
+}
+
 async fn refresh(app: &TestApp, client: &TestClient, refresh_token: &str) -> reqwest::Response {
     token(
         app,
@@ -248,6 +265,18 @@ async fn a_database_outage_is_a_503_and_nothing_issued_before_is_lost() {
     let issued: Value = resp.json().await.unwrap();
     let access = issued["access_token"].as_str().unwrap().to_string();
     let refresh_token = issued["refresh_token"].as_str().unwrap().to_string();
+    // A service's token: its grant and token stored by one grouped write.
+    let service = app
+        .client(ClientSpec {
+            service_account: true,
+            ..Default::default()
+        })
+        .await;
+    let credentials = [("grant_type", "client_credentials")];
+    let resp = token(&app, &service, &credentials).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let issued: Value = resp.json().await.unwrap();
+    let service_access = issued["access_token"].as_str().unwrap().to_string();
     // A login started before the outage, to be finished after it.
     let stranger = Browser::new();
     let resp = stranger.get(&authorize_url(&app, &client)).await;
@@ -312,6 +341,16 @@ async fn a_database_outage_is_a_503_and_nothing_issued_before_is_lost() {
     );
     let info: Value = info.json().await.unwrap();
     assert_eq!(info["sub"], "5150");
+    assert_eq!(
+        introspect(&app, &service, &service_access).await["active"],
+        true,
+        "the service's token issued before the outage is still there"
+    );
+    let resp = token(&app, &service, &credentials).await;
+    assert_eq!(resp.status(), StatusCode::OK, "grouped writes again");
+    let issued: Value = resp.json().await.unwrap();
+    let fresh = issued["access_token"].as_str().unwrap();
+    assert_eq!(introspect(&app, &service, fresh).await["active"], true);
     let resp = refresh(&app, &client, &refresh_token).await;
     assert_eq!(
         resp.status(),
@@ -390,4 +429,97 @@ async fn rate_limits_fail_open_to_the_nodes_memory_while_the_database_is_down() 
     let resp = back.expect("the database counts again: its counter had one request");
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     app.stop().await;
+}
+
+/// A burst of new grants with their tokens, each written as a token endpoint writes it (on
+/// PostgreSQL they share grouped transactions): what each was answered.
+async fn burst(
+    store: &Arc<dyn Store>,
+    n: i64,
+) -> Vec<(
+    GrantRecord,
+    AccessTokenRecord,
+    RefreshTokenRecord,
+    StoreResult<()>,
+)> {
+    let now = telegram_oidc::clock::system_now();
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let g = crate::store::grant("outage-app", 7000 + i, now);
+                let a = AccessTokenRecord {
+                    token_hash: telegram_oidc::secrets::random_bytes::<32>().to_vec(),
+                    grant_id: g.id.clone(),
+                    client_id: g.client_id.clone(),
+                    user_id: g.user_id,
+                    scope: g.scope.clone(),
+                    created_at: now,
+                    expires_at: now + 600,
+                };
+                let r = crate::store::refresh(&g.id, now, 3600);
+                let outcome = store.create_grant_with_tokens(&g, Some(&a), Some(&r)).await;
+                (g, a, r, outcome)
+            })
+        })
+        .collect();
+    let mut answered = Vec::new();
+    for task in tasks {
+        answered.push(task.await.unwrap());
+    }
+    answered
+}
+
+/// Grouped writes while the database is down: every write of a burst is answered, as
+/// unavailable, none as stored; every write answered before the outage is still there after
+/// it, and a burst after it is stored again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grouped_writes_in_an_outage_are_refused_and_none_answered_is_lost() {
+    let Some(pg) = PrivatePostgres::start() else {
+        return;
+    };
+    let store = telegram_oidc::open_store(&pg.url()).await.unwrap();
+    let before = burst(&store, 50).await;
+    for (_, _, _, outcome) in &before {
+        assert!(outcome.is_ok(), "{outcome:?}");
+    }
+
+    pg.down();
+    let during = tokio::time::timeout(Duration::from_secs(60), burst(&store, 50))
+        .await
+        .expect("every write answered while the database is down");
+    pg.up();
+
+    for (_, _, _, outcome) in &during {
+        assert!(
+            matches!(outcome, Err(StoreError::Unavailable(_))),
+            "{outcome:?}"
+        );
+    }
+    let mut back = false;
+    for _ in 0..50 {
+        if store.ping().await.is_ok() {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(back, "the database answers again");
+    for (g, a, r, _) in &before {
+        assert!(
+            store.get_grant(&g.id).await.unwrap().is_some(),
+            "grant lost"
+        );
+        let access = store.get_access_token(&a.token_hash).await.unwrap();
+        assert!(access.is_some_and(|t| !t.revoked), "access token lost");
+        let refresh = store.get_refresh_token(&r.token_hash).await.unwrap();
+        assert!(refresh.is_some_and(|t| !t.used), "refresh token lost");
+    }
+    for (g, _, _, _) in &during {
+        assert!(store.get_grant(&g.id).await.unwrap().is_none());
+    }
+    for (g, _, _, outcome) in burst(&store, 50).await {
+        assert!(outcome.is_ok(), "{outcome:?}");
+        assert!(store.get_grant(&g.id).await.unwrap().is_some());
+    }
 }

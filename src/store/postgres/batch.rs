@@ -18,8 +18,10 @@
 //!   rolled back and each request's write runs again alone, so only the culprit gets its error.
 //! - Nothing is answered `Ok` before the commit that holds it succeeded; durability is that of
 //!   a single INSERT's commit.
-//! - The writer ends when the store's last copy is dropped (its channel closes); a request
-//!   whose writer is gone is answered with an error, never left waiting.
+//! - The writer ends when the store's last copy is dropped (its channel closes). A request
+//!   whose writer is gone (the runtime it ran on has ended) starts another one; a request that
+//!   cannot be handed over, or whose group is lost, is answered with an error: none is left
+//!   waiting.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -247,9 +249,18 @@ async fn write_and_answer(pool: &PgPool, group: Vec<Request>, committed: &Atomic
             }
         }
         // Rolled back: each write again, alone, so that only the culprit hears of its error.
+        // Should the database go away meanwhile, the writes not yet replayed are told so at
+        // once rather than each waiting out the pool's timeout.
         Err(_) => {
+            let mut outage: Option<String> = None;
             for request in group {
-                let alone = write_group(pool, &[&request.write]).await;
+                let alone = match &outage {
+                    Some(message) => Err(StoreError::Unavailable(message.clone())),
+                    None => write_group(pool, &[&request.write]).await,
+                };
+                if let Err(StoreError::Unavailable(message)) = &alone {
+                    outage = Some(message.clone());
+                }
                 let _ = request.reply.send(alone);
             }
         }
