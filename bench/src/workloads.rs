@@ -659,6 +659,12 @@ pub async fn run(
         }
         _ => None,
     };
+    // A preloaded SQLite copy is gigabytes: gone once measured (the logs stay).
+    if variant.template.is_some() && store == Store::Sqlite {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(dir.join(format!("bench.db{suffix}")));
+        }
+    }
 
     let (bare, bare_rss_kb, bare_usage) = match served {
         Some((discovery, jwks)) => {
