@@ -118,6 +118,11 @@ struct RunArgs {
     /// expired-row sweep removes its expired half, for the p99 during a sweep.
     #[arg(long)]
     sweep: bool,
+    /// With --preload and --work-dir: use the preloaded databases an earlier run with the same
+    /// --work-dir and --preload left, and leave them for the next (building 10M rows takes
+    /// minutes).
+    #[arg(long)]
+    reuse_preload: bool,
     /// Scratch directory for databases, keys and logs.
     #[arg(long)]
     work_dir: Option<PathBuf>,
@@ -259,7 +264,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                 args.preload,
                 store.name(Workload::CcOpaque)
             );
-            let template = preload::build(&spec, *store, args.preload)?;
+            let template = preload::build(&spec, *store, args.preload, args.reuse_preload)?;
             eprintln!(
                 "   built in {:.0} s; {:.0} bytes per token (the whole database)",
                 template.built_in.as_secs_f64(),
@@ -427,8 +432,10 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     if !templates.is_empty() {
         println!("{}", preload_report(&templates, &compared));
     }
-    for template in &templates {
-        preload::drop_template(&spec, template);
+    if !args.reuse_preload {
+        for template in &templates {
+            preload::drop_template(&spec, template);
+        }
     }
     if let Some(path) = &args.json {
         std::fs::write(path, report::json(&machine, &raw, &rows, &cold).to_string())?;

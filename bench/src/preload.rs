@@ -63,8 +63,17 @@ fn now() -> i64 {
 
 /// Builds the template for `store`: an empty database migrated by the server's own `migrate`,
 /// then the rows.
-pub fn build(spec: &ServerSpec, store: Store, tokens: u64) -> anyhow::Result<Template> {
+pub fn build(
+    spec: &ServerSpec,
+    store: Store,
+    tokens: u64,
+    reuse: bool,
+) -> anyhow::Result<Template> {
     let dir = spec.work_dir.join(format!("preload-{}", store_tag(store)));
+    if reuse && let Some(kept) = kept(spec, store, tokens, &dir) {
+        eprintln!("   reusing the preloaded database of an earlier run");
+        return Ok(kept);
+    }
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let url = match store {
@@ -93,9 +102,69 @@ pub fn build(spec: &ServerSpec, store: Store, tokens: u64) -> anyhow::Result<Tem
         Store::Sqlite => build_sqlite(&dir.join("template.db"), tokens)?,
         Store::Postgres => build_postgres(&spec.pg, tokens)?,
     };
-    Ok(Template {
+    let template = Template {
         built_in: started.elapsed(),
         ..template
+    };
+    let sizes: Vec<_> = template
+        .sizes
+        .iter()
+        .map(|t| serde_json::json!([t.table, t.rows, t.bytes]))
+        .collect();
+    std::fs::write(
+        dir.join("preloaded.json"),
+        serde_json::json!({
+            "tokens": tokens,
+            "built_in_secs": template.built_in.as_secs_f64(),
+            "db_bytes_empty": template.db_bytes_empty,
+            "db_bytes": template.db_bytes,
+            "sizes": sizes,
+        })
+        .to_string(),
+    )?;
+    Ok(template)
+}
+
+/// The preloaded database an earlier run with the same `--work-dir` left (`--reuse-preload`),
+/// if it holds `tokens` tokens.
+fn kept(spec: &ServerSpec, store: Store, tokens: u64, dir: &Path) -> Option<Template> {
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("preloaded.json")).ok()?).ok()?;
+    if v["tokens"].as_u64()? != tokens {
+        return None;
+    }
+    let file = dir.join("template.db");
+    match store {
+        Store::Sqlite if !file.exists() => return None,
+        Store::Postgres
+            if pg_number(
+                &spec.pg,
+                &format!("SELECT count(*) FROM pg_database WHERE datname = '{PG_TEMPLATE}'"),
+            )
+            .ok()?
+                != 1 =>
+        {
+            return None;
+        }
+        _ => {}
+    }
+    let mut sizes = Vec::new();
+    for entry in v["sizes"].as_array()? {
+        let name = entry[0].as_str()?;
+        sizes.push(TableSize {
+            table: TABLES.into_iter().find(|t| *t == name)?,
+            rows: entry[1].as_u64()?,
+            bytes: entry[2].as_u64()?,
+        });
+    }
+    Some(Template {
+        store,
+        file: (store == Store::Sqlite).then_some(file),
+        tokens,
+        built_in: Duration::from_secs_f64(v["built_in_secs"].as_f64()?),
+        sizes,
+        db_bytes_empty: v["db_bytes_empty"].as_u64()?,
+        db_bytes: v["db_bytes"].as_u64()?,
     })
 }
 
