@@ -269,23 +269,23 @@ fn build_postgres(pg: &str, tokens: u64) -> anyhow::Result<Template> {
         format!(
             "INSERT INTO grants (id, client_id, user_id, scope, auth_time, amr, nonce, created_at, revoked_at, expires_at) \
              SELECT md5('g{salt}:' || g), 'preloaded-app', 1000000 + g % 500000, 'openid profile', {now} - 600, \
-             'telegram', NULL, {now} - 600, NULL, {exp} FROM generate_series(1, {grants}) g"
+             'telegram', NULL, {now} - 600, NULL, {exp} FROM generate_series(1::bigint, {grants}) g"
         ),
         format!(
             "INSERT INTO codes (code_hash, grant_id, redirect_uri, code_challenge, expires_at, used_at) \
              SELECT sha256(('c{salt}:' || g)::bytea), md5('g{salt}:' || (g * 7 % {grants} + 1)), \
              'https://app.preload.test/callback', md5('v' || g) || 'abcdefghij', {exp}, {now} - 500 \
-             FROM generate_series(1, {codes}) g"
+             FROM generate_series(1::bigint, {codes}) g"
         ),
         format!(
             "INSERT INTO access_tokens (token_hash, grant_id, client_id, user_id, scope, created_at, expires_at) \
              SELECT sha256(('a{salt}:' || g)::bytea), md5('g{salt}:' || (g % {grants} + 1)), 'preloaded-app', \
-             1000000 + g % 500000, 'openid profile', {now} - 600, {exp} FROM generate_series(1, {access}) g"
+             1000000 + g % 500000, 'openid profile', {now} - 600, {exp} FROM generate_series(1::bigint, {access}) g"
         ),
         format!(
             "INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at, used_at) \
              SELECT sha256(('r{salt}:' || g)::bytea), md5('g{salt}:' || (g % {grants} + 1)), {now} - 600, {exp}, \
-             CASE WHEN g % 3 = 0 THEN {now} - 300 END FROM generate_series(1, {refresh}) g"
+             CASE WHEN g % 3 = 0 THEN {now} - 300 END FROM generate_series(1::bigint, {refresh}) g"
         ),
     ];
     for statement in &statements {
