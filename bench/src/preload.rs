@@ -320,15 +320,7 @@ fn pg_number(pg: &str, sql: &str) -> anyhow::Result<u64> {
 }
 
 fn pg_number_in(pg: &str, database: &str, sql: &str) -> anyhow::Result<u64> {
-    let out = Command::new("psql")
-        .arg(format!("{pg}/{database}"))
-        .args(["-qtAc", sql])
-        .output()
-        .context("cannot run psql")?;
-    if !out.status.success() {
-        bail!("psql failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = server::psql_output(pg, database, sql)?;
     text.trim()
         .parse()
         .with_context(|| format!("not a number from {sql}: {text}"))

@@ -59,6 +59,11 @@ pub fn psql(pg: &str, sql: &str) -> anyhow::Result<()> {
 
 /// Runs `sql` in the database `database` of the PostgreSQL at `pg`.
 pub fn psql_in(pg: &str, database: &str, sql: &str) -> anyhow::Result<()> {
+    psql_output(pg, database, sql).map(drop)
+}
+
+/// What `sql` printed (unaligned, tuples only), run in `database` of the PostgreSQL at `pg`.
+pub fn psql_output(pg: &str, database: &str, sql: &str) -> anyhow::Result<String> {
     let out = Command::new("psql")
         .arg(format!("{pg}/{database}"))
         .args(["-qtAc", sql])
@@ -67,7 +72,7 @@ pub fn psql_in(pg: &str, database: &str, sql: &str) -> anyhow::Result<()> {
     if !out.status.success() {
         bail!("psql failed: {}", String::from_utf8_lossy(&out.stderr));
     }
-    Ok(())
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// An empty database for one server: a new SQLite file, or the PostgreSQL database dropped and

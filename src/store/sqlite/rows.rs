@@ -244,3 +244,18 @@ pub fn insert_refresh_token(
         .execute(named_params! {"$1": grant_id, "$2": r.expires_at})?;
     Ok(())
 }
+
+/// A grant's tokens, each one given (the refresh token extends its grant).
+pub fn insert_tokens(
+    c: &Connection,
+    access: Option<&AccessTokenRecord>,
+    refresh: Option<&RefreshTokenRecord>,
+) -> StoreResult<()> {
+    if let Some(a) = access {
+        insert_access_token(c, a)?;
+    }
+    if let Some(r) = refresh {
+        insert_refresh_token(c, r, &r.grant_id)?;
+    }
+    Ok(())
+}

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use rusqlite::{OptionalExtension, named_params};
 
 use super::SqliteStore;
-use super::rows::{self, insert_access_token, insert_grant, insert_refresh_token};
+use super::rows::{self, insert_access_token, insert_grant, insert_refresh_token, insert_tokens};
 use crate::store::sql;
 use crate::store::*;
 
@@ -347,13 +347,7 @@ impl Store for SqliteStore {
         self.db
             .write(move |c| {
                 insert_grant(c, &g)?;
-                if let Some(a) = &access {
-                    insert_access_token(c, a)?;
-                }
-                if let Some(r) = &refresh {
-                    insert_refresh_token(c, r, &r.grant_id)?;
-                }
-                Ok(())
+                insert_tokens(c, access.as_ref(), refresh.as_ref())
             })
             .await
     }
@@ -417,15 +411,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<()> {
         let (access, refresh) = (access.cloned(), refresh.cloned());
         self.db
-            .write(move |c| {
-                if let Some(a) = &access {
-                    insert_access_token(c, a)?;
-                }
-                if let Some(r) = &refresh {
-                    insert_refresh_token(c, r, &r.grant_id)?;
-                }
-                Ok(())
-            })
+            .write(move |c| insert_tokens(c, access.as_ref(), refresh.as_ref()))
             .await
     }
 
