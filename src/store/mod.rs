@@ -75,25 +75,25 @@ pub(crate) fn count_error(error: &StoreError) {
     }
 }
 
-/// Runs one batch of a sweep after another until a batch finds fewer than
-/// [`sql::SWEEP_BATCH`] rows; returns how many rows they deleted in all. Each batch is a
+/// Runs one batch of a sweep after another until a batch finds fewer than `size` rows
+/// ([`sql::SWEEP_BATCH_SQLITE`], [`sql::SWEEP_BATCH_POSTGRES`]); returns how many rows they deleted in all. Each batch is a
 /// statement of its own (on SQLite a write of its own), so what waits for the database runs
 /// between two of them rather than after the whole sweep; and after each batch the sweep
 /// rests [`SWEEP_REST`] times as long as the batch took, so it never holds the database more
 /// than a third of the time (a deleted row costs about what an inserted one did: a sweep at
 /// full speed under load halved the requests served on SQLite, measured with the benchmark's
 /// `--preload --sweep`).
-pub(crate) async fn sweep_in_batches<F, Fut>(mut batch: F) -> StoreResult<u64>
+pub(crate) async fn sweep_in_batches<F, Fut>(size: i64, mut batch: F) -> StoreResult<u64>
 where
-    F: FnMut() -> Fut,
+    F: FnMut(i64) -> Fut,
     Fut: std::future::Future<Output = StoreResult<u64>>,
 {
     let mut total = 0;
     loop {
         let started = std::time::Instant::now();
-        let deleted = batch().await?;
+        let deleted = batch(size).await?;
         total += deleted;
-        if deleted < sql::SWEEP_BATCH as u64 {
+        if deleted < size as u64 {
             return Ok(total);
         }
         tokio::time::sleep(started.elapsed() * SWEEP_REST).await;

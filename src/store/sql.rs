@@ -228,12 +228,17 @@ pub const FIND_USER_BY_USERNAME: &str = "SELECT telegram_id FROM users WHERE low
 pub const CLIENT_USER_IDS: &str = "SELECT user_id FROM consents WHERE client_id = $1 \
      UNION SELECT user_id FROM grants WHERE client_id = $1 AND user_id IS NOT NULL LIMIT $2";
 
-/// Most rows one statement of the expired-row sweep deletes. One unbounded DELETE per table
-/// held SQLite's only writer for as long as it ran (a million expired rows: seconds in which
-/// every write of every request waited), and on PostgreSQL made one transaction of the whole
-/// table's garbage. A batch of this many takes a few milliseconds, the writes that came
-/// meanwhile run before the next one, and a million rows are still only a thousand statements.
-pub const SWEEP_BATCH: i64 = 1000;
+/// Most rows one statement of the expired-row sweep deletes on PostgreSQL. One unbounded
+/// DELETE per table made one transaction of the whole table's garbage. A batch of this many
+/// takes a few milliseconds, and a million rows are still only a thousand statements.
+pub const SWEEP_BATCH_POSTGRES: i64 = 1000;
+/// The same on SQLite, smaller: a batch holds SQLite's only writer, and every write of every
+/// request waits behind it (one unbounded DELETE of a million rows: seconds). In a table of
+/// millions of rows each deleted row with a random key touches its own pages, so a batch of
+/// 1,000 held the writer for tens of milliseconds and doubled the p99 of the requests
+/// meanwhile (bench/README.md, "The same speed as the data grows"). With the same rest after
+/// each batch, smaller batches delete as many rows a second.
+pub const SWEEP_BATCH_SQLITE: i64 = 200;
 
 /// One table's sweep, as each database writes it: a statement that deletes at most `$2` of
 /// the rows whose expiry is before `$1`, found through the index on that column.

@@ -14,7 +14,8 @@ use crate::harness::TestApp;
 use crate::store::{fresh_postgres_database, grant, postgres_url};
 
 const NOW: i64 = 1_000_000_000;
-/// More than two batches of the sweep (`SWEEP_BATCH`, 1000), and not a multiple of it.
+/// More than two batches of the sweep on either store (`SWEEP_BATCH_SQLITE`, 200;
+/// `SWEEP_BATCH_POSTGRES`, 1000), and a multiple of neither.
 const EXPIRED_TOKENS: usize = 2_500;
 
 fn access_token(expires_at: i64) -> AccessTokenRecord {

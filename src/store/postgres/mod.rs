@@ -117,10 +117,10 @@ impl PostgresStore {
     /// batch a statement in a transaction of its own (autocommit).
     async fn sweep(&self, statement: &'static str, before: i64) -> StoreResult<u64> {
         let pool = &self.pool;
-        super::sweep_in_batches(|| async move {
+        super::sweep_in_batches(super::sql::SWEEP_BATCH_POSTGRES, |size| async move {
             Ok(sqlx::query(statement)
                 .bind(before)
-                .bind(super::sql::SWEEP_BATCH)
+                .bind(size)
                 .execute(pool)
                 .await?
                 .rows_affected())

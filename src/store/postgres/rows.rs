@@ -1,14 +1,12 @@
-//! Rows to records, and the single-row inserts of a refresh token's rotation (new grants,
-//! codes and tokens are inserted many at a time by `batch.rs`).
+//! Rows to records, and a refresh token's rotation as one statement (new grants, codes and
+//! tokens are inserted many at a time by `batch.rs`).
 
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
-use super::text;
 use crate::store::flows::{
     BotLoginRecord, BotLoginStatus, CibaRequestRecord, CibaStatus, DeviceCodeRecord, DeviceStatus,
 };
-use crate::store::sql;
 use crate::store::*;
 
 pub fn client(row: &PgRow) -> StoreResult<ClientRecord> {
@@ -198,41 +196,24 @@ pub fn ciba_request(row: &PgRow) -> StoreResult<CibaRequestRecord> {
     })
 }
 
-pub async fn insert_access_token<'c, E>(executor: E, a: &AccessTokenRecord) -> StoreResult<()>
-where
-    E: sqlx::PgExecutor<'c>,
-{
-    sqlx::query(sql::INSERT_ACCESS_TOKEN)
-        .bind(&a.token_hash)
-        .bind(text(&a.grant_id))
-        .bind(text(&a.client_id))
-        .bind(a.user_id)
-        .bind(text(&a.scope))
-        .bind(a.created_at)
-        .bind(a.expires_at)
-        .execute(executor)
-        .await?;
-    Ok(())
-}
-
-/// The refresh token, and its grant kept alive as long as the token; inside the caller's
-/// transaction.
-pub async fn insert_refresh_token(
-    tx: &mut sqlx::PgConnection,
-    r: &RefreshTokenRecord,
-    grant_id: &str,
-) -> StoreResult<()> {
-    sqlx::query(sql::INSERT_REFRESH_TOKEN)
-        .bind(&r.token_hash)
-        .bind(text(grant_id))
-        .bind(r.created_at)
-        .bind(r.expires_at)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(sql::EXTEND_GRANT)
-        .bind(text(grant_id))
-        .bind(r.expires_at)
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
-}
+/// A refresh token's rotation in one statement (one round trip, one commit): the old token used
+/// up (`sql::USE_REFRESH_TOKEN`, and only if it belongs to the access token's grant when one is
+/// issued, `$4`), its grant read if it is live, the successor (`$5`-`$7`) and the access token
+/// (`$8`-`$13`, none when `$8` is NULL) inserted on that grant, and the grant kept alive as long
+/// as the successor. Its one row names the used token's grant (`used_grant`) and, if that grant
+/// is live, its columns; no row: the token was not used up (the caller asks why).
+pub const ROTATE_REFRESH_TOKEN: &str = "WITH used AS ( \
+       UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 \
+       AND ($4::text IS NULL OR grant_id = $4) \
+       AND EXISTS (SELECT 1 FROM grants g WHERE g.id = refresh_tokens.grant_id AND g.client_id = $3) \
+       RETURNING grant_id), \
+     live AS (SELECT g.id, g.client_id, g.user_id, g.scope, g.auth_time, g.amr, g.nonce, g.created_at, \
+       g.revoked_at, g.expires_at, g.session_hash FROM grants g JOIN used ON g.id = used.grant_id \
+       WHERE g.revoked_at IS NULL), \
+     successor AS (INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at) \
+       SELECT $5, id, $6, $7 FROM live), \
+     access AS (INSERT INTO access_tokens (token_hash, grant_id, client_id, user_id, scope, created_at, expires_at) \
+       SELECT $8, id, $9, $10, $11, $12, $13 FROM live WHERE $8::bytea IS NOT NULL), \
+     extended AS (UPDATE grants SET expires_at = $7 FROM live \
+       WHERE grants.id = live.id AND grants.expires_at < $7) \
+     SELECT used.grant_id AS used_grant, live.* FROM used LEFT JOIN live ON true";

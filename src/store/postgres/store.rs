@@ -7,7 +7,7 @@ use sqlx::Row;
 
 use super::batch::Write;
 use super::client_cache::{self, CHANNEL};
-use super::rows::{self, insert_access_token, insert_refresh_token};
+use super::rows;
 use super::{PostgresStore, opt_text, text};
 use crate::store::sql;
 use crate::store::*;
@@ -429,54 +429,48 @@ impl Store for PostgresStore {
         now: i64,
     ) -> StoreResult<RotateOutcome> {
         let client_id = text(client_id);
-        let mut tx = self.pool.begin().await?;
-        let used = sqlx::query(sql::USE_REFRESH_TOKEN)
+        let row = sqlx::query(rows::ROTATE_REFRESH_TOKEN)
             .bind(old_hash)
             .bind(now)
             .bind(&client_id)
-            .fetch_optional(&mut *tx)
+            .bind(access.map(|a| text(&a.grant_id)))
+            .bind(&successor.token_hash)
+            .bind(successor.created_at)
+            .bind(successor.expires_at)
+            .bind(access.map(|a| &a.token_hash))
+            .bind(access.map(|a| text(&a.client_id)))
+            .bind(access.and_then(|a| a.user_id))
+            .bind(access.map(|a| text(&a.scope)))
+            .bind(access.map(|a| a.created_at))
+            .bind(access.map(|a| a.expires_at))
+            .fetch_optional(&self.pool)
             .await?;
-        let Some(used) = used else {
-            let seen = sqlx::query(sql::REFRESH_TOKEN_SEEN)
-                .bind(old_hash)
-                .bind(&client_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            return Ok(match seen {
-                Some(row) => {
-                    let used_at: Option<i64> = row.try_get("used_at")?;
-                    if used_at.is_some() {
-                        RotateOutcome::Replayed {
-                            grant_id: row.try_get("grant_id")?,
-                        }
-                    } else {
-                        RotateOutcome::Invalid
-                    }
-                }
+        if let Some(row) = row {
+            let live: Option<String> = row.try_get("id")?;
+            return Ok(match live {
+                Some(_) => RotateOutcome::Rotated(rows::grant(&row)?),
+                // Used up, but its grant was revoked meanwhile.
                 None => RotateOutcome::Invalid,
             });
-        };
-        let grant_id: String = used.try_get("grant_id")?;
-        let grant = sqlx::query(sql::GET_LIVE_GRANT)
-            .bind(&grant_id)
-            .fetch_optional(&mut *tx)
+        }
+        let seen = sqlx::query(sql::REFRESH_TOKEN_SEEN)
+            .bind(old_hash)
+            .bind(&client_id)
+            .fetch_optional(&self.pool)
             .await?;
-        let Some(grant) = grant else {
-            tx.commit().await?;
+        let Some(seen) = seen else {
             return Ok(RotateOutcome::Invalid);
         };
-        let grant = rows::grant(&grant)?;
-        if let Some(a) = access {
-            if a.grant_id != grant_id {
-                // Rolled back: the old token stays as it was.
-                return Err(StoreError::Internal("access token of another grant".into()));
-            }
-            insert_access_token(&mut *tx, a).await?;
+        let grant_id: String = seen.try_get("grant_id")?;
+        let used_at: Option<i64> = seen.try_get("used_at")?;
+        if used_at.is_some() {
+            return Ok(RotateOutcome::Replayed { grant_id });
         }
-        insert_refresh_token(&mut tx, successor, &grant_id).await?;
-        tx.commit().await?;
-        Ok(RotateOutcome::Rotated(grant))
+        if access.is_some_and(|a| a.grant_id != grant_id) {
+            // Nothing was written: the old token stays as it was.
+            return Err(StoreError::Internal("access token of another grant".into()));
+        }
+        Ok(RotateOutcome::Invalid)
     }
 
     async fn delete_expired(&self, now: i64) -> StoreResult<u64> {

@@ -70,12 +70,14 @@ impl SqliteStore {
             .map_err(|e| StoreError::Internal(format!("migration: {e}")))?
     }
 
-    /// The journal mode and busy timeout (ms) the store's connections run with, for checks.
-    pub async fn journal_settings(&self) -> StoreResult<(String, i64)> {
+    /// The journal mode, busy timeout (ms) and memory map size (bytes) the store's read
+    /// connections run with, for checks.
+    pub async fn journal_settings(&self) -> StoreResult<(String, i64, i64)> {
         self.db.read(|c| {
             let mode: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
             let timeout: i64 = c.query_row("PRAGMA busy_timeout", [], |r| r.get(0))?;
-            Ok((mode, timeout))
+            let mmap: i64 = c.query_row("PRAGMA mmap_size", [], |r| r.get(0))?;
+            Ok((mode, timeout, mmap))
         })
     }
 
@@ -88,11 +90,11 @@ impl SqliteStore {
     /// a write of its own: the writer thread takes the writes that requests queued meanwhile
     /// before the next batch, so none waits for more than one batch.
     async fn sweep(&self, statement: &'static str, before: i64) -> StoreResult<u64> {
-        super::sweep_in_batches(|| {
+        super::sweep_in_batches(super::sql::SWEEP_BATCH_SQLITE, |size| {
             self.db.write(move |c| {
-                Ok(c.prepare_cached(statement)?.execute(
-                    rusqlite::named_params! {"$1": before, "$2": super::sql::SWEEP_BATCH},
-                )? as u64)
+                Ok(c.prepare_cached(statement)?
+                    .execute(rusqlite::named_params! {"$1": before, "$2": size})?
+                    as u64)
             })
         })
         .await
@@ -230,7 +232,7 @@ mod tests {
         store.migrate().await.unwrap();
         let path = store.db.path().to_path_buf();
         assert!(path.exists());
-        let (mode, _) = store.journal_settings().await.unwrap();
+        let (mode, _, _) = store.journal_settings().await.unwrap();
         assert_eq!(mode, "wal");
         drop(store);
         assert!(!path.exists());
