@@ -107,12 +107,8 @@ async fn parallel_writers_on_one_sqlite_file_lose_nothing() {
     first.migrate().await.unwrap();
     let second = SqliteStore::connect(&url).await.unwrap();
 
-    let (mode, busy_ms, mmap) = first.journal_settings().await.unwrap();
+    let (mode, busy_ms) = first.journal_settings().await.unwrap();
     assert_eq!(mode, "wal", "the store must run SQLite in WAL mode");
-    assert!(
-        mmap >= 1 << 30,
-        "the read connections must map the file (mmap_size is {mmap})"
-    );
     assert!(
         busy_ms >= 1000,
         "writers must wait for the lock, not fail: busy_timeout is {busy_ms} ms"

@@ -67,12 +67,6 @@ pub const WRITER_CACHE_KIB: i64 = 2048;
 /// connection has written since its last read, which under load is before nearly every read,
 /// so a large one would only hold memory (bench/README.md, peak RSS).
 const READER_CACHE_KIB: i64 = 256;
-/// Every connection reads the database file through a memory map of up to this size (SQLite
-/// caps it at its compile-time limit, 2 GiB). A reader's page cache is emptied after each
-/// write (above), so without the map a lookup in a large table is a `pread` and a copy per
-/// page; with it, a page the operating system holds is read in place (bench/README.md, "The
-/// same speed as the data grows"). Pages still in the WAL are read from the WAL as before.
-const MMAP_BYTES: i64 = 1 << 31;
 
 pub fn open_connection(path: &Path, cache_kib: i64) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(
@@ -84,7 +78,6 @@ pub fn open_connection(path: &Path, cache_kib: i64) -> rusqlite::Result<Connecti
     conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
     // Negative: a size in KiB, not a number of pages.
     conn.pragma_update(None, "cache_size", -cache_kib)?;
-    conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }

@@ -70,14 +70,12 @@ impl SqliteStore {
             .map_err(|e| StoreError::Internal(format!("migration: {e}")))?
     }
 
-    /// The journal mode, busy timeout (ms) and memory map size (bytes) the store's read
-    /// connections run with, for checks.
-    pub async fn journal_settings(&self) -> StoreResult<(String, i64, i64)> {
+    /// The journal mode and busy timeout (ms) the store's connections run with, for checks.
+    pub async fn journal_settings(&self) -> StoreResult<(String, i64)> {
         self.db.read(|c| {
             let mode: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
             let timeout: i64 = c.query_row("PRAGMA busy_timeout", [], |r| r.get(0))?;
-            let mmap: i64 = c.query_row("PRAGMA mmap_size", [], |r| r.get(0))?;
-            Ok((mode, timeout, mmap))
+            Ok((mode, timeout))
         })
     }
 
@@ -232,7 +230,7 @@ mod tests {
         store.migrate().await.unwrap();
         let path = store.db.path().to_path_buf();
         assert!(path.exists());
-        let (mode, _, _) = store.journal_settings().await.unwrap();
+        let (mode, _) = store.journal_settings().await.unwrap();
         assert_eq!(mode, "wal");
         drop(store);
         assert!(!path.exists());
