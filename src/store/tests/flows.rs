@@ -531,50 +531,28 @@ async fn ciba(store: Arc<dyn Store>) {
 #[tokio::test]
 async fn ciba_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/ciba.db", dir.path().display());
-    let store = SqliteStore::connect(&url).await.unwrap();
-    store.migrate().await.unwrap();
-    ciba(Arc::new(store)).await;
+    ciba(sqlite_store(&dir).await).await;
 }
 
 #[tokio::test]
 async fn ciba_on_postgres() {
-    let Some(url) = std::env::var("TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        eprintln!("SKIPPED: the PostgreSQL run needs TEST_DATABASE_URL");
+    let Some(store) = postgres().await else {
         return;
     };
-    let store = PostgresStore::connect(&url).await.unwrap();
-    store.migrate().await.unwrap();
     ciba(Arc::new(store)).await;
 }
 
 #[tokio::test]
 async fn flows_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/flows.db", dir.path().display());
-    let store = SqliteStore::connect(&url).await.unwrap();
-    store.migrate().await.unwrap();
-    flows(Arc::new(store)).await;
+    flows(sqlite_store(&dir).await).await;
 }
 
 #[tokio::test]
 async fn flows_on_postgres() {
-    let Some(url) = std::env::var("TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must run the PostgreSQL tests: set TEST_DATABASE_URL"
-        );
-        eprintln!("SKIPPED: the PostgreSQL run needs TEST_DATABASE_URL");
+    let Some(store) = postgres().await else {
         return;
     };
-    let store = PostgresStore::connect(&url).await.unwrap();
-    store.migrate().await.unwrap();
     flows(Arc::new(store)).await;
 }
 
@@ -582,15 +560,9 @@ async fn flows_on_postgres() {
 /// read does not count, and ended windows are swept.
 #[tokio::test]
 async fn rate_counters_on_postgres() {
-    let Some(url) = std::env::var("TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        eprintln!("SKIPPED: the PostgreSQL run needs TEST_DATABASE_URL");
+    let Some(store) = postgres().await else {
         return;
     };
-    let store = PostgresStore::connect(&url).await.unwrap();
-    store.migrate().await.unwrap();
     assert!(store.shares_rate_counters());
     let window = |key: [u8; 32], start: i64| RateWindow {
         key_hash: key,
