@@ -35,7 +35,7 @@ pub use rate::{RateCounterStore, RateWindow};
 pub use records::*;
 pub use sqlite::SqliteStore;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot be reached right now; the request may be retried.
     #[error("database unavailable: {0}")]

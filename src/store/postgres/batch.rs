@@ -1,15 +1,15 @@
 //! Group commit on PostgreSQL: the inserts of grants, codes and tokens, from every request
-//! waiting at the moment, written on one connection in one transaction.
+//! waiting at the moment, written on one connection in one transaction (a [`Job`] of
+//! `group.rs`).
 //!
 //! Written one by one, each autocommit INSERT is its own round trip on a pooled connection,
 //! sqlx's ping when that connection goes back to the pool (which cannot be turned off), and its
-//! own commit with its own fsync. Here a request hands its rows, as data ([`Write`]), to one
-//! writer task and waits. The writer takes every request waiting (up to [`MOST_WRITES`]) and
+//! own commit with its own fsync. Here a request hands its rows, as data ([`Write`]), to the
+//! writer task and waits. The task takes every request waiting (up to [`MOST_WRITES`]) and
 //! writes them with one multi-row statement per table (`INSERT ... SELECT * FROM unnest(...)`,
 //! the same text whatever the number of rows, so it stays prepared), grants first, then codes,
 //! access tokens, refresh tokens and the grants those keep alive; then it commits, and only
-//! then answers each request. There is no waiting for more: while one group commits, the next
-//! one gathers, and [`IN_FLIGHT`] groups may be on their way at once.
+//! then answers each request.
 //!
 //! - A group that needs one statement runs it without BEGIN and COMMIT: one statement is
 //!   atomic by itself.
@@ -18,19 +18,13 @@
 //!   rolled back and each request's write runs again alone, so only the culprit gets its error.
 //! - Nothing is answered `Ok` before the commit that holds it succeeded; durability is that of
 //!   a single INSERT's commit.
-//! - The writer ends when the store's last copy is dropped (its channel closes). A request
-//!   whose writer is gone (the runtime it ran on has ended) starts another one; a request that
-//!   cannot be handed over, or whose group is lost, is answered with an error: none is left
-//!   waiting.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use sqlx::{Connection, PgConnection, PgPool};
-use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use super::group::{Grouper, Job, Pending};
 use super::{column, opt_text, text};
 use crate::store::{
     AccessTokenRecord, CodeRecord, GrantRecord, RefreshTokenRecord, StoreError, StoreResult,
@@ -38,8 +32,6 @@ use crate::store::{
 
 /// Most writes one group takes.
 const MOST_WRITES: usize = 256;
-/// Groups being written at once: one committing while the next is written.
-const IN_FLIGHT: usize = 2;
 
 const INSERT_GRANTS: &str = "INSERT INTO grants (id, client_id, user_id, scope, auth_time, amr, nonce, created_at, revoked_at, expires_at, session_hash) \
      SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bytea[])";
@@ -101,57 +93,29 @@ impl Write {
     }
 }
 
-struct Request {
-    write: Write,
-    reply: oneshot::Sender<StoreResult<()>>,
-}
-
-/// The store's side of the writer: hands writes over and waits for their commit.
-pub(super) struct GroupWriter {
-    pool: PgPool,
-    /// The writer task's inbox, started with the first write (and again if the task is gone,
-    /// as when the runtime that ran it has ended).
-    inbox: Mutex<Option<mpsc::UnboundedSender<Request>>>,
-    /// Writes handed over and not yet answered, for the metrics.
-    waiting: Arc<AtomicU64>,
-    /// Groups committed, for the tests.
-    committed: Arc<AtomicU64>,
-}
-
-/// Takes one from a count when dropped (also when the caller stops waiting).
-struct Waiting(Arc<AtomicU64>);
-
-impl Drop for Waiting {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
+/// The store's writer of grants, codes and tokens.
+pub(super) struct GroupWriter(Grouper<Write>);
 
 impl GroupWriter {
     pub(super) fn new(pool: PgPool) -> GroupWriter {
-        GroupWriter {
-            pool,
-            inbox: Mutex::new(None),
-            waiting: Arc::new(AtomicU64::new(0)),
-            committed: Arc::new(AtomicU64::new(0)),
-        }
+        GroupWriter(Grouper::new(pool))
     }
 
     /// Writes handed over and not answered yet.
     pub(super) fn waiting(&self) -> u64 {
-        self.waiting.load(Ordering::Relaxed)
+        self.0.waiting()
     }
 
     /// Groups committed so far.
     #[cfg(test)]
     pub(super) fn committed(&self) -> u64 {
-        self.committed.load(Ordering::Relaxed)
+        self.0.succeeded()
     }
 
     /// The count of groups, as the writer task holds it: gone once that task has ended.
     #[cfg(test)]
-    pub(super) fn task_probe(&self) -> std::sync::Weak<AtomicU64> {
-        Arc::downgrade(&self.committed)
+    pub(super) fn task_probe(&self) -> std::sync::Weak<std::sync::atomic::AtomicU64> {
+        self.0.task_probe()
     }
 
     /// Stores `write` with whatever else is waiting, and returns once it is committed (or with
@@ -160,92 +124,37 @@ impl GroupWriter {
         if write.is_empty() {
             return Ok(());
         }
-        self.waiting.fetch_add(1, Ordering::Relaxed);
-        let _waiting = Waiting(self.waiting.clone());
-        let (reply, answer) = oneshot::channel();
-        self.hand_over(Request { write, reply })?;
-        answer.await.map_err(|_| {
-            StoreError::Unavailable("the database writer stopped before answering".into())
-        })?
-    }
-
-    fn hand_over(&self, request: Request) -> StoreResult<()> {
-        let mut inbox = self
-            .inbox
-            .lock()
-            .map_err(|_| StoreError::Internal("the database writer's inbox is poisoned".into()))?;
-        // A writer whose task has ended (its runtime stopped) gives the request back.
-        let request = match inbox.as_ref() {
-            Some(sender) => match sender.send(request) {
-                Ok(()) => return Ok(()),
-                Err(mpsc::error::SendError(request)) => request,
-            },
-            None => request,
-        };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return Err(StoreError::Internal(
-                "no tokio runtime to run the database writer on".into(),
-            ));
-        };
-        let (sender, receiver) = mpsc::unbounded_channel();
-        runtime.spawn(writer(self.pool.clone(), receiver, self.committed.clone()));
-        let sent = sender.send(request);
-        *inbox = Some(sender);
-        sent.map_err(|_| StoreError::Unavailable("the database writer did not start".into()))
+        self.0.run(write).await
     }
 }
 
-/// The writer task: takes what waits as one group, and starts writing it as soon as one of the
-/// [`IN_FLIGHT`] slots is free; ends when every sender is gone.
-async fn writer(
-    pool: PgPool,
-    mut inbox: mpsc::UnboundedReceiver<Request>,
-    committed: Arc<AtomicU64>,
-) {
-    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
-    while let Some(first) = inbox.recv().await {
-        // Whatever arrives while both slots are busy joins the group taken next.
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            let _ = first.reply.send(Err(StoreError::Internal(
-                "the writer's slots closed".into(),
-            )));
-            continue;
-        };
-        let mut group = vec![first];
-        while group.len() < MOST_WRITES {
-            match inbox.try_recv() {
-                Ok(request) => group.push(request),
-                Err(_) => break,
-            }
-        }
-        let (pool, committed) = (pool.clone(), committed.clone());
-        tokio::spawn(async move {
-            write_and_answer(&pool, group, &committed).await;
-            drop(slot);
-        });
+impl Job for Write {
+    type Answer = ();
+    const MOST: usize = MOST_WRITES;
+
+    async fn run(pool: PgPool, group: Vec<Pending<Write>>) -> bool {
+        write_and_answer(&pool, group).await
     }
 }
 
-/// Writes a group and answers each of its requests.
-async fn write_and_answer(pool: &PgPool, group: Vec<Request>, committed: &AtomicU64) {
-    let writes: Vec<&Write> = group.iter().map(|r| &r.write).collect();
+/// Writes a group and answers each of its requests; `true` when it was committed whole.
+async fn write_and_answer(pool: &PgPool, group: Vec<Pending<Write>>) -> bool {
+    let writes: Vec<&Write> = group.iter().map(|r| &r.job).collect();
     match write_group(pool, &writes).await {
         Ok(()) => {
-            committed.fetch_add(1, Ordering::Relaxed);
             for request in group {
-                let _ = request.reply.send(Ok(()));
+                request.answer(Ok(()));
             }
+            return true;
         }
         Err(StoreError::Unavailable(message)) => {
             for request in group {
-                let _ = request
-                    .reply
-                    .send(Err(StoreError::Unavailable(message.clone())));
+                request.answer(Err(StoreError::Unavailable(message.clone())));
             }
         }
         Err(error) if group.len() == 1 => {
             if let Some(request) = group.into_iter().next() {
-                let _ = request.reply.send(Err(error));
+                request.answer(Err(error));
             }
         }
         // Rolled back: each write again, alone, so that only the culprit hears of its error.
@@ -256,15 +165,16 @@ async fn write_and_answer(pool: &PgPool, group: Vec<Request>, committed: &Atomic
             for request in group {
                 let alone = match &outage {
                     Some(message) => Err(StoreError::Unavailable(message.clone())),
-                    None => write_group(pool, &[&request.write]).await,
+                    None => write_group(pool, &[&request.job]).await,
                 };
                 if let Err(StoreError::Unavailable(message)) = &alone {
                     outage = Some(message.clone());
                 }
-                let _ = request.reply.send(alone);
+                request.answer(alone);
             }
         }
     }
+    false
 }
 
 /// Writes `writes` on one pooled connection, as one transaction (or as one statement when one

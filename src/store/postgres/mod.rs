@@ -20,6 +20,8 @@ mod audit;
 mod batch;
 mod client_cache;
 mod flows;
+mod group;
+mod lookups;
 mod rate;
 mod rows;
 mod store;
@@ -35,6 +37,11 @@ pub struct PostgresStore {
     /// Grants, codes and tokens, committed in groups (`batch.rs`); its task ends when the
     /// last copy of the store is dropped.
     writes: Arc<batch::GroupWriter>,
+    /// Rate limit hits, counted in groups (`rate.rs`).
+    hits: Arc<rate::HitCounter>,
+    /// Access tokens and users, looked up in groups (`lookups.rs`).
+    access_tokens: Arc<lookups::AccessTokenLookups>,
+    users: Arc<lookups::UserLookups>,
 }
 
 /// A pooled connection idle at least this long is pinged before it is used.
@@ -73,6 +80,9 @@ impl PostgresStore {
             .await?;
         Ok(PostgresStore {
             writes: Arc::new(batch::GroupWriter::new(pool.clone())),
+            hits: Arc::new(rate::HitCounter::new(pool.clone())),
+            access_tokens: Arc::new(lookups::AccessTokenLookups::new(pool.clone())),
+            users: Arc::new(lookups::UserLookups::new(pool.clone())),
             pool,
             options,
             clients: None,
@@ -132,6 +142,15 @@ impl PostgresStore {
     #[cfg(test)]
     pub(crate) fn groups_committed(&self) -> u64 {
         self.writes.committed()
+    }
+
+    /// Statements that counted rate limit hits, and that looked up access tokens and users.
+    #[cfg(test)]
+    pub(crate) fn counted_and_looked_up(&self) -> (u64, u64) {
+        (
+            self.hits.succeeded(),
+            self.access_tokens.succeeded() + self.users.succeeded(),
+        )
     }
 
     /// Something the group writer's task holds until it ends.

@@ -7,6 +7,7 @@ use sqlx::Row;
 
 use super::batch::Write;
 use super::client_cache::{self, CHANNEL};
+use super::lookups::{AccessTokenByHash, UserById};
 use super::rows;
 use super::{PostgresStore, opt_text, text};
 use crate::store::sql;
@@ -146,11 +147,7 @@ impl Store for PostgresStore {
     }
 
     async fn get_user(&self, telegram_id: i64) -> StoreResult<Option<UserRecord>> {
-        let row = sqlx::query(sql::GET_USER)
-            .bind(telegram_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(rows::user).transpose()
+        self.users.run(UserById(telegram_id)).await
     }
 
     async fn set_user_groups(&self, telegram_id: i64, groups: &[String]) -> StoreResult<()> {
@@ -390,11 +387,9 @@ impl Store for PostgresStore {
     }
 
     async fn get_access_token(&self, token_hash: &[u8]) -> StoreResult<Option<AccessTokenState>> {
-        let row = sqlx::query(sql::GET_ACCESS_TOKEN)
-            .bind(token_hash)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(rows::access_token).transpose()
+        self.access_tokens
+            .run(AccessTokenByHash(token_hash.to_vec()))
+            .await
     }
 
     async fn revoke_access_token(

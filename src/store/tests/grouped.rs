@@ -427,3 +427,129 @@ async fn the_group_writer_ends_with_its_store_on_postgres() {
     }
     panic!("the writer outlived its store");
 }
+
+/// Rate limit hits from two nodes at once, many requests per node counted by one statement:
+/// every request sees the count it would have seen alone (on a shared window, each count from
+/// 1 to the total exactly once), a request's own windows count apart, and the totals hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_hits_at_once_are_each_counted_once_on_postgres() {
+    let (Some(one), Some(two)) = (postgres().await, postgres().await) else {
+        return;
+    };
+    // Ending in the future: no sweep of another test takes these rows meanwhile.
+    let now = crate::clock::system_now();
+    let window = move |key: [u8; 32]| RateWindow {
+        key_hash: key,
+        window_start: now,
+        expires_at: now + 600,
+    };
+    let (shared, half) = (random_bytes::<32>(), random_bytes::<32>());
+    let before = one.counted_and_looked_up().0 + two.counted_and_looked_up().0;
+    let tasks: Vec<_> = (0..300)
+        .map(|i| {
+            let store = if i % 2 == 0 { one.clone() } else { two.clone() };
+            let own = random_bytes::<32>();
+            tokio::spawn(async move {
+                // Half of the requests also count against a second shared window, listed
+                // first; every one against a window of its own.
+                let mut windows = vec![window(shared), window(own)];
+                if i % 3 == 0 {
+                    windows.insert(0, window(half));
+                }
+                let counts = store.add_rate_hits(&windows).await.unwrap();
+                assert_eq!(counts.len(), windows.len());
+                (i % 3 == 0, counts)
+            })
+        })
+        .collect();
+    let (mut on_shared, mut on_half) = (Vec::new(), Vec::new());
+    for task in tasks {
+        let (with_half, counts) = task.await.unwrap();
+        let mut counts = counts.into_iter();
+        if with_half {
+            on_half.push(counts.next().unwrap());
+        }
+        on_shared.push(counts.next().unwrap());
+        assert_eq!(counts.next(), Some(1), "a window of its own starts at 1");
+    }
+    on_shared.sort_unstable();
+    on_half.sort_unstable();
+    assert_eq!(on_shared, (1..=300).collect::<Vec<u32>>());
+    assert_eq!(on_half, (1..=100).collect::<Vec<u32>>());
+    assert_eq!(one.read_rate_hits(&window(shared)).await.unwrap(), 300);
+    assert_eq!(two.read_rate_hits(&window(half)).await.unwrap(), 100);
+    let statements = one.counted_and_looked_up().0 + two.counted_and_looked_up().0 - before;
+    eprintln!("300 requests counted by {statements} statements");
+    assert!((2..300).contains(&statements), "{statements} statements");
+}
+
+/// Lookups at once, some for the same key, some for keys that do not exist, are answered
+/// each with its own row, by fewer statements than lookups.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_at_once_each_find_their_own_row_on_postgres() {
+    let Some(store) = postgres().await else {
+        return;
+    };
+    let now = crate::clock::system_now();
+    let c = client(now);
+    store.create_client(&c).await.unwrap();
+    let base = i64::from(u32::from_le_bytes(random_bytes::<4>())) << 16;
+    let mut tokens = Vec::new();
+    for i in 0..20 {
+        let user = UserRecord {
+            telegram_id: base + i,
+            first_name: format!("User {i}"),
+            last_name: None,
+            username: Some(format!("user_{i}")),
+            photo_url: None,
+            language_code: None,
+            is_premium: false,
+            phone_number: None,
+            created_at: now,
+            updated_at: now,
+            groups: None,
+        };
+        store.upsert_user(&user).await.unwrap();
+        let g = grant(&c.client_id, base + i, now);
+        let a = access(&g, now);
+        store
+            .create_grant_with_tokens(&g, Some(&a), None)
+            .await
+            .unwrap();
+        if i == 3 {
+            store.revoke_grant(&g.id, now).await.unwrap();
+        }
+        tokens.push(a);
+    }
+    let before = store.counted_and_looked_up().1;
+    let tasks: Vec<_> = (0..200_usize)
+        .map(|i| {
+            let (store, tokens) = (store.clone(), tokens.clone());
+            tokio::spawn(async move {
+                let n = i % 25;
+                match tokens.get(n) {
+                    Some(a) => {
+                        let found = store.get_access_token(&a.token_hash).await.unwrap();
+                        let found = found.expect("an existing token is found");
+                        assert_eq!(found.record.token_hash, a.token_hash);
+                        assert_eq!(found.record.grant_id, a.grant_id);
+                        assert_eq!(found.revoked, n == 3, "token {n}");
+                        let user = store.get_user(a.user_id.unwrap()).await.unwrap();
+                        assert_eq!(user.unwrap().first_name, format!("User {n}"));
+                    }
+                    None => {
+                        let missing = random_bytes::<32>();
+                        assert!(store.get_access_token(&missing).await.unwrap().is_none());
+                        assert!(store.get_user(-(n as i64)).await.unwrap().is_none());
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let statements = store.counted_and_looked_up().1 - before;
+    eprintln!("400 lookups by {statements} statements");
+    assert!((2..400).contains(&statements), "{statements} statements");
+}
