@@ -27,7 +27,8 @@ use sqlx::{Connection, PgConnection, PgPool};
 use super::group::{Grouper, Job, Pending};
 use super::{column, opt_text, text};
 use crate::store::{
-    AccessTokenRecord, CodeRecord, GrantRecord, RefreshTokenRecord, StoreError, StoreResult,
+    AccessTokenRecord, CodeRecord, GrantRecord, PendingAuthorization, RefreshTokenRecord,
+    SessionRecord, StoreError, StoreResult,
 };
 
 /// Most writes one group takes.
@@ -41,6 +42,15 @@ const INSERT_ACCESS_TOKENS: &str = "INSERT INTO access_tokens (token_hash, grant
      SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::bigint[])";
 const INSERT_REFRESH_TOKENS: &str = "INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at) \
      SELECT * FROM unnest($1::bytea[], $2::text[], $3::bigint[], $4::bigint[])";
+const INSERT_SESSIONS: &str = "INSERT INTO sessions (id_hash, user_id, auth_time, amr, created_at, expires_at, device, place, last_used_at) \
+     SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::bigint[], $7::text[], $8::text[], $9::bigint[])";
+const INSERT_PENDINGS: &str = "INSERT INTO pending_authorizations (id_hash, client_id, request, created_at, expires_at) \
+     SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])";
+/// As `sql::RECORD_SESSION_CLIENT`, for many (each pair once: see [`Rows::of`]).
+const RECORD_SESSION_CLIENTS: &str = "INSERT INTO session_clients (session_hash, client_id, user_id, expires_at) \
+     SELECT * FROM unnest($1::bytea[], $2::text[], $3::bigint[], $4::bigint[]) \
+     ON CONFLICT (session_hash, client_id) DO UPDATE SET expires_at = excluded.expires_at";
+const DELETE_PENDINGS: &str = "DELETE FROM pending_authorizations WHERE id_hash = ANY($1::bytea[])";
 /// A grant lives as long as its longest refresh token (as `sql::EXTEND_GRANT`, for many).
 const EXTEND_GRANTS: &str = "UPDATE grants g SET expires_at = v.e \
      FROM unnest($1::text[], $2::bigint[]) AS v(id, e) WHERE g.id = v.id AND g.expires_at < v.e";
@@ -55,6 +65,19 @@ pub(super) enum Write {
         Option<AccessTokenRecord>,
         Option<RefreshTokenRecord>,
     ),
+    Session(SessionRecord),
+    Pending(PendingAuthorization),
+    /// A client the session signed in to, until the session ends (upserted).
+    SessionClient(SessionClient),
+    /// A pending authorization, by the hash of its id, gone.
+    PendingGone(Vec<u8>),
+}
+
+pub(super) struct SessionClient {
+    pub(super) session_hash: Vec<u8>,
+    pub(super) client_id: String,
+    pub(super) user_id: i64,
+    pub(super) expires_at: i64,
 }
 
 impl Write {
@@ -63,7 +86,7 @@ impl Write {
             Write::Grant(g) | Write::GrantWithCode(g, _) | Write::GrantWithTokens(g, _, _) => {
                 Some(g)
             }
-            Write::Tokens(..) => None,
+            _ => None,
         }
     }
 
@@ -199,6 +222,9 @@ async fn write_group(pool: &PgPool, writes: &[&Write]) -> StoreResult<()> {
     }
 }
 
+/// A session and a client it signed in to.
+type SessionClientKey<'a> = (&'a [u8], Cow<'a, str>);
+
 /// A group's rows, table by table, in the order their statements run.
 struct Rows<'a> {
     grants: Vec<&'a GrantRecord>,
@@ -207,6 +233,12 @@ struct Rows<'a> {
     refresh: Vec<&'a RefreshTokenRecord>,
     /// Each grant a refresh token keeps alive, until the latest of its tokens expires.
     extend: BTreeMap<Cow<'a, str>, i64>,
+    sessions: Vec<&'a SessionRecord>,
+    pendings: Vec<&'a PendingAuthorization>,
+    /// Each (session, client) once, as the last write of the group left it: one upsert may
+    /// not touch a row twice.
+    session_clients: BTreeMap<SessionClientKey<'a>, (i64, i64)>,
+    pendings_gone: Vec<&'a [u8]>,
 }
 
 impl<'a> Rows<'a> {
@@ -217,8 +249,22 @@ impl<'a> Rows<'a> {
             access: Vec::new(),
             refresh: Vec::new(),
             extend: BTreeMap::new(),
+            sessions: Vec::new(),
+            pendings: Vec::new(),
+            session_clients: BTreeMap::new(),
+            pendings_gone: Vec::new(),
         };
         for write in writes {
+            match write {
+                Write::Session(s) => rows.sessions.push(s),
+                Write::Pending(p) => rows.pendings.push(p),
+                Write::SessionClient(c) => {
+                    let key = (&c.session_hash[..], text(&c.client_id));
+                    rows.session_clients.insert(key, (c.user_id, c.expires_at));
+                }
+                Write::PendingGone(id_hash) => rows.pendings_gone.push(id_hash),
+                _ => {}
+            }
             rows.grants.extend(write.grant());
             rows.codes.extend(write.code());
             rows.access.extend(write.access());
@@ -238,6 +284,10 @@ impl<'a> Rows<'a> {
             !self.access.is_empty(),
             !self.refresh.is_empty(),
             !self.extend.is_empty(),
+            !self.sessions.is_empty(),
+            !self.pendings.is_empty(),
+            !self.session_clients.is_empty(),
+            !self.pendings_gone.is_empty(),
         ]
         .into_iter()
         .filter(|&some| some)
@@ -304,6 +354,53 @@ impl<'a> Rows<'a> {
                         .collect::<Vec<&str>>(),
                 )
                 .bind(self.extend.values().copied().collect::<Vec<_>>())
+                .execute(&mut *conn)
+                .await?;
+        }
+        self.insert_browser_rows(conn).await
+    }
+
+    /// The rows of logins in a browser: sessions, the clients they signed in to, and the
+    /// pending authorizations started and ended.
+    async fn insert_browser_rows(&self, conn: &mut PgConnection) -> StoreResult<()> {
+        let (s, p) = (&self.sessions, &self.pendings);
+        if !s.is_empty() {
+            sqlx::query(INSERT_SESSIONS)
+                .bind(column(s, |s| s.id_hash.as_slice()))
+                .bind(column(s, |s| s.user_id))
+                .bind(column(s, |s| s.auth_time))
+                .bind(column(s, |s| text(&s.amr)))
+                .bind(column(s, |s| s.created_at))
+                .bind(column(s, |s| s.expires_at))
+                .bind(column(s, |s| opt_text(&s.device)))
+                .bind(column(s, |s| opt_text(&s.place)))
+                .bind(column(s, |s| s.last_used_at))
+                .execute(&mut *conn)
+                .await?;
+        }
+        if !p.is_empty() {
+            sqlx::query(INSERT_PENDINGS)
+                .bind(column(p, |p| p.id_hash.as_slice()))
+                .bind(column(p, |p| text(&p.client_id)))
+                .bind(column(p, |p| text(&p.request)))
+                .bind(column(p, |p| p.created_at))
+                .bind(column(p, |p| p.expires_at))
+                .execute(&mut *conn)
+                .await?;
+        }
+        let c = &self.session_clients;
+        if !c.is_empty() {
+            sqlx::query(RECORD_SESSION_CLIENTS)
+                .bind(c.keys().map(|(s, _)| *s).collect::<Vec<&[u8]>>())
+                .bind(c.keys().map(|(_, id)| id.as_ref()).collect::<Vec<&str>>())
+                .bind(c.values().map(|(u, _)| *u).collect::<Vec<i64>>())
+                .bind(c.values().map(|(_, e)| *e).collect::<Vec<i64>>())
+                .execute(&mut *conn)
+                .await?;
+        }
+        if !self.pendings_gone.is_empty() {
+            sqlx::query(DELETE_PENDINGS)
+                .bind(&self.pendings_gone)
                 .execute(&mut *conn)
                 .await?;
         }

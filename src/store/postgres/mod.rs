@@ -42,6 +42,9 @@ pub struct PostgresStore {
     /// Access tokens and users, looked up in groups (`lookups.rs`).
     access_tokens: Arc<lookups::AccessTokenLookups>,
     users: Arc<lookups::UserLookups>,
+    sessions: Arc<lookups::SessionLookups>,
+    pendings: Arc<lookups::PendingLookups>,
+    consents: Arc<lookups::ConsentLookups>,
 }
 
 /// A pooled connection idle at least this long is pinged before it is used.
@@ -83,6 +86,9 @@ impl PostgresStore {
             hits: Arc::new(rate::HitCounter::new(pool.clone())),
             access_tokens: Arc::new(lookups::AccessTokenLookups::new(pool.clone())),
             users: Arc::new(lookups::UserLookups::new(pool.clone())),
+            sessions: Arc::new(lookups::SessionLookups::new(pool.clone())),
+            pendings: Arc::new(lookups::PendingLookups::new(pool.clone())),
+            consents: Arc::new(lookups::ConsentLookups::new(pool.clone())),
             pool,
             options,
             clients: None,
@@ -149,7 +155,11 @@ impl PostgresStore {
     pub(crate) fn counted_and_looked_up(&self) -> (u64, u64) {
         (
             self.hits.succeeded(),
-            self.access_tokens.succeeded() + self.users.succeeded(),
+            self.access_tokens.succeeded()
+                + self.users.succeeded()
+                + self.sessions.succeeded()
+                + self.pendings.succeeded()
+                + self.consents.succeeded(),
         )
     }
 

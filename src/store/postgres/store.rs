@@ -5,9 +5,9 @@
 use async_trait::async_trait;
 use sqlx::Row;
 
-use super::batch::Write;
+use super::batch::{SessionClient, Write};
 use super::client_cache::{self, CHANNEL};
-use super::lookups::{AccessTokenByHash, UserById};
+use super::lookups::{AccessTokenByHash, ConsentOf, PendingByHash, SessionByHash, UserById};
 use super::rows;
 use super::{PostgresStore, opt_text, text};
 use crate::store::sql;
@@ -169,28 +169,12 @@ impl Store for PostgresStore {
     }
 
     async fn create_session(&self, s: &SessionRecord) -> StoreResult<()> {
-        sqlx::query(sql::CREATE_SESSION)
-            .bind(&s.id_hash)
-            .bind(s.user_id)
-            .bind(s.auth_time)
-            .bind(text(&s.amr))
-            .bind(s.created_at)
-            .bind(s.expires_at)
-            .bind(opt_text(&s.device))
-            .bind(opt_text(&s.place))
-            .bind(s.last_used_at)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.writes.write(Write::Session(s.clone())).await
     }
 
     async fn get_session(&self, id_hash: &[u8], now: i64) -> StoreResult<Option<SessionRecord>> {
-        let row = sqlx::query(sql::GET_SESSION)
-            .bind(id_hash)
-            .bind(now)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(rows::session).transpose()
+        let id_hash = id_hash.to_vec();
+        self.sessions.run(SessionByHash { id_hash, now }).await
     }
 
     async fn delete_session(&self, id_hash: &[u8]) -> StoreResult<()> {
@@ -208,14 +192,13 @@ impl Store for PostgresStore {
         user_id: i64,
         expires_at: i64,
     ) -> StoreResult<()> {
-        sqlx::query(sql::RECORD_SESSION_CLIENT)
-            .bind(session_hash)
-            .bind(text(client_id))
-            .bind(user_id)
-            .bind(expires_at)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        let client = SessionClient {
+            session_hash: session_hash.to_vec(),
+            client_id: client_id.to_owned(),
+            user_id,
+            expires_at,
+        };
+        self.writes.write(Write::SessionClient(client)).await
     }
 
     async fn take_session_clients(&self, session_hash: &[u8]) -> StoreResult<Vec<(String, i64)>> {
@@ -230,15 +213,7 @@ impl Store for PostgresStore {
     }
 
     async fn create_pending(&self, p: &PendingAuthorization) -> StoreResult<()> {
-        sqlx::query(sql::CREATE_PENDING)
-            .bind(&p.id_hash)
-            .bind(text(&p.client_id))
-            .bind(text(&p.request))
-            .bind(p.created_at)
-            .bind(p.expires_at)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.writes.write(Write::Pending(p.clone())).await
     }
 
     async fn get_pending(
@@ -246,12 +221,8 @@ impl Store for PostgresStore {
         id_hash: &[u8],
         now: i64,
     ) -> StoreResult<Option<PendingAuthorization>> {
-        let row = sqlx::query(sql::GET_PENDING)
-            .bind(id_hash)
-            .bind(now)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(rows::pending).transpose()
+        let id_hash = id_hash.to_vec();
+        self.pendings.run(PendingByHash { id_hash, now }).await
     }
 
     async fn update_pending(&self, id_hash: &[u8], request: &str) -> StoreResult<bool> {
@@ -264,23 +235,14 @@ impl Store for PostgresStore {
     }
 
     async fn delete_pending(&self, id_hash: &[u8]) -> StoreResult<()> {
-        sqlx::query(sql::DELETE_PENDING)
-            .bind(id_hash)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.writes
+            .write(Write::PendingGone(id_hash.to_vec()))
+            .await
     }
 
     async fn get_consent(&self, user_id: i64, client_id: &str) -> StoreResult<Option<String>> {
-        let row = sqlx::query(sql::GET_CONSENT)
-            .bind(user_id)
-            .bind(text(client_id))
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(match row {
-            Some(r) => Some(r.try_get("scope")?),
-            None => None,
-        })
+        let client_id = client_id.to_owned();
+        self.consents.run(ConsentOf { user_id, client_id }).await
     }
 
     async fn save_consent(
