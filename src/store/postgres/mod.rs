@@ -24,6 +24,7 @@ mod group;
 mod lookups;
 mod rate;
 mod rows;
+mod single_use;
 mod store;
 
 pub use client_cache::LISTENER_APPLICATION_NAME;
@@ -45,6 +46,9 @@ pub struct PostgresStore {
     sessions: Arc<lookups::SessionLookups>,
     pendings: Arc<lookups::PendingLookups>,
     consents: Arc<lookups::ConsentLookups>,
+    /// Codes redeemed and proofs consumed, in groups (`single_use.rs`).
+    redemptions: Arc<single_use::Redemptions>,
+    consumptions: Arc<single_use::Consumptions>,
 }
 
 /// A pooled connection idle at least this long is pinged before it is used.
@@ -89,6 +93,8 @@ impl PostgresStore {
             sessions: Arc::new(lookups::SessionLookups::new(pool.clone())),
             pendings: Arc::new(lookups::PendingLookups::new(pool.clone())),
             consents: Arc::new(lookups::ConsentLookups::new(pool.clone())),
+            redemptions: Arc::new(single_use::Redemptions::new(pool.clone())),
+            consumptions: Arc::new(single_use::Consumptions::new(pool.clone())),
             pool,
             options,
             clients: None,

@@ -9,6 +9,7 @@ use super::batch::{SessionClient, Write};
 use super::client_cache::{self, CHANNEL};
 use super::lookups::{AccessTokenByHash, ConsentOf, PendingByHash, SessionByHash, UserById};
 use super::rows;
+use super::single_use::{Consume, Redeem};
 use super::{PostgresStore, opt_text, text};
 use crate::store::sql;
 use crate::store::*;
@@ -160,12 +161,12 @@ impl Store for PostgresStore {
     }
 
     async fn consume_proof(&self, proof_hash: &[u8], expires_at: i64) -> StoreResult<bool> {
-        let done = sqlx::query(sql::CONSUME_PROOF)
-            .bind(proof_hash)
-            .bind(expires_at)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        let proof_hash = proof_hash.to_vec();
+        let consume = Consume {
+            proof_hash,
+            expires_at,
+        };
+        self.consumptions.run(consume).await
     }
 
     async fn create_session(&self, s: &SessionRecord) -> StoreResult<()> {
@@ -306,16 +307,15 @@ impl Store for PostgresStore {
         client_id: &str,
         now: i64,
     ) -> StoreResult<RedeemOutcome> {
-        let client_id = text(client_id);
-        let row = sqlx::query(sql::REDEEM_CODE)
-            .bind(code_hash)
-            .bind(now)
-            .bind(&client_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        if let Some(row) = row {
-            return Ok(RedeemOutcome::Redeemed(rows::code(&row)?));
+        let redeem = Redeem {
+            code_hash: code_hash.to_vec(),
+            client_id: client_id.to_owned(),
+            now,
+        };
+        if let Some(code) = self.redemptions.run(redeem).await? {
+            return Ok(RedeemOutcome::Redeemed(code));
         }
+        let client_id = text(client_id);
         let used = sqlx::query(sql::CODE_ALREADY_USED)
             .bind(code_hash)
             .bind(&client_id)

@@ -553,3 +553,77 @@ async fn lookups_at_once_each_find_their_own_row_on_postgres() {
     eprintln!("400 lookups by {statements} statements");
     assert!((2..400).contains(&statements), "{statements} statements");
 }
+
+/// Codes and proofs used at once, many of them several times and by two nodes: each is taken
+/// by exactly one request; a code by another client than its grant's is not taken; the other
+/// requests hear that it was used.
+async fn single_use_at_once(one: Arc<dyn Store>, two: Arc<dyn Store>) {
+    let now = crate::clock::system_now();
+    let c = client(now);
+    one.create_client(&c).await.unwrap();
+    let mut codes = Vec::new();
+    for i in 0..20 {
+        let g = grant(&c.client_id, i, now);
+        let code = CodeRecord {
+            code_hash: random_bytes::<32>().to_vec(),
+            grant_id: g.id.clone(),
+            redirect_uri: "https://a.example/cb".into(),
+            code_challenge: None,
+            expires_at: now + 60,
+        };
+        one.create_grant_with_code(&g, &code).await.unwrap();
+        codes.push(code);
+    }
+    let proofs: Vec<Vec<u8>> = (0..20).map(|_| random_bytes::<32>().to_vec()).collect();
+    let tasks: Vec<_> = (0..200_usize)
+        .map(|i| {
+            let store = if i % 2 == 0 { one.clone() } else { two.clone() };
+            let (code, proof) = (codes[i % 20].clone(), proofs[i % 20].clone());
+            let client_id = if i % 7 == 0 {
+                "another-client".to_owned()
+            } else {
+                c.client_id.clone()
+            };
+            tokio::spawn(async move {
+                let redeemed = store.redeem_code(&code.code_hash, &client_id, now).await;
+                let consumed = store.consume_proof(&proof, now + 60).await.unwrap();
+                (i % 20, client_id, redeemed.unwrap(), consumed)
+            })
+        })
+        .collect();
+    let (mut redeemed, mut consumed) = (vec![0; 20], vec![0; 20]);
+    for task in tasks {
+        let (n, client_id, outcome, new) = task.await.unwrap();
+        match outcome {
+            RedeemOutcome::Redeemed(code) => {
+                assert_eq!(client_id, c.client_id, "taken only by its grant's client");
+                assert_eq!(code.code_hash, codes[n].code_hash);
+                assert_eq!(code.grant_id, codes[n].grant_id);
+                redeemed[n] += 1;
+            }
+            RedeemOutcome::AlreadyUsed { grant_id } => {
+                assert_eq!(grant_id, codes[n].grant_id);
+                assert_eq!(client_id, c.client_id);
+            }
+            RedeemOutcome::NotFound => assert_ne!(client_id, c.client_id),
+        }
+        consumed[n] += usize::from(new);
+    }
+    assert_eq!(redeemed, vec![1; 20], "each code taken once");
+    assert_eq!(consumed, vec![1; 20], "each proof consumed once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_use_at_once_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite_store(&dir).await;
+    single_use_at_once(store.clone(), store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_use_at_once_on_postgres() {
+    let (Some(one), Some(two)) = (postgres().await, postgres().await) else {
+        return;
+    };
+    single_use_at_once(Arc::new(one), Arc::new(two)).await;
+}
