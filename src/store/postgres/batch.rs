@@ -53,7 +53,8 @@ const RECORD_SESSION_CLIENTS: &str = "INSERT INTO session_clients (session_hash,
 const DELETE_PENDINGS: &str = "DELETE FROM pending_authorizations WHERE id_hash = ANY($1::bytea[])";
 /// A grant lives as long as its longest refresh token (as `sql::EXTEND_GRANT`, for many).
 const EXTEND_GRANTS: &str = "UPDATE grants g SET expires_at = v.e \
-     FROM unnest($1::text[], $2::bigint[]) AS v(id, e) WHERE g.id = v.id AND g.expires_at < v.e";
+     FROM unnest($1::text[], $2::bigint[]) AS v(id, e) \
+     WHERE g.id = ANY($1::text[]) AND g.id = v.id AND g.expires_at < v.e";
 
 /// What one request stores, all or nothing.
 pub(super) enum Write {

@@ -16,12 +16,16 @@ use sqlx::{PgPool, Row};
 use super::group::{Grouper, Job, Pending};
 use super::{rows, text};
 use crate::store::{
-    AccessTokenState, PendingAuthorization, SessionRecord, StoreResult, UserRecord,
+    AccessTokenState, PendingAuthorization, RefreshTokenState, SessionRecord, StoreResult,
+    UserRecord,
 };
 
 const GET_ACCESS_TOKENS: &str = "SELECT a.token_hash, a.grant_id, a.client_id, a.user_id, a.scope, a.created_at, a.expires_at, \
      a.revoked_at AS token_revoked_at, g.id AS live_grant, g.revoked_at \
      FROM access_tokens a LEFT JOIN grants g ON g.id = a.grant_id WHERE a.token_hash = ANY($1::bytea[])";
+const GET_REFRESH_TOKENS: &str = "SELECT r.token_hash, r.created_at AS token_created_at, r.expires_at AS token_expires_at, r.used_at, \
+     g.id, g.client_id, g.user_id, g.scope, g.auth_time, g.amr, g.nonce, g.created_at, g.revoked_at, g.expires_at, g.session_hash \
+     FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id WHERE r.token_hash = ANY($1::bytea[])";
 const GET_USERS: &str = "SELECT telegram_id, first_name, last_name, username, photo_url, language_code, is_premium, phone_number, created_at, updated_at, group_names \
      FROM users WHERE telegram_id = ANY($1::bigint[])";
 const GET_SESSIONS: &str = "SELECT id_hash, user_id, auth_time, amr, created_at, expires_at, device, place, last_used_at \
@@ -29,13 +33,17 @@ const GET_SESSIONS: &str = "SELECT id_hash, user_id, auth_time, amr, created_at,
 const GET_PENDINGS: &str = "SELECT id_hash, client_id, request, created_at, expires_at \
      FROM pending_authorizations WHERE id_hash = ANY($1::bytea[])";
 const GET_CONSENTS: &str = "SELECT c.user_id, c.client_id, c.scope FROM consents c \
-     JOIN unnest($1::bigint[], $2::text[]) AS k(u, id) ON c.user_id = k.u AND c.client_id = k.id";
+     JOIN unnest($1::bigint[], $2::text[]) AS k(u, id) ON c.user_id = k.u AND c.client_id = k.id \
+     WHERE c.user_id = ANY($1::bigint[])";
 
 /// Most lookups one statement makes.
 const MOST_LOOKUPS: usize = 256;
 
 /// An access token, by the hash of the token.
 pub(super) struct AccessTokenByHash(pub(super) Vec<u8>);
+
+/// A refresh token, with its grant, by the hash of the token.
+pub(super) struct RefreshTokenByHash(pub(super) Vec<u8>);
 
 /// A user, by Telegram id.
 pub(super) struct UserById(pub(super) i64);
@@ -59,6 +67,7 @@ pub(super) struct ConsentOf {
 }
 
 pub(super) type AccessTokenLookups = Grouper<AccessTokenByHash>;
+pub(super) type RefreshTokenLookups = Grouper<RefreshTokenByHash>;
 pub(super) type UserLookups = Grouper<UserById>;
 pub(super) type SessionLookups = Grouper<SessionByHash>;
 pub(super) type PendingLookups = Grouper<PendingByHash>;
@@ -83,6 +92,25 @@ impl Job for AccessTokenByHash {
                 Ok((state.record.token_hash.clone(), state))
             },
         )
+        .answer(|_, state| state)
+    }
+}
+
+impl Job for RefreshTokenByHash {
+    type Answer = Option<RefreshTokenState>;
+    const MOST: usize = MOST_LOOKUPS;
+
+    async fn run(pool: PgPool, group: Vec<Pending<Self>>) -> bool {
+        let keys: Vec<&[u8]> = group.iter().map(|p| &p.job.0[..]).collect();
+        let found = sqlx::query(GET_REFRESH_TOKENS)
+            .bind(&keys)
+            .fetch_all(&pool)
+            .await;
+        let key = |p: &Pending<Self>| p.job.0.clone();
+        answer_each(group, found, key, |row| {
+            let state = rows::refresh_token(row)?;
+            Ok((state.record.token_hash.clone(), state))
+        })
         .answer(|_, state| state)
     }
 }

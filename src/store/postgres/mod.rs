@@ -42,6 +42,7 @@ pub struct PostgresStore {
     hits: Arc<rate::HitCounter>,
     /// Access tokens and users, looked up in groups (`lookups.rs`).
     access_tokens: Arc<lookups::AccessTokenLookups>,
+    refresh_tokens: Arc<lookups::RefreshTokenLookups>,
     users: Arc<lookups::UserLookups>,
     sessions: Arc<lookups::SessionLookups>,
     pendings: Arc<lookups::PendingLookups>,
@@ -89,6 +90,7 @@ impl PostgresStore {
             writes: Arc::new(batch::GroupWriter::new(pool.clone())),
             hits: Arc::new(rate::HitCounter::new(pool.clone())),
             access_tokens: Arc::new(lookups::AccessTokenLookups::new(pool.clone())),
+            refresh_tokens: Arc::new(lookups::RefreshTokenLookups::new(pool.clone())),
             users: Arc::new(lookups::UserLookups::new(pool.clone())),
             sessions: Arc::new(lookups::SessionLookups::new(pool.clone())),
             pendings: Arc::new(lookups::PendingLookups::new(pool.clone())),
@@ -162,6 +164,7 @@ impl PostgresStore {
         (
             self.hits.succeeded(),
             self.access_tokens.succeeded()
+                + self.refresh_tokens.succeeded()
                 + self.users.succeeded()
                 + self.sessions.succeeded()
                 + self.pendings.succeeded()

@@ -7,7 +7,9 @@ use sqlx::Row;
 
 use super::batch::{SessionClient, Write};
 use super::client_cache::{self, CHANNEL};
-use super::lookups::{AccessTokenByHash, ConsentOf, PendingByHash, SessionByHash, UserById};
+use super::lookups::{
+    AccessTokenByHash, ConsentOf, PendingByHash, RefreshTokenByHash, SessionByHash, UserById,
+};
 use super::rows;
 use super::single_use::{Consume, Redeem};
 use super::{PostgresStore, opt_text, text};
@@ -370,11 +372,9 @@ impl Store for PostgresStore {
     }
 
     async fn get_refresh_token(&self, token_hash: &[u8]) -> StoreResult<Option<RefreshTokenState>> {
-        let row = sqlx::query(sql::GET_REFRESH_TOKEN)
-            .bind(token_hash)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(rows::refresh_token).transpose()
+        self.refresh_tokens
+            .run(RefreshTokenByHash(token_hash.to_vec()))
+            .await
     }
 
     async fn rotate_refresh_token_issuing(
