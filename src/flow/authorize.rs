@@ -197,15 +197,8 @@ pub async fn issue_code(
         code_challenge: request.code_challenge.clone(),
         expires_at: now + ttl,
     };
-    app.store.create_grant_with_code(&grant, &record).await?;
     app.store
-        .record_session_client(
-            &session.id_hash,
-            &request.client_id,
-            session.user_id,
-            session.expires_at,
-        )
+        .issue_code(&grant, &record, session, &token_hash(req_id))
         .await?;
-    app.store.delete_pending(&token_hash(req_id)).await?;
     Ok(code)
 }

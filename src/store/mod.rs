@@ -218,6 +218,27 @@ pub trait Store:
         code: &CodeRecord,
     ) -> StoreResult<()>;
     async fn create_grant(&self, grant: &GrantRecord) -> StoreResult<()>;
+    /// Ends an authorization in a browser with a code: stores the grant with its code, notes
+    /// its client for the session (`record_session_client`) and deletes the pending
+    /// authorization. A store that can does it as one write (PostgreSQL, all or nothing);
+    /// by default one after the other, in that order.
+    async fn issue_code(
+        &self,
+        grant: &GrantRecord,
+        code: &CodeRecord,
+        session: &SessionRecord,
+        pending_hash: &[u8],
+    ) -> StoreResult<()> {
+        self.create_grant_with_code(grant, code).await?;
+        self.record_session_client(
+            &session.id_hash,
+            &grant.client_id,
+            session.user_id,
+            session.expires_at,
+        )
+        .await?;
+        self.delete_pending(pending_hash).await
+    }
     /// Stores a new grant and the first tokens issued for it, all or nothing: a failure leaves
     /// no grant behind. The tokens must be of `grant`, else nothing is stored.
     async fn create_grant_with_tokens(

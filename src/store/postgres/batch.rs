@@ -72,6 +72,9 @@ pub(super) enum Write {
     SessionClient(SessionClient),
     /// A pending authorization, by the hash of its id, gone.
     PendingGone(Vec<u8>),
+    /// An authorization in a browser ended with a code: the grant with its code, the client
+    /// noted for the session, the pending authorization gone.
+    CodeIssued(GrantRecord, CodeRecord, SessionClient, Vec<u8>),
 }
 
 pub(super) struct SessionClient {
@@ -84,16 +87,17 @@ pub(super) struct SessionClient {
 impl Write {
     fn grant(&self) -> Option<&GrantRecord> {
         match self {
-            Write::Grant(g) | Write::GrantWithCode(g, _) | Write::GrantWithTokens(g, _, _) => {
-                Some(g)
-            }
+            Write::Grant(g)
+            | Write::GrantWithCode(g, _)
+            | Write::GrantWithTokens(g, _, _)
+            | Write::CodeIssued(g, ..) => Some(g),
             _ => None,
         }
     }
 
     fn code(&self) -> Option<&CodeRecord> {
         match self {
-            Write::GrantWithCode(_, c) => Some(c),
+            Write::GrantWithCode(_, c) | Write::CodeIssued(_, c, ..) => Some(c),
             _ => None,
         }
     }
@@ -259,11 +263,12 @@ impl<'a> Rows<'a> {
             match write {
                 Write::Session(s) => rows.sessions.push(s),
                 Write::Pending(p) => rows.pendings.push(p),
-                Write::SessionClient(c) => {
-                    let key = (&c.session_hash[..], text(&c.client_id));
-                    rows.session_clients.insert(key, (c.user_id, c.expires_at));
-                }
+                Write::SessionClient(c) => rows.session_client(c),
                 Write::PendingGone(id_hash) => rows.pendings_gone.push(id_hash),
+                Write::CodeIssued(_, _, c, id_hash) => {
+                    rows.session_client(c);
+                    rows.pendings_gone.push(id_hash);
+                }
                 _ => {}
             }
             rows.grants.extend(write.grant());
@@ -276,6 +281,11 @@ impl<'a> Rows<'a> {
             }
         }
         rows
+    }
+
+    fn session_client(&mut self, c: &'a SessionClient) {
+        let key = (&c.session_hash[..], text(&c.client_id));
+        self.session_clients.insert(key, (c.user_id, c.expires_at));
     }
 
     fn statements(&self) -> usize {

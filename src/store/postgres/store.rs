@@ -275,6 +275,25 @@ impl Store for PostgresStore {
             .await
     }
 
+    async fn issue_code(
+        &self,
+        grant: &GrantRecord,
+        code: &CodeRecord,
+        session: &SessionRecord,
+        pending_hash: &[u8],
+    ) -> StoreResult<()> {
+        let client = SessionClient {
+            session_hash: session.id_hash.clone(),
+            client_id: grant.client_id.clone(),
+            user_id: session.user_id,
+            expires_at: session.expires_at,
+        };
+        let (grant, code, pending) = (grant.clone(), code.clone(), pending_hash.to_vec());
+        self.writes
+            .write(Write::CodeIssued(grant, code, client, pending))
+            .await
+    }
+
     async fn create_grant(&self, grant: &GrantRecord) -> StoreResult<()> {
         self.writes.write(Write::Grant(grant.clone())).await
     }
