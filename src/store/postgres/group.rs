@@ -11,6 +11,7 @@
 //! that cannot be handed over, or whose group is lost, is answered with an error: none is left
 //! waiting.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -159,4 +160,65 @@ async fn task<J: Job>(
             drop(slot);
         });
     }
+}
+
+/// What the later requests of a group that name a key already named hear.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Repeats {
+    /// The first takes what the statement found; the later ones find it used (`Default`: none,
+    /// or `false`), as a second statement of their own would have.
+    FindItUsed,
+    /// Every one hears what the statement found for the key.
+    Share,
+}
+
+/// Runs a group whose requests each name a key, with each key once in the statement (one
+/// statement may not touch a row twice), the first request of a key standing for it; then
+/// answers each request as `repeats` says. If the group fails other than for an outage, each
+/// request runs again alone, so that only the culprit hears of its error.
+pub(super) async fn run_keyed<J, K, F>(
+    pool: &PgPool,
+    group: Vec<Pending<J>>,
+    key: impl Fn(&J) -> K,
+    repeats: Repeats,
+    run: F,
+) -> bool
+where
+    J: Job,
+    J::Answer: Default + Clone,
+    K: Ord + Clone,
+    F: AsyncFn(&PgPool, &BTreeMap<K, &J>) -> StoreResult<BTreeMap<K, J::Answer>>,
+{
+    let mut keyed: BTreeMap<K, &J> = BTreeMap::new();
+    for request in &group {
+        keyed.entry(key(&request.job)).or_insert(&request.job);
+    }
+    let error = match run(pool, &keyed).await {
+        Ok(mut answers) => {
+            for request in group {
+                let answer = answers.get_mut(&key(&request.job)).map(|a| match repeats {
+                    Repeats::FindItUsed => std::mem::take(a),
+                    Repeats::Share => a.clone(),
+                });
+                request.answer(Ok(answer.unwrap_or_default()));
+            }
+            return true;
+        }
+        Err(error) => error,
+    };
+    if group.len() == 1 || matches!(error, StoreError::Unavailable(_)) {
+        for request in group {
+            request.answer(Err(error.clone()));
+        }
+        return false;
+    }
+    for request in group {
+        let k = key(&request.job);
+        let alone = BTreeMap::from([(k.clone(), &request.job)]);
+        let answer = run(pool, &alone)
+            .await
+            .map(|mut a| a.remove(&k).unwrap_or_default());
+        request.answer(answer);
+    }
+    false
 }

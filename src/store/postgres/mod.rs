@@ -26,6 +26,7 @@ mod rate;
 mod rows;
 mod single_use;
 mod store;
+mod updates;
 
 pub use client_cache::LISTENER_APPLICATION_NAME;
 
@@ -50,6 +51,9 @@ pub struct PostgresStore {
     /// Codes redeemed and proofs consumed, in groups (`single_use.rs`).
     redemptions: Arc<single_use::Redemptions>,
     consumptions: Arc<single_use::Consumptions>,
+    /// Users saved and pending authorizations updated, in groups (`updates.rs`).
+    user_saves: Arc<updates::UserSaves>,
+    pending_updates: Arc<updates::PendingUpdates>,
 }
 
 /// A pooled connection idle at least this long is pinged before it is used.
@@ -86,6 +90,8 @@ impl PostgresStore {
             consents: Arc::new(lookups::ConsentLookups::new(group())),
             redemptions: Arc::new(single_use::Redemptions::new(group())),
             consumptions: Arc::new(single_use::Consumptions::new(group())),
+            user_saves: Arc::new(updates::UserSaves::new(group())),
+            pending_updates: Arc::new(updates::PendingUpdates::new(group())),
             pool,
             options,
             clients: None,

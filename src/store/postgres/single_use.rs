@@ -12,9 +12,9 @@ use std::collections::BTreeMap;
 
 use sqlx::{PgPool, Row};
 
-use super::group::{Grouper, Job, Pending};
+use super::group::{Grouper, Job, Pending, Repeats, run_keyed};
 use super::{rows, text};
-use crate::store::{CodeRecord, StoreError, StoreResult};
+use crate::store::{CodeRecord, StoreResult};
 
 /// As `sql::REDEEM_CODE`, for many: a code is taken if its grant is live and the client's. The
 /// codes are found by `= ANY` on their key, so that PostgreSQL reads them and their grants by
@@ -55,7 +55,7 @@ impl Job for Redeem {
 
     async fn run(pool: PgPool, group: Vec<Pending<Self>>) -> bool {
         let key = |r: &Redeem| (r.code_hash.clone(), text(&r.client_id).into_owned());
-        run_or_each_alone(&pool, group, key, redeem).await
+        run_keyed(&pool, group, key, Repeats::FindItUsed, redeem).await
     }
 }
 
@@ -64,7 +64,8 @@ impl Job for Consume {
     const MOST: usize = MOST_USES;
 
     async fn run(pool: PgPool, group: Vec<Pending<Self>>) -> bool {
-        run_or_each_alone(&pool, group, |c| c.proof_hash.clone(), consume).await
+        let key = |c: &Consume| c.proof_hash.clone();
+        run_keyed(&pool, group, key, Repeats::FindItUsed, consume).await
     }
 }
 
@@ -108,52 +109,4 @@ async fn consume(
         answers.insert(hash, true);
     }
     Ok(answers)
-}
-
-/// Runs the group's uses, each key once, and answers each request: the first request of a key
-/// as the statement found it, a later one as used already (`Default`: none, or `false`). If
-/// the group fails other than for an outage, each request runs again alone.
-async fn run_or_each_alone<J, K, F>(
-    pool: &PgPool,
-    group: Vec<Pending<J>>,
-    key: impl Fn(&J) -> K,
-    run: F,
-) -> bool
-where
-    J: Job,
-    J::Answer: Default + Clone,
-    K: Ord + Clone,
-    F: AsyncFn(&PgPool, &BTreeMap<K, &J>) -> StoreResult<BTreeMap<K, J::Answer>>,
-{
-    let mut uses: BTreeMap<K, &J> = BTreeMap::new();
-    for request in &group {
-        uses.entry(key(&request.job)).or_insert(&request.job);
-    }
-    let answers = run(pool, &uses).await;
-    let error = match answers {
-        Ok(mut answers) => {
-            for request in group {
-                // The first request of a key takes its answer; a later one finds it used.
-                let answer = answers.get_mut(&key(&request.job)).map(std::mem::take);
-                request.answer(Ok(answer.unwrap_or_default()));
-            }
-            return true;
-        }
-        Err(error) => error,
-    };
-    if group.len() == 1 || matches!(error, StoreError::Unavailable(_)) {
-        for request in group {
-            request.answer(Err(error.clone()));
-        }
-        return false;
-    }
-    for request in group {
-        let k = key(&request.job);
-        let alone = BTreeMap::from([(k.clone(), &request.job)]);
-        let answer = run(pool, &alone)
-            .await
-            .map(|mut a| a.remove(&k).unwrap_or_default());
-        request.answer(answer);
-    }
-    false
 }

@@ -12,7 +12,8 @@ use super::lookups::{
 };
 use super::rows;
 use super::single_use::{Consume, Redeem};
-use super::{PostgresStore, opt_text, text};
+use super::updates::{SaveUser, UpdatePending};
+use super::{PostgresStore, text};
 use crate::store::sql;
 use crate::store::*;
 
@@ -133,20 +134,7 @@ impl Store for PostgresStore {
     }
 
     async fn upsert_user(&self, u: &UserRecord) -> StoreResult<Option<i64>> {
-        let blocked_at: Option<i64> = sqlx::query_scalar(sql::UPSERT_USER)
-            .bind(u.telegram_id)
-            .bind(text(&u.first_name))
-            .bind(opt_text(&u.last_name))
-            .bind(opt_text(&u.username))
-            .bind(opt_text(&u.photo_url))
-            .bind(opt_text(&u.language_code))
-            .bind(u.is_premium)
-            .bind(opt_text(&u.phone_number))
-            .bind(u.created_at)
-            .bind(u.updated_at)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(blocked_at)
+        self.user_saves.run(SaveUser(u.clone())).await
     }
 
     async fn get_user(&self, telegram_id: i64) -> StoreResult<Option<UserRecord>> {
@@ -229,12 +217,11 @@ impl Store for PostgresStore {
     }
 
     async fn update_pending(&self, id_hash: &[u8], request: &str) -> StoreResult<bool> {
-        let done = sqlx::query(sql::UPDATE_PENDING)
-            .bind(id_hash)
-            .bind(text(request))
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        let update = UpdatePending {
+            id_hash: id_hash.to_vec(),
+            request: request.to_owned(),
+        };
+        self.pending_updates.run(update).await
     }
 
     async fn delete_pending(&self, id_hash: &[u8]) -> StoreResult<()> {

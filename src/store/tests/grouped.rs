@@ -632,3 +632,95 @@ async fn single_use_at_once_on_postgres() {
     };
     single_use_at_once(Arc::new(one), Arc::new(two)).await;
 }
+
+/// Users saved and pending authorizations updated at once, several requests for the same row
+/// in a burst: each request hears what it would have heard alone (when its user was blocked;
+/// whether its pending authorization was there), and every row holds one of the values sent.
+async fn saves_at_once(store: Arc<dyn Store>) {
+    let now = crate::clock::system_now();
+    let base = i64::from(u32::from_le_bytes(random_bytes::<4>())) << 16;
+    let user = |id: i64, name: String| UserRecord {
+        telegram_id: id,
+        first_name: name,
+        last_name: None,
+        username: None,
+        photo_url: None,
+        language_code: None,
+        is_premium: false,
+        phone_number: None,
+        created_at: now,
+        updated_at: now,
+        groups: None,
+    };
+    // Users 0 to 4 exist, and 0 and 1 are blocked.
+    for i in 0..5 {
+        store
+            .upsert_user(&user(base + i, "Before".into()))
+            .await
+            .unwrap();
+    }
+    for i in 0..2 {
+        assert!(store.block_user(base + i, now).await.unwrap());
+    }
+    let c = client(now);
+    store.create_client(&c).await.unwrap();
+    let mut pendings = Vec::new();
+    for _ in 0..5 {
+        let p = PendingAuthorization {
+            id_hash: random_bytes::<32>().to_vec(),
+            client_id: c.client_id.clone(),
+            request: "{}".into(),
+            created_at: now,
+            expires_at: now + 600,
+        };
+        store.create_pending(&p).await.unwrap();
+        pendings.push(p);
+    }
+    let tasks: Vec<_> = (0..100_i64)
+        .map(|i| {
+            let (store, pendings) = (store.clone(), pendings.clone());
+            let saved = user(base + i % 10, format!("Name {i}"));
+            tokio::spawn(async move {
+                let blocked = store.upsert_user(&saved).await.unwrap();
+                assert_eq!(blocked.is_some(), i % 10 < 2, "user {}", i % 10);
+                let n = usize::try_from(i % 8).unwrap();
+                let id_hash = match pendings.get(n) {
+                    Some(p) => p.id_hash.clone(),
+                    None => random_bytes::<32>().to_vec(),
+                };
+                let found = store
+                    .update_pending(&id_hash, &format!("{{\"n\":{i}}}"))
+                    .await
+                    .unwrap();
+                assert_eq!(found, n < 5, "pending {n}");
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    for i in 0..10 {
+        let saved = store.get_user(base + i).await.unwrap().expect("saved");
+        let n: i64 = saved.first_name["Name ".len()..].parse().unwrap();
+        assert_eq!(n % 10, i, "user {i} holds one of its own names");
+    }
+    for (n, p) in pendings.iter().enumerate() {
+        let found = store.get_pending(&p.id_hash, now).await.unwrap().unwrap();
+        let v: serde_json::Value = serde_json::from_str(&found.request).unwrap();
+        assert_eq!(v["n"].as_i64().unwrap() % 8, n as i64);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saves_at_once_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    saves_at_once(sqlite_store(&dir).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saves_at_once_on_postgres() {
+    let Some(store) = postgres().await else {
+        return;
+    };
+    saves_at_once(Arc::new(store)).await;
+}
