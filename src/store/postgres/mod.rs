@@ -1,7 +1,10 @@
 //! PostgreSQL: what a team runs when one node is not enough. On sqlx's pool; every statement
-//! is one round trip, and what must be atomic is one statement or one transaction. The inserts
-//! of grants, codes and tokens are committed in groups by one writer task (`batch.rs`), each
-//! request answered once its group is committed.
+//! is one round trip, and what must be atomic is one statement or one transaction. What every
+//! login and token request asks is asked for all requests waiting at once, as one statement
+//! (`group.rs`): the inserts of grants, codes, tokens, sessions and pending authorizations are
+//! committed in groups by one writer task (`batch.rs`), each request answered once its group
+//! is committed; lookups (`lookups.rs`), rate limit hits (`rate.rs`), single-use codes and
+//! proofs (`single_use.rs`) and the rows a login saves (`updates.rs`) likewise.
 
 use std::borrow::Cow;
 use std::str::FromStr;
