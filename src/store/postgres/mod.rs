@@ -36,6 +36,8 @@ pub use client_cache::LISTENER_APPLICATION_NAME;
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// The grouped statements' connections (see `connect`).
+    grouped: PgPool,
     options: PgConnectOptions,
     /// Clients held in memory (a server's store); `None`: every lookup reads the database.
     clients: Option<Arc<client_cache::ClientCache>>,
@@ -95,6 +97,7 @@ impl PostgresStore {
             consumptions: Arc::new(single_use::Consumptions::new(group())),
             user_saves: Arc::new(updates::UserSaves::new(group())),
             pending_updates: Arc::new(updates::PendingUpdates::new(group())),
+            grouped,
             pool,
             options,
             clients: None,

@@ -25,8 +25,8 @@ impl Store for PostgresStore {
     }
 
     fn pool_stats(&self) -> crate::metrics::PoolStats {
-        let size = u64::from(self.pool.size());
-        let idle = self.pool.num_idle() as u64;
+        let size = u64::from(self.pool.size()) + u64::from(self.grouped.size());
+        let idle = (self.pool.num_idle() + self.grouped.num_idle()) as u64;
         crate::metrics::PoolStats {
             idle,
             used: size.saturating_sub(idle),
