@@ -29,15 +29,26 @@ pub const DELETE_CLIENT_CONSENTS: &str = "DELETE FROM consents WHERE client_id =
 pub const GET_USER: &str = "SELECT telegram_id, first_name, last_name, username, photo_url, language_code, is_premium, phone_number, created_at, updated_at, group_names \
      FROM users WHERE telegram_id = $1";
 pub const SET_USER_GROUPS: &str = "UPDATE users SET group_names = $2 WHERE telegram_id = $1";
-pub const UPSERT_USER: &str = "INSERT INTO users (telegram_id, first_name, last_name, username, photo_url, language_code, is_premium, phone_number, created_at, updated_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-     ON CONFLICT (telegram_id) DO UPDATE SET first_name = excluded.first_name, last_name = excluded.last_name, \
-     username = excluded.username, photo_url = excluded.photo_url, \
-     language_code = COALESCE(excluded.language_code, users.language_code), \
-     is_premium = excluded.is_premium, \
-     phone_number = COALESCE(excluded.phone_number, users.phone_number), \
-     updated_at = excluded.updated_at \
-     RETURNING blocked_at";
+/// What saving a user changes of a user already known: shared by the one-row statement here
+/// and PostgreSQL's many-row one (`postgres/updates.rs`).
+macro_rules! user_saved_over {
+    () => {
+        " ON CONFLICT (telegram_id) DO UPDATE SET first_name = excluded.first_name, last_name = excluded.last_name, \
+         username = excluded.username, photo_url = excluded.photo_url, \
+         language_code = COALESCE(excluded.language_code, users.language_code), \
+         is_premium = excluded.is_premium, \
+         phone_number = COALESCE(excluded.phone_number, users.phone_number), \
+         updated_at = excluded.updated_at"
+    };
+}
+pub(crate) use user_saved_over;
+
+pub const UPSERT_USER: &str = concat!(
+    "INSERT INTO users (telegram_id, first_name, last_name, username, photo_url, language_code, is_premium, phone_number, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    user_saved_over!(),
+    " RETURNING blocked_at"
+);
 pub const CONSUME_PROOF: &str = "INSERT INTO used_proofs (proof_hash, expires_at) VALUES ($1, $2) ON CONFLICT (proof_hash) DO NOTHING";
 
 // Browser sessions and pending authorizations.

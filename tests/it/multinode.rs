@@ -49,6 +49,7 @@ bot_token_file = "{token}"
 [rate_limits]
 login_ip = {{ limit = 6000, window_secs = 60 }}
 token_ip = {{ limit = 6000, window_secs = 60 }}
+admin_ip = {{ limit = 30000, window_secs = 60 }}
 "#,
             keys = keys.display(),
             token = token_file.display(),

@@ -13,15 +13,12 @@ use super::{column, opt_text, text};
 use crate::store::{StoreResult, UserRecord};
 
 /// As `sql::UPSERT_USER`, for many: the users saved, each with when it was blocked.
-const UPSERT_USERS: &str = "INSERT INTO users (telegram_id, first_name, last_name, username, photo_url, language_code, is_premium, phone_number, created_at, updated_at) \
-     SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::boolean[], $8::text[], $9::bigint[], $10::bigint[]) \
-     ON CONFLICT (telegram_id) DO UPDATE SET first_name = excluded.first_name, last_name = excluded.last_name, \
-     username = excluded.username, photo_url = excluded.photo_url, \
-     language_code = COALESCE(excluded.language_code, users.language_code), \
-     is_premium = excluded.is_premium, \
-     phone_number = COALESCE(excluded.phone_number, users.phone_number), \
-     updated_at = excluded.updated_at \
-     RETURNING telegram_id, blocked_at";
+const UPSERT_USERS: &str = concat!(
+    "INSERT INTO users (telegram_id, first_name, last_name, username, photo_url, language_code, is_premium, phone_number, created_at, updated_at) \
+     SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::boolean[], $8::text[], $9::bigint[], $10::bigint[])",
+    crate::store::sql::user_saved_over!(),
+    " RETURNING telegram_id, blocked_at"
+);
 /// As `sql::UPDATE_PENDING`, for many: the ones found.
 const UPDATE_PENDINGS: &str = "UPDATE pending_authorizations p SET request = v.r \
      FROM unnest($1::bytea[], $2::text[]) AS v(h, r) \
